@@ -1,0 +1,86 @@
+# vbctoken — build, test and run.
+#   make local   run the keeper on this machine (file store + built-in VBC sandbox)
+#   make test    every test: unit, race, conformance (moto), end-to-end (Lambda binaries), CDK, cfn-lint, short soak and fuzz
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK_VERSION ?= 2026.2.2
+FUNCTIONS := callback refresher
+DIST := dist
+# Lambda: provided.al2023 on arm64, no RPC shim, reproducible, stripped.
+LAMBDA_GOFLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
+LAMBDA_ENV := CGO_ENABLED=0 GOOS=linux GOARCH=arm64
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+FUZZTIME ?= 3s
+NON_INFRA = $$($(GO) list ./... | grep -v '/infra')
+
+.PHONY: all test test-go test-infra test-fuzz lint build local bench soak fuzz synth invoke-callback invoke-refresher clean \
+	build-CallbackFunction build-RefresherFunction
+
+all: lint test
+
+## test: everything CI runs (.ci/run calls exactly this)
+test: test-go test-infra test-fuzz
+
+test-go:
+	$(GO) vet $(NON_INFRA)
+	$(GO) test -race -count=1 -timeout 8m $(NON_INFRA)
+
+test-infra:
+	$(GO) test -count=1 -timeout 8m ./infra/...
+
+# Each fuzz target runs briefly on top of its committed seed corpus; `make fuzz` runs longer.
+test-fuzz:
+	@set -e; for pkg in $(NON_INFRA); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >/tmp/vbctoken-fuzz.log 2>&1 || { cat /tmp/vbctoken-fuzz.log; exit 1; }; \
+		done; \
+	done
+
+fuzz:
+	$(MAKE) test-fuzz FUZZTIME=60s
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## build: the two Lambda bootstrap binaries (arm64, provided.al2023) and their zips
+build: $(foreach f,$(FUNCTIONS),$(DIST)/$(f).zip)
+
+$(DIST)/%/bootstrap: FORCE
+	@mkdir -p $(@D)
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $@ ./functions/$*
+
+$(DIST)/%.zip: $(DIST)/%/bootstrap
+	@rm -f $@
+	cd $(DIST)/$* && touch -d '2020-01-01 00:00:00' bootstrap && zip -q -X ../$*.zip bootstrap
+
+FORCE:
+
+# SAM `BuildMethod: makefile` targets (sam build calls them with ARTIFACTS_DIR set).
+build-CallbackFunction:
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/callback
+build-RefresherFunction:
+	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/refresher
+
+## local: the keeper on this machine — file store in .vbctoken/, VBC sandbox on the same port
+local:
+	$(GO) run ./cmd/vbctoken serve $(LOCAL_FLAGS)
+
+## synth: the CloudFormation of the CDK stack into cdk.out (offline, no account)
+synth: build
+	cd infra && CDK_OUTDIR=../cdk.out $(GO) run .
+
+## invoke-*: run a built function once through the local Lambda Runtime API (no SAM, no Docker)
+invoke-callback invoke-refresher:
+	$(GO) run ./cmd/lambda-invoke-local -function $(subst invoke-,,$@)
+
+bench:
+	$(GO) run ./cmd/vbcbench
+
+soak:
+	$(GO) test -count=1 -timeout 30m -run TestSoak ./internal/soak -soak.days=365 -soak.report=$(CURDIR)/soak-report.json -v
+
+clean:
+	rm -rf $(DIST) cdk.out .vbctoken test-artifacts

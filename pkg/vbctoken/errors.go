@@ -1,0 +1,91 @@
+package vbctoken
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrReconsentRequired means the refresh chain is gone (no pair stored, the refresh token
+	// expired, or VBC answered invalid_grant to it): an admin must consent in the browser again.
+	ErrReconsentRequired = errors.New("re-consent required")
+	// ErrBadClient means VBC rejected the client credentials (invalid_client).
+	ErrBadClient = errors.New("client credentials rejected")
+	// ErrInvalidGrant means VBC rejected a code, password or refresh token (invalid_grant).
+	ErrInvalidGrant = errors.New("grant rejected")
+	// ErrTransient marks a failure worth retrying later: 5xx, 429, timeouts, HTML error pages,
+	// throttled or unavailable AWS calls.
+	ErrTransient = errors.New("transient failure")
+	// ErrMalformedResponse means the token endpoint answered 200 with a body that is not a
+	// usable token response (bad JSON, no access_token, bad expires_in).
+	ErrMalformedResponse = errors.New("malformed token response")
+	// ErrUpstreamRejected means the token endpoint refused the request for a reason other
+	// than the grant or the client (another 4xx, e.g. invalid_request or unsupported_grant_type,
+	// or a redirect): permanent, retrying the same request will not help.
+	ErrUpstreamRejected = errors.New("token request rejected")
+	// ErrConflict means a compare-and-swap write lost: the stored version is not the one read.
+	ErrConflict = errors.New("stored version changed")
+	// ErrNotFound means a secret or file does not exist or holds no value yet.
+	ErrNotFound = errors.New("not found")
+	// ErrNoCredentials means the client credentials secret is missing or incomplete.
+	ErrNoCredentials = errors.New("client credentials not configured")
+	// ErrMalformedSecret means a stored value is not valid JSON of the expected shape.
+	ErrMalformedSecret = errors.New("malformed stored value")
+	// ErrNewerSchema means a stored value has a schema version this build does not know;
+	// it is refused, never overwritten.
+	ErrNewerSchema = errors.New("stored value has a newer schema version")
+	// ErrBadInput means a caller passed an unusable argument (empty code, bad username).
+	ErrBadInput = errors.New("bad input")
+)
+
+// UpstreamError describes a failed call to the VBC token endpoint without any secret in it.
+// It matches ErrTransient, ErrBadClient, ErrInvalidGrant, ErrMalformedResponse or
+// ErrUpstreamRejected through Is, as its Kind says.
+type UpstreamError struct {
+	Op         string // "exchange", "refresh", "password"
+	StatusCode int    // HTTP status, 0 when no response arrived
+	Code       string // OAuth error code (invalid_grant, …) when the body carried one
+	Kind       error  // one of the sentinels above
+	Attempts   int    // how many requests were made
+	Err        error  // the underlying cause; never holds a secret
+}
+
+func (e *UpstreamError) Error() string {
+	msg := fmt.Sprintf("vbc %s: %v", e.Op, e.Kind)
+	if e.StatusCode != 0 {
+		msg += fmt.Sprintf(" (HTTP %d", e.StatusCode)
+		if e.Code != "" {
+			msg += " " + e.Code
+		}
+		msg += ")"
+	} else if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	if e.Attempts > 1 {
+		msg += fmt.Sprintf(" after %d attempts", e.Attempts)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap exposes the cause.
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Is matches the error's Kind.
+func (e *UpstreamError) Is(target error) bool { return target == e.Kind }
+
+// SchemaError reports a stored value written by a newer vbctoken. It matches ErrNewerSchema.
+type SchemaError struct {
+	What    string // "pair" or "access token"
+	Version int
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("%s has schema version %d; this build knows %d: upgrade vbctoken, nothing was overwritten", e.What, e.Version, SchemaVersion)
+}
+
+// Is matches ErrNewerSchema.
+func (e *SchemaError) Is(target error) bool { return target == ErrNewerSchema }

@@ -1,0 +1,90 @@
+package vbctoken
+
+import (
+	"fmt"
+	"time"
+)
+
+// Default policy values (DESIGN.md: VBC_REFRESH_MARGIN, VBC_REFRESH_MAX_AGE).
+const (
+	DefaultRefreshMargin = 2 * time.Hour
+	DefaultRefreshMaxAge = 24 * time.Hour
+)
+
+// Policy decides when the keeper refreshes.
+type Policy struct {
+	// Margin: refresh when the access token has less than this left.
+	Margin time.Duration
+	// MaxAge: refresh when the pair is older than this, which keeps the 7-day refresh window
+	// far away even if access tokens were long-lived.
+	MaxAge time.Duration
+}
+
+// DefaultPolicy is the policy of DESIGN.md.
+func DefaultPolicy() Policy {
+	return Policy{Margin: DefaultRefreshMargin, MaxAge: DefaultRefreshMaxAge}
+}
+
+// Validate rejects settings that would refresh never or on every run.
+func (p Policy) Validate() error {
+	if p.Margin < 0 || p.Margin >= 24*time.Hour {
+		return fmt.Errorf("%w: refresh margin %s must be in [0, 24h)", ErrBadInput, p.Margin)
+	}
+	if p.MaxAge <= 0 || p.MaxAge >= RefreshTokenLifetime {
+		return fmt.Errorf("%w: refresh max age %s must be in (0, 168h)", ErrBadInput, p.MaxAge)
+	}
+	return nil
+}
+
+// Reason says why a decision was taken.
+type Reason string
+
+// The reasons Decide gives.
+const (
+	ReasonNotConnected   Reason = "not_connected"    // nothing stored: consent needed
+	ReasonRefreshExpired Reason = "refresh_expired"  // the 7-day window has passed: consent needed
+	ReasonAccessExpiring Reason = "access_expiring"  // access token inside the margin
+	ReasonMaxAge         Reason = "max_age"          // pair older than MaxAge
+	ReasonRefreshWindow  Reason = "refresh_expiring" // refresh token inside the margin of its end
+	ReasonForced         Reason = "forced"           // the operator asked
+	ReasonFresh          Reason = "fresh"            // nothing to do
+)
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Refresh   bool   // call the token endpoint now
+	Reconsent bool   // the chain is gone: only an admin consent helps
+	Reason    Reason // why
+}
+
+// Decide says what to do with pair at now. It is pure: same inputs, same answer.
+func (p Policy) Decide(pair *Pair, now time.Time, force bool) Decision {
+	switch {
+	case pair == nil || pair.RefreshToken.IsZero():
+		return Decision{Reconsent: true, Reason: ReasonNotConnected}
+	case !now.Before(pair.RefreshExpiresAt):
+		return Decision{Reconsent: true, Reason: ReasonRefreshExpired}
+	case force:
+		return Decision{Refresh: true, Reason: ReasonForced}
+	case pair.ExpiresAt.Sub(now) < p.Margin:
+		return Decision{Refresh: true, Reason: ReasonAccessExpiring}
+	case now.Sub(pair.ObtainedAt) >= p.MaxAge:
+		return Decision{Refresh: true, Reason: ReasonMaxAge}
+	case pair.RefreshExpiresAt.Sub(now) < p.Margin:
+		return Decision{Refresh: true, Reason: ReasonRefreshWindow}
+	}
+	return Decision{Reason: ReasonFresh}
+}
+
+// NextRefresh is the earliest time a rule of the policy fires for pair; a scheduled
+// refresher acts on its first run at or after it.
+func (p Policy) NextRefresh(pair *Pair) time.Time {
+	next := pair.ExpiresAt.Add(-p.Margin)
+	if t := pair.ObtainedAt.Add(p.MaxAge); t.Before(next) {
+		next = t
+	}
+	if t := pair.RefreshExpiresAt.Add(-p.Margin); t.Before(next) {
+		next = t
+	}
+	return next
+}

@@ -1,0 +1,82 @@
+package vbctoken
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// Credentials are the VBC application's consumer key and secret, stored once by an admin in
+// the credentials secret as {"client_id","client_secret"}.
+type Credentials struct {
+	ClientID     string
+	ClientSecret Secret
+}
+
+// String shows the client id only.
+func (c Credentials) String() string {
+	return fmt.Sprintf("vbctoken.Credentials{client_id=%s}", c.ClientID)
+}
+
+// GoString is String.
+func (c Credentials) GoString() string { return c.String() }
+
+// LogValue logs the client id only.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("client_id", c.ClientID))
+}
+
+type credentialsWire struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+}
+
+// EncodeCredentials returns the stored JSON of the credentials secret.
+func EncodeCredentials(c Credentials) ([]byte, error) {
+	return json.Marshal(credentialsWire{ClientID: c.ClientID, ClientSecret: c.ClientSecret.Reveal()})
+}
+
+// DecodeCredentials parses the credentials secret; a placeholder without both fields is
+// ErrNoCredentials.
+func DecodeCredentials(data []byte) (Credentials, error) {
+	var w credentialsWire
+	if err := strictUnmarshal(data, &w); err != nil {
+		return Credentials{}, fmt.Errorf("decode credentials: %w: %s", ErrMalformedSecret, err)
+	}
+	c := Credentials{ClientID: strings.TrimSpace(w.ClientID), ClientSecret: Secret(strings.TrimSpace(w.ClientSecret))}
+	if c.ClientID == "" || c.ClientSecret.IsZero() {
+		return Credentials{}, fmt.Errorf("decode credentials: %w: client_id and client_secret are both required", ErrNoCredentials)
+	}
+	return c, nil
+}
+
+// Versioned is a pair as read from a store, with the version a compare-and-swap write must
+// name. Pair is an empty, not-connected pair when nothing was stored yet; Version is "" when
+// the store holds no version at all.
+type Versioned struct {
+	Pair    *Pair
+	Version string
+}
+
+// Store keeps the three secrets of the design: credentials, the pair (source of truth,
+// written with compare-and-swap) and the app-facing access token derived from it.
+//
+// Implementations: SecretsManagerStore (AWS) and FileStore (local runs). Both pass the
+// conformance suite in storetest.
+type Store interface {
+	// LoadCredentials returns the client credentials, ErrNoCredentials when unset.
+	LoadCredentials(ctx context.Context) (Credentials, error)
+	// LoadPair returns the current pair and its version.
+	LoadPair(ctx context.Context) (Versioned, error)
+	// CommitPair stores p as the current pair if the current version is still prev
+	// ("" when nothing was stored), and returns the new version. It returns an error
+	// matching ErrConflict when another writer moved the pair; retrying the same call
+	// after a transient failure is safe (idempotent).
+	CommitPair(ctx context.Context, p *Pair, prev string) (string, error)
+	// PutAccess writes the app-facing access secret.
+	PutAccess(ctx context.Context, a AccessToken) error
+	// LoadAccess reads the app-facing access secret (what apps do).
+	LoadAccess(ctx context.Context) (AccessToken, error)
+}

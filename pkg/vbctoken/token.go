@@ -1,0 +1,363 @@
+package vbctoken
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// SchemaVersion is the version of the stored JSON this build writes and reads.
+const SchemaVersion = 1
+
+// RefreshTokenLifetime is how long VBC keeps an unused refresh token alive.
+const RefreshTokenLifetime = 7 * 24 * time.Hour
+
+// Grant names how a pair was obtained.
+type Grant string
+
+// The grants VBC supports.
+const (
+	GrantAuthorizationCode Grant = "authorization_code"
+	GrantRefreshToken      Grant = "refresh_token"
+	GrantPassword          Grant = "password"
+)
+
+// Pair is the token pair the keeper owns: the source of truth, stored in the pair secret.
+// Only the keeper (callback, refresher, admin CLI) ever holds it; apps get an AccessToken.
+//
+// A zero Pair (no refresh token) means "not connected": the pair secret exists but no admin
+// has consented yet, or the chain was lost.
+type Pair struct {
+	AccessToken      Secret
+	RefreshToken     Secret
+	TokenType        string
+	Scope            string
+	IDToken          Secret
+	ExpiresAt        time.Time // access token expiry, from expires_in at receipt
+	RefreshExpiresAt time.Time // ObtainedAt + RefreshTokenLifetime
+	ObtainedAt       time.Time
+	Grant            Grant
+
+	// ConsentNonces remembers the consent links already used, until they expire, so that a
+	// replayed link is refused. Stored as "consent_nonces".
+	ConsentNonces []UsedNonce
+
+	// extra keeps fields written by other versions, so a rewrite preserves them.
+	extra map[string]json.RawMessage
+}
+
+// UsedNonce is a consent link nonce that has been spent, kept until the link expires.
+type UsedNonce struct {
+	Nonce     string    `json:"nonce"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Connected reports whether the pair holds a refresh token that has not expired at now.
+func (p *Pair) Connected(now time.Time) bool {
+	return p != nil && !p.RefreshToken.IsZero() && now.Before(p.RefreshExpiresAt)
+}
+
+// Access derives the app-facing access token.
+func (p *Pair) Access() AccessToken {
+	return AccessToken{AccessToken: p.AccessToken, TokenType: p.TokenType, ExpiresAt: p.ExpiresAt}
+}
+
+// Clone returns a deep copy.
+func (p *Pair) Clone() *Pair {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.ConsentNonces = append([]UsedNonce(nil), p.ConsentNonces...)
+	if p.extra != nil {
+		c.extra = make(map[string]json.RawMessage, len(p.extra))
+		for k, v := range p.extra {
+			c.extra[k] = v
+		}
+	}
+	return &c
+}
+
+// WithTokens returns a copy of p carrying the tokens of fresh, keeping p's bookkeeping
+// (consent nonces, unknown fields). It is how a new pair is rebased onto the stored one.
+func (p *Pair) WithTokens(fresh *Pair) *Pair {
+	out := p.Clone()
+	if out == nil {
+		out = &Pair{}
+	}
+	out.AccessToken = fresh.AccessToken
+	out.RefreshToken = fresh.RefreshToken
+	out.TokenType = fresh.TokenType
+	out.Scope = fresh.Scope
+	out.IDToken = fresh.IDToken
+	out.ExpiresAt = fresh.ExpiresAt
+	out.RefreshExpiresAt = fresh.RefreshExpiresAt
+	out.ObtainedAt = fresh.ObtainedAt
+	out.Grant = fresh.Grant
+	return out
+}
+
+// SameTokens reports whether p and q hold the same refresh and access tokens.
+func (p *Pair) SameTokens(q *Pair) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return p.RefreshToken == q.RefreshToken && p.AccessToken == q.AccessToken
+}
+
+// String describes the pair without any token.
+func (p *Pair) String() string {
+	if p == nil || p.RefreshToken.IsZero() {
+		return "vbctoken.Pair{not connected}"
+	}
+	return fmt.Sprintf("vbctoken.Pair{grant=%s access_expires=%s refresh_expires=%s obtained=%s}",
+		p.Grant, p.ExpiresAt.UTC().Format(time.RFC3339), p.RefreshExpiresAt.UTC().Format(time.RFC3339),
+		p.ObtainedAt.UTC().Format(time.RFC3339))
+}
+
+// GoString is String, so %#v cannot print a token either.
+func (p *Pair) GoString() string { return p.String() }
+
+// LogValue logs the pair's times and grant, never a token.
+func (p *Pair) LogValue() slog.Value {
+	if p == nil || p.RefreshToken.IsZero() {
+		return slog.GroupValue(slog.Bool("connected", false))
+	}
+	return slog.GroupValue(
+		slog.String("grant", string(p.Grant)),
+		slog.Time("access_expires_at", p.ExpiresAt),
+		slog.Time("refresh_expires_at", p.RefreshExpiresAt),
+		slog.Time("obtained_at", p.ObtainedAt),
+	)
+}
+
+// MarshalJSON redacts like String: the stored form comes only from EncodePair.
+func (p *Pair) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
+
+// pairWire is the stored JSON of a pair (schema version 1). Unknown fields live in Pair.extra.
+type pairWire struct {
+	Version          int         `json:"version"`
+	AccessToken      string      `json:"access_token,omitempty"`
+	RefreshToken     string      `json:"refresh_token,omitempty"`
+	TokenType        string      `json:"token_type,omitempty"`
+	Scope            string      `json:"scope,omitempty"`
+	IDToken          string      `json:"id_token,omitempty"`
+	ExpiresAt        *time.Time  `json:"expires_at,omitempty"`
+	RefreshExpiresAt *time.Time  `json:"refresh_expires_at,omitempty"`
+	ObtainedAt       *time.Time  `json:"obtained_at,omitempty"`
+	Grant            Grant       `json:"grant,omitempty"`
+	ConsentNonces    []UsedNonce `json:"consent_nonces,omitempty"`
+}
+
+// knownPairFields lists pairWire's JSON names, so everything else is kept as extra.
+var knownPairFields = map[string]bool{
+	"version": true, "access_token": true, "refresh_token": true, "token_type": true,
+	"scope": true, "id_token": true, "expires_at": true, "refresh_expires_at": true,
+	"obtained_at": true, "grant": true, "consent_nonces": true,
+}
+
+func utcPtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Second)
+	return &u
+}
+
+func timeOf(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// EncodePair returns the stored JSON of p (schema version 1), unknown fields included.
+// Only stores call it: its output holds every token in clear.
+func EncodePair(p *Pair) ([]byte, error) {
+	if p == nil {
+		p = &Pair{}
+	}
+	w := pairWire{
+		Version:          SchemaVersion,
+		AccessToken:      p.AccessToken.Reveal(),
+		RefreshToken:     p.RefreshToken.Reveal(),
+		TokenType:        p.TokenType,
+		Scope:            p.Scope,
+		IDToken:          p.IDToken.Reveal(),
+		ExpiresAt:        utcPtr(p.ExpiresAt),
+		RefreshExpiresAt: utcPtr(p.RefreshExpiresAt),
+		ObtainedAt:       utcPtr(p.ObtainedAt),
+		Grant:            p.Grant,
+		ConsentNonces:    p.ConsentNonces,
+	}
+	known, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("encode pair: %w", err)
+	}
+	if len(p.extra) == 0 {
+		return known, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(known, &fields); err != nil {
+		return nil, fmt.Errorf("encode pair: %w", err)
+	}
+	for k, v := range p.extra {
+		if !knownPairFields[k] {
+			fields[k] = v
+		}
+	}
+	return json.Marshal(fields) // map keys are sorted: the encoding is deterministic
+}
+
+// DecodePair parses the stored JSON of a pair. It refuses a newer schema version with a
+// *SchemaError and anything that is not a JSON object of the right shape with
+// ErrMalformedSecret; errors never quote the input.
+func DecodePair(data []byte) (*Pair, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("decode pair: %w: not a JSON object", ErrMalformedSecret)
+	}
+	version, err := decodeVersion(fields, "pair")
+	if err != nil {
+		return nil, err
+	}
+	var w pairWire
+	if err := strictUnmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("decode pair: %w: %s", ErrMalformedSecret, err)
+	}
+	w.Version = version
+	p := &Pair{
+		AccessToken:      Secret(w.AccessToken),
+		RefreshToken:     Secret(w.RefreshToken),
+		TokenType:        w.TokenType,
+		Scope:            w.Scope,
+		IDToken:          Secret(w.IDToken),
+		ExpiresAt:        timeOf(w.ExpiresAt),
+		RefreshExpiresAt: timeOf(w.RefreshExpiresAt),
+		ObtainedAt:       timeOf(w.ObtainedAt),
+		Grant:            w.Grant,
+		ConsentNonces:    w.ConsentNonces,
+	}
+	if !p.RefreshToken.IsZero() && p.RefreshExpiresAt.IsZero() {
+		return nil, fmt.Errorf("decode pair: %w: refresh_token without refresh_expires_at", ErrMalformedSecret)
+	}
+	for k, v := range fields {
+		if !knownPairFields[k] {
+			if p.extra == nil {
+				p.extra = map[string]json.RawMessage{}
+			}
+			p.extra[k] = v
+		}
+	}
+	return p, nil
+}
+
+// decodeVersion reads "version": absent means 1 (a hand-written placeholder such as {}),
+// a newer one is a *SchemaError.
+func decodeVersion(fields map[string]json.RawMessage, what string) (int, error) {
+	raw, ok := fields["version"]
+	if !ok {
+		return SchemaVersion, nil
+	}
+	var v int
+	if err := json.Unmarshal(raw, &v); err != nil || v < 1 {
+		return 0, fmt.Errorf("decode %s: %w: version is not a positive integer", what, ErrMalformedSecret)
+	}
+	if v > SchemaVersion {
+		return 0, &SchemaError{What: what, Version: v}
+	}
+	return v, nil
+}
+
+// strictUnmarshal decodes into v and reports type mismatches without echoing values.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if ok := asTypeError(err, &te); ok {
+			return fmt.Errorf("field %q has the wrong type", te.Field)
+		}
+		return fmt.Errorf("invalid JSON or time value")
+	}
+	return nil
+}
+
+func asTypeError(err error, target **json.UnmarshalTypeError) bool {
+	te, ok := err.(*json.UnmarshalTypeError)
+	if ok {
+		*target = te
+	}
+	return ok
+}
+
+// AccessToken is what apps read from the access secret: a bearer token and its expiry.
+// Apps never see the refresh token.
+type AccessToken struct {
+	AccessToken Secret
+	TokenType   string
+	ExpiresAt   time.Time
+}
+
+// Valid reports whether the token is present and not expired at now.
+func (a AccessToken) Valid(now time.Time) bool {
+	return !a.AccessToken.IsZero() && now.Before(a.ExpiresAt)
+}
+
+// String describes the token without its value.
+func (a AccessToken) String() string {
+	if a.AccessToken.IsZero() {
+		return "vbctoken.AccessToken{none}"
+	}
+	return fmt.Sprintf("vbctoken.AccessToken{type=%s expires=%s}", a.TokenType, a.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// GoString is String.
+func (a AccessToken) GoString() string { return a.String() }
+
+// LogValue logs the expiry only.
+func (a AccessToken) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("token_type", a.TokenType), slog.Time("expires_at", a.ExpiresAt))
+}
+
+// MarshalJSON redacts like String: the stored form comes only from EncodeAccess.
+func (a AccessToken) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
+
+type accessWire struct {
+	Version     int        `json:"version"`
+	AccessToken string     `json:"access_token,omitempty"`
+	TokenType   string     `json:"token_type,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+// EncodeAccess returns the stored JSON of the app-facing access secret.
+func EncodeAccess(a AccessToken) ([]byte, error) {
+	return json.Marshal(accessWire{
+		Version:     SchemaVersion,
+		AccessToken: a.AccessToken.Reveal(),
+		TokenType:   a.TokenType,
+		ExpiresAt:   utcPtr(a.ExpiresAt),
+	})
+}
+
+// DecodeAccess parses the access secret. A placeholder such as {"version":1} decodes to a
+// zero AccessToken (not connected yet).
+func DecodeAccess(data []byte) (AccessToken, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return AccessToken{}, fmt.Errorf("decode access token: %w: not a JSON object", ErrMalformedSecret)
+	}
+	if _, err := decodeVersion(fields, "access token"); err != nil {
+		return AccessToken{}, err
+	}
+	var w accessWire
+	if err := strictUnmarshal(data, &w); err != nil {
+		return AccessToken{}, fmt.Errorf("decode access token: %w: %s", ErrMalformedSecret, err)
+	}
+	a := AccessToken{AccessToken: Secret(w.AccessToken), TokenType: w.TokenType, ExpiresAt: timeOf(w.ExpiresAt)}
+	if !a.AccessToken.IsZero() && a.ExpiresAt.IsZero() {
+		return AccessToken{}, fmt.Errorf("decode access token: %w: access_token without expires_at", ErrMalformedSecret)
+	}
+	return a, nil
+}

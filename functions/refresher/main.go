@@ -1,0 +1,55 @@
+// Command refresher is the Lambda on the EventBridge schedule: it refreshes the VBC token
+// pair when the policy says so (well inside the 7-day window) and stores the new pair.
+// Build it with -tags lambda.norpc for provided.al2023.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/vbctoken/vbctoken/internal/config"
+	"github.com/vbctoken/vbctoken/internal/lambdalog"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+func main() {
+	log := lambdalog.New(os.Stdout, os.Getenv)
+	h, err := newHandler(context.Background(), os.Getenv, log)
+	if err != nil {
+		log.Error("refresher: cannot start", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
+
+// newHandler reads the environment once and builds the SDK client and keeper once per
+// execution environment.
+func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
+	settings, err := config.FromEnv(getenv, config.Need{Secrets: true})
+	if err != nil {
+		return nil, err
+	}
+	store, err := config.OpenStore(ctx, settings, "")
+	if err != nil {
+		return nil, err
+	}
+	return buildHandler(store, settings, log, getenv)
+}
+
+// buildHandler wires a handler over any store (tests pass a fake).
+func buildHandler(store vbctoken.Store, settings config.Settings, log *slog.Logger, getenv func(string) string) (*handler, error) {
+	keeper, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
+		Store:  store,
+		Client: settings.ClientConfig(),
+		Policy: settings.Policy,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &handler{keeper: keeper, metrics: os.Stdout, now: time.Now, getenv: getenv}, nil
+}

@@ -1,0 +1,169 @@
+// Package config reads vbctoken's settings from the environment (DESIGN.md
+// "Configuration"): names and URLs only, never secret values. Every problem is reported at
+// once, so an operator fixes a deployment in one round.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// Environment variable names (DESIGN.md).
+const (
+	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
+	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
+	EnvAccessSecretID      = "VBC_ACCESS_SECRET_ID"
+	EnvAuthorizeURL        = "VBC_AUTHORIZE_URL"
+	EnvTokenURL            = "VBC_TOKEN_URL"
+	EnvRedirectURL         = "VBC_REDIRECT_URL"
+	EnvScope               = "VBC_SCOPE"
+	EnvPKCE                = "VBC_PKCE"
+	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
+	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+)
+
+// Defaults (DESIGN.md).
+const (
+	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
+	DefaultTokenURL     = "https://api.vonage.com/token"
+	DefaultScope        = "openid"
+)
+
+// Settings is the parsed configuration.
+type Settings struct {
+	// Secret ids or ARNs; all empty means "use the local file store".
+	CredentialsSecretID, TokenSecretID, AccessSecretID string
+
+	AuthorizeURL, TokenURL, RedirectURL, Scope string
+	PKCE                                       bool
+	Policy                                     vbctoken.Policy
+}
+
+// Need says which optional settings a program requires.
+type Need struct {
+	Secrets     bool // the three *_SECRET_ID variables (the Lambdas)
+	RedirectURL bool // VBC_REDIRECT_URL (callback, consent-url)
+}
+
+// UsesSecretsManager reports whether the secret ids are set (else the file store is used).
+func (s Settings) UsesSecretsManager() bool {
+	return s.CredentialsSecretID != "" || s.TokenSecretID != "" || s.AccessSecretID != ""
+}
+
+// ClientConfig returns the OAuth client settings.
+func (s Settings) ClientConfig() vbctoken.ClientConfig {
+	return vbctoken.ClientConfig{
+		Endpoints:   vbctoken.Endpoints{AuthorizeURL: s.AuthorizeURL, TokenURL: s.TokenURL},
+		RedirectURL: s.RedirectURL,
+		Scope:       s.Scope,
+		PKCE:        s.PKCE,
+	}
+}
+
+// Error lists every problem found in the environment.
+type Error struct{ Problems []string }
+
+func (e *Error) Error() string {
+	return "configuration: " + strings.Join(e.Problems, "; ")
+}
+
+// Is matches vbctoken.ErrBadInput.
+func (e *Error) Is(target error) bool { return target == vbctoken.ErrBadInput }
+
+// FromEnv parses the settings with getenv (os.Getenv in main, a map in tests).
+func FromEnv(getenv func(string) string, need Need) (Settings, error) {
+	var problems []string
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	s := Settings{
+		CredentialsSecretID: get(EnvCredentialsSecretID, ""),
+		TokenSecretID:       get(EnvTokenSecretID, ""),
+		AccessSecretID:      get(EnvAccessSecretID, ""),
+		AuthorizeURL:        get(EnvAuthorizeURL, DefaultAuthorizeURL),
+		TokenURL:            get(EnvTokenURL, DefaultTokenURL),
+		RedirectURL:         get(EnvRedirectURL, ""),
+		Scope:               get(EnvScope, DefaultScope),
+		Policy:              vbctoken.DefaultPolicy(),
+	}
+	ids := map[string]string{EnvCredentialsSecretID: s.CredentialsSecretID, EnvTokenSecretID: s.TokenSecretID, EnvAccessSecretID: s.AccessSecretID}
+	if need.Secrets || s.UsesSecretsManager() {
+		for _, name := range []string{EnvCredentialsSecretID, EnvTokenSecretID, EnvAccessSecretID} {
+			if ids[name] == "" {
+				problems = append(problems, name+" is not set")
+			}
+		}
+	}
+	for _, u := range []struct{ name, value string }{{EnvAuthorizeURL, s.AuthorizeURL}, {EnvTokenURL, s.TokenURL}} {
+		if err := checkURL(u.value); err != nil {
+			problems = append(problems, fmt.Sprintf("%s %v", u.name, err))
+		}
+	}
+	if s.RedirectURL == "" {
+		if need.RedirectURL {
+			problems = append(problems, EnvRedirectURL+" is not set (the callback URL registered in the VBC developer portal)")
+		}
+	} else if err := checkURL(s.RedirectURL); err != nil {
+		problems = append(problems, fmt.Sprintf("%s %v", EnvRedirectURL, err))
+	}
+	if v := get(EnvPKCE, "false"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, EnvPKCE+" must be true or false")
+		}
+		s.PKCE = b
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{EnvRefreshMargin, &s.Policy.Margin}, {EnvRefreshMaxAge, &s.Policy.MaxAge}} {
+		if v := get(d.name, ""); v != "" {
+			parsed, err := time.ParseDuration(v)
+			if err != nil {
+				problems = append(problems, d.name+" must be a Go duration such as 2h or 90m")
+				continue
+			}
+			*d.dst = parsed
+		}
+	}
+	if err := s.Policy.Validate(); err != nil {
+		problems = append(problems, strings.TrimPrefix(err.Error(), vbctoken.ErrBadInput.Error()+": "))
+	}
+	if len(problems) > 0 {
+		return s, &Error{Problems: problems}
+	}
+	return s, nil
+}
+
+// checkURL accepts https URLs, and http only for loopback hosts (local runs and tests):
+// client secrets and tokens never travel in clear over a network.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("is not an absolute URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if host == "localhost" {
+			return nil
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return errors.New("must use https (plain http is allowed only for localhost)")
+	}
+	return errors.New("must be an https URL")
+}

@@ -1,0 +1,396 @@
+// Package motoserver starts moto's Secrets Manager emulator for tests.
+//
+// moto (pip install 'moto[server]') speaks the real AWS JSON protocol, including
+// ClientRequestToken idempotency, staging labels and UpdateSecretVersionStage's
+// compare-and-swap, so the store code is tested against the same calls it makes in AWS.
+//
+// One server is shared by every test of a test binary; tests isolate themselves with fresh
+// secret names (UniqueName, CreateStoreSecrets) rather than restarting or resetting it.
+// Call Stop from TestMain after m.Run to end it promptly; on Linux it also dies with the
+// test binary.
+package motoserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// RequireEnv names the variable that turns a missing moto_server into a test failure
+// instead of a skip (CI sets it, so CI can never pass by skipping).
+const RequireEnv = "VBC_REQUIRE_INTEGRATION"
+
+// InstallHint tells a developer how to get moto_server.
+const InstallHint = "install: pip install 'moto[server]' cfn-lint"
+
+// Region is the region of the test configuration.
+const Region = "us-east-1"
+
+// startTimeout bounds how long moto_server may take to answer (≈ 1.5 s is usual).
+const startTimeout = 30 * time.Second
+
+// Server is a running moto_server.
+type Server struct {
+	// URL is the server's base URL, e.g. http://127.0.0.1:43121; use it as the
+	// Secrets Manager endpoint (AWS_ENDPOINT_URL_SECRETS_MANAGER or aws.Config.BaseEndpoint).
+	URL string
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *tailBuffer
+
+	clientOnce sync.Once
+	client     *secretsmanager.Client
+}
+
+var (
+	shared     *Server
+	sharedErr  error
+	sharedOnce sync.Once
+	sharedMu   sync.Mutex
+	names      atomic.Int64
+)
+
+// errNotInstalled marks a machine without moto_server.
+var errNotInstalled = errors.New("moto_server not found")
+
+// Start returns the test binary's shared moto_server, starting it on first use. Without
+// moto_server on PATH the test is skipped with an install hint, or fails when
+// VBC_REQUIRE_INTEGRATION=1.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	sharedOnce.Do(func() {
+		sharedMu.Lock()
+		defer sharedMu.Unlock()
+		shared, sharedErr = launch()
+	})
+	if sharedErr != nil {
+		if errors.Is(sharedErr, errNotInstalled) && os.Getenv(RequireEnv) != "1" {
+			t.Skipf("moto_server not found; %s", InstallHint)
+		}
+		t.Fatalf("moto_server: %v (%s)", sharedErr, InstallHint)
+	}
+	return shared
+}
+
+// Stop ends the shared server if one was started. Call it from TestMain after m.Run.
+func Stop() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		shared.kill()
+	}
+}
+
+// Main runs the tests and stops the shared server afterwards; use it as
+// `func TestMain(m *testing.M) { os.Exit(motoserver.Main(m)) }`.
+func Main(m *testing.M) int {
+	code := m.Run()
+	Stop()
+	return code
+}
+
+func launch() (*Server, error) {
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		return nil, fmt.Errorf("%w on PATH", errNotInstalled)
+	}
+	var lastErr error
+	for range 3 { // a freshly freed port can be taken by someone else: try again
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s, err := launchOn(bin, port)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func launchOn(bin string, port int) (*Server, error) {
+	s := &Server{
+		URL:    "http://127.0.0.1:" + strconv.Itoa(port),
+		exited: make(chan struct{}),
+		log:    &tailBuffer{max: 16 << 10},
+	}
+	s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	s.cmd.Stdout = s.log
+	s.cmd.Stderr = s.log
+	s.cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+	setDeathSignal(s.cmd)
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() {
+		_ = s.cmd.Wait()
+		close(s.exited)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for {
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("moto_server exited during start-up: %s", s.log.String())
+		default:
+		}
+		if s.warm(client) == nil {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return nil, fmt.Errorf("moto_server not ready after %s: %s", startTimeout, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// warm calls ListSecrets, which also makes moto load its Secrets Manager backend (≈ 2 s on
+// first use) here rather than in the first test.
+func (s *Server) warm(client *http.Client) error {
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/", strings.NewReader("{}"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "secretsmanager.ListSecrets")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/"+Region+"/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ListSecrets: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (s *Server) kill() {
+	if s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Reset wipes every resource in the server (POST /moto-api/reset). It affects every test
+// sharing the server: prefer fresh names, and never call it from parallel tests.
+func (s *Server) Reset() error {
+	resp, err := http.Post(s.URL+"/moto-api/reset", "application/json", nil)
+	if err != nil {
+		return fmt.Errorf("reset moto: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reset moto: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Log returns the tail of the server's output, for failure messages.
+func (s *Server) Log() string { return s.log.String() }
+
+// Config returns an aws.Config for the server: fake static credentials, region us-east-1,
+// BaseEndpoint set to URL, and the SDK's standard retryer with short backoffs so that
+// retry tests stay fast. It does not read the environment or ~/.aws.
+func (s *Server) Config() aws.Config {
+	return aws.Config{
+		Region:       Region,
+		Credentials:  FakeCredentials(),
+		BaseEndpoint: aws.String(s.URL),
+		Retryer:      FastRetryer,
+	}
+}
+
+// Client returns the server's shared Secrets Manager client (see Config).
+func (s *Server) Client() *secretsmanager.Client {
+	s.clientOnce.Do(func() { s.client = secretsmanager.NewFromConfig(s.Config()) })
+	return s.client
+}
+
+// FakeCredentials are the static test credentials moto accepts (AWS_ACCESS_KEY_ID=test).
+func FakeCredentials() aws.CredentialsProvider {
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test", Source: "motoserver"}, nil
+	})
+}
+
+// FastRetryer is the SDK's standard retryer (same attempts, same retryable errors) with a
+// 5 ms backoff instead of up to seconds, for tests.
+func FastRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) {
+			return 5 * time.Millisecond, nil
+		})
+	})
+}
+
+// UniqueName returns a secret name no other test of this binary uses.
+func UniqueName(t testing.TB, prefix string) string {
+	clean := strings.NewReplacer("/", "-", " ", "-", "#", "-").Replace(t.Name())
+	if len(clean) > 120 {
+		clean = clean[len(clean)-120:]
+	}
+	return fmt.Sprintf("%s/%s/%d-%d", prefix, clean, os.Getpid(), names.Add(1))
+}
+
+// CreateSecret creates a secret like the CDK stack would; value nil creates a secret with
+// no version at all.
+func (s *Server) CreateSecret(t testing.TB, name string, value *string) {
+	t.Helper()
+	_, err := s.Client().CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
+		Name:         aws.String(name),
+		SecretString: value,
+	})
+	if err != nil {
+		t.Fatalf("create secret %s: %v", name, err)
+	}
+}
+
+// PutSecret stores value as the new AWSCURRENT version of name, as an admin would.
+//
+// It puts the version under a seed label and moves AWSCURRENT with
+// UpdateSecretVersionStage rather than letting PutSecretValue move it: moto 5.2 remembers
+// the "default version" apart from the labels and UpdateSecretVersionStage does not update
+// it, so a plain put after a stage move leaves AWSCURRENT on two versions (AWS does not).
+func (s *Server) PutSecret(t testing.TB, name, value string) {
+	t.Helper()
+	ctx := context.Background()
+	c := s.Client()
+	cur, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId: aws.String(name), VersionStage: aws.String("AWSCURRENT"),
+	})
+	var apiErr interface{ ErrorCode() string }
+	if err != nil && !(errors.As(err, &apiErr) && apiErr.ErrorCode() == "ResourceNotFoundException") {
+		t.Fatalf("put secret %s: read current version: %v", name, err)
+	}
+	out, err := c.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId:      aws.String(name),
+		SecretString:  aws.String(value),
+		VersionStages: []string{"MOTOSERVER_SEED"},
+	})
+	if err != nil {
+		t.Fatalf("put secret %s: %v", name, err)
+	}
+	if cur == nil {
+		return // the secret's first version: AWSCURRENT is attached to it automatically
+	}
+	_, err = c.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:            aws.String(name),
+		VersionStage:        aws.String("AWSCURRENT"),
+		MoveToVersionId:     out.VersionId,
+		RemoveFromVersionId: cur.VersionId,
+	})
+	if err != nil {
+		t.Fatalf("put secret %s: move AWSCURRENT: %v", name, err)
+	}
+}
+
+// VersionCount returns how many versions name has, deprecated ones included.
+func (s *Server) VersionCount(t testing.TB, name string) int {
+	t.Helper()
+	n := 0
+	p := secretsmanager.NewListSecretVersionIdsPaginator(s.Client(), &secretsmanager.ListSecretVersionIdsInput{
+		SecretId:          aws.String(name),
+		IncludeDeprecated: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		out, err := p.NextPage(context.Background())
+		if err != nil {
+			var nf interface{ ErrorCode() string }
+			if errors.As(err, &nf) && nf.ErrorCode() == "ResourceNotFoundException" {
+				return 0
+			}
+			t.Fatalf("list versions of %s: %v", name, err)
+		}
+		n += len(out.Versions)
+	}
+	return n
+}
+
+// Secrets names the three secrets of the design. Its fields match vbctoken.SecretIDs, so
+// vbctoken.SecretIDs(s) converts it.
+type Secrets struct {
+	Credentials, Pair, Access string
+}
+
+// Placeholders are the values the CDK stack creates the secrets with.
+var (
+	PairPlaceholder        = `{"version":1}`
+	AccessPlaceholder      = `{"version":1}`
+	CredentialsPlaceholder = `{"client_id":"","client_secret":""}`
+)
+
+// CreateStoreSecrets creates the three secrets under fresh names. With placeholders they
+// hold what the CDK stack writes at deploy time; without, they exist with no value.
+func (s *Server) CreateStoreSecrets(t testing.TB, placeholders bool) Secrets {
+	t.Helper()
+	ids := Secrets{
+		Credentials: UniqueName(t, "vbc/credentials"),
+		Pair:        UniqueName(t, "vbc/pair"),
+		Access:      UniqueName(t, "vbc/access"),
+	}
+	var cred, pair, access *string
+	if placeholders {
+		cred, pair, access = &CredentialsPlaceholder, &PairPlaceholder, &AccessPlaceholder
+	}
+	s.CreateSecret(t, ids.Credentials, cred)
+	s.CreateSecret(t, ids.Pair, pair)
+	s.CreateSecret(t, ids.Access, access)
+	return ids
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf bytes.Buffer
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if over := b.buf.Len() - b.max; over > 0 {
+		b.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

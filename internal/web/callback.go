@@ -1,0 +1,246 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// Limits on what the callback accepts. VBC's codes and our states are far shorter.
+const (
+	CallbackPath     = "/callback"
+	maxQueryBytes    = 4096
+	maxCodeBytes     = 1024
+	maxDetailRunes   = 300
+	consentURLAdvice = "Ask an admin for a new consent link:"
+	consentURLCmd    = "vbctoken consent-url"
+)
+
+// Consenter is the part of vbctoken.Keeper the callback calls.
+type Consenter interface {
+	CompleteConsent(ctx context.Context, state string, code vbctoken.Secret) (vbctoken.Result, error)
+}
+
+// Request is what the callback reads of an HTTP request: never headers or a body.
+type Request struct {
+	Method    string
+	Path      string
+	RawQuery  string
+	RequestID string
+}
+
+// Callback answers the registered callback URL: GET /callback?code&state completes a
+// consent; GET /callback?error&error_description&state shows why it did not happen;
+// anything else is a short 4xx page. Nothing is written unless the keeper accepts the
+// state and VBC issues a pair.
+type Callback struct {
+	Keeper Consenter
+	Log    *slog.Logger
+	// Path is the route; default CallbackPath.
+	Path string
+	// Location formats times on pages; default UTC.
+	Location *time.Location
+}
+
+// Serve handles one request.
+func (c *Callback) Serve(ctx context.Context, req Request) Response {
+	log := c.logger().With("request_id", req.RequestID)
+	page := c.serve(ctx, req, log)
+	page.RequestID = req.RequestID
+	resp := Respond(page)
+	if page.Status == http.StatusMethodNotAllowed {
+		resp.Headers["Allow"] = http.MethodGet
+	}
+	return resp
+}
+
+// ServeHTTP adapts Serve to net/http (vbctoken serve).
+func (c *Callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("X-Request-Id")
+	if id == "" {
+		id = newRequestID()
+	}
+	c.Serve(r.Context(), Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, RequestID: id}).Write(w)
+}
+
+func (c *Callback) logger() *slog.Logger {
+	if c.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Log
+}
+
+func (c *Callback) path() string {
+	if c.Path == "" {
+		return CallbackPath
+	}
+	return c.Path
+}
+
+func (c *Callback) serve(ctx context.Context, req Request, log *slog.Logger) Page {
+	if req.Path != c.path() {
+		log.InfoContext(ctx, "callback: no such route", "status", http.StatusNotFound, "method", safeText(req.Method, 16))
+		return Page{Status: http.StatusNotFound, Tone: ToneBad, Title: "Not found", Lead: "There is nothing at this address."}
+	}
+	if req.Method != http.MethodGet {
+		log.InfoContext(ctx, "callback: method not allowed", "status", http.StatusMethodNotAllowed, "method", safeText(req.Method, 16))
+		return Page{Status: http.StatusMethodNotAllowed, Tone: ToneBad, Title: "Method not allowed", Lead: "This address only answers GET requests from your browser."}
+	}
+	q, problem, status := parseQuery(req.RawQuery)
+	if problem != "" {
+		log.InfoContext(ctx, "callback: malformed request", "status", status, "problem", problem)
+		return Page{Status: status, Tone: ToneBad, Title: "This link is not valid", Lead: problem, Next: consentURLAdvice, NextCode: consentURLCmd}
+	}
+	if e := q.Get("error"); e != "" || q.Has("error") {
+		return c.declined(ctx, q, log)
+	}
+	code, state := q.Get("code"), q.Get("state")
+	switch {
+	case code == "":
+		log.InfoContext(ctx, "callback: no code", "status", http.StatusBadRequest)
+		return Page{Status: http.StatusBadRequest, Tone: ToneBad, Title: "This link is not valid",
+			Lead: "The link is missing the authorization code VBC adds when you approve.", Next: consentURLAdvice, NextCode: consentURLCmd}
+	case state == "":
+		log.InfoContext(ctx, "callback: no state", "status", http.StatusBadRequest)
+		return Page{Status: http.StatusBadRequest, Tone: ToneBad, Title: "This link is not valid",
+			Lead: "The link is missing its state, so it cannot be checked.", Next: consentURLAdvice, NextCode: consentURLCmd}
+	case len(code) > maxCodeBytes:
+		log.InfoContext(ctx, "callback: oversized code", "status", http.StatusBadRequest)
+		return Page{Status: http.StatusBadRequest, Tone: ToneBad, Title: "This link is not valid",
+			Lead: "The authorization code in the link is far longer than VBC's.", Next: consentURLAdvice, NextCode: consentURLCmd}
+	}
+
+	res, err := c.Keeper.CompleteConsent(ctx, state, vbctoken.Secret(code))
+	if err != nil {
+		page := consentErrorPage(err)
+		level := slog.LevelWarn
+		if page.Status >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(ctx, level, "callback: consent failed", "status", page.Status, "error", err)
+		return page
+	}
+	log.InfoContext(ctx, "callback: connected", "status", http.StatusOK, "result", res.Outcome,
+		"access_expires_at", res.AccessExpiresAt, "refresh_expires_at", res.RefreshExpiresAt)
+	return Page{
+		Status: http.StatusOK, Tone: ToneOK, Title: "Connected to Vonage Business Communications",
+		Lead: "vbctoken stored the new connection. Apps read a fresh access token from now on, and the scheduled refresher keeps it alive: you do not need to do this again.",
+		Facts: []Fact{
+			{"Access token valid until", c.fmtTime(res.AccessExpiresAt)},
+			{"Renewed automatically before", c.fmtTime(res.RefreshExpiresAt)},
+		},
+		Next: "You can close this page.",
+	}
+}
+
+// declined shows VBC's error redirect: the admin declined, or VBC failed. Nothing is
+// written; the text VBC sent is shown escaped and shortened.
+func (c *Callback) declined(ctx context.Context, q url.Values, log *slog.Logger) Page {
+	code := safeText(q.Get("error"), 64)
+	detail := safeText(q.Get("error_description"), maxDetailRunes)
+	page := Page{Status: http.StatusBadRequest, Tone: ToneBad, Title: "VBC did not grant access", Detail: detail,
+		Lead: "VBC answered with an error (" + code + "). Nothing was changed.", Next: "To try again, " + strings.ToLower(consentURLAdvice[:1]) + consentURLAdvice[1:], NextCode: consentURLCmd}
+	switch code {
+	case "access_denied":
+		page.Status, page.Tone, page.Title = http.StatusForbidden, ToneWarn, "Consent declined"
+		page.Lead = "Access was declined on the VBC consent page, so vbctoken stored nothing. Apps keep using the current connection, if there is one."
+	case "server_error":
+		page.Status = http.StatusBadGateway
+	case "temporarily_unavailable":
+		page.Status = http.StatusServiceUnavailable
+	}
+	log.InfoContext(ctx, "callback: VBC returned an error", "status", page.Status, "vbc_error", code)
+	return page
+}
+
+// consentErrorPage maps the keeper's typed errors to what the admin can do about them.
+// err.Error() never reaches the page.
+func consentErrorPage(err error) Page {
+	bad := func(status int, title, lead string) Page {
+		return Page{Status: status, Tone: ToneBad, Title: title, Lead: lead, Next: consentURLAdvice, NextCode: consentURLCmd}
+	}
+	switch {
+	case errors.Is(err, vbctoken.ErrStateExpired):
+		return bad(http.StatusBadRequest, "This consent link has expired", "Consent links are valid for a short time only.")
+	case errors.Is(err, vbctoken.ErrStateReused):
+		return bad(http.StatusConflict, "This consent link was already used", "Each consent link works once. If you just connected, you are done; otherwise start again.")
+	case errors.Is(err, vbctoken.ErrBadState), errors.Is(err, vbctoken.ErrBadInput):
+		return bad(http.StatusBadRequest, "This link is not valid", "The link was not issued by this vbctoken deployment, or it was changed.")
+	case errors.Is(err, vbctoken.ErrInvalidGrant):
+		return bad(http.StatusBadRequest, "VBC did not accept the authorization code", "The code may have been used already or expired. Nothing was changed.")
+	case errors.Is(err, vbctoken.ErrBadClient):
+		return Page{Status: http.StatusBadGateway, Tone: ToneBad, Title: "VBC rejected this app's credentials",
+			Lead: "The client id or secret in the credentials secret is wrong or was rotated. An operator must fix it; nothing was changed."}
+	case errors.Is(err, vbctoken.ErrNoCredentials):
+		return Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Title: "vbctoken is not configured yet",
+			Lead: "The client credentials secret is empty. An operator must store the VBC consumer key and secret first."}
+	case errors.Is(err, vbctoken.ErrTransient), errors.Is(err, context.DeadlineExceeded):
+		return Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Title: "VBC or AWS is not answering right now",
+			Lead: "Nothing was changed. Wait a few minutes, then start again.", Next: consentURLAdvice, NextCode: consentURLCmd}
+	}
+	return Page{Status: http.StatusInternalServerError, Tone: ToneBad, Title: "Something went wrong",
+		Lead: "vbctoken could not complete the connection. The details are in its logs under the request id below."}
+}
+
+// parseQuery reads the callback's query strictly: bounded size, valid encoding and UTF-8,
+// no parameter given twice. It returns a problem for the page and its status.
+func parseQuery(raw string) (url.Values, string, int) {
+	if len(raw) > maxQueryBytes {
+		return nil, "The link is far longer than a VBC callback.", http.StatusRequestURITooLong
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, "The link's parameters are not encoded correctly.", http.StatusBadRequest
+	}
+	for k, vs := range q {
+		if !utf8.ValidString(k) {
+			return nil, "The link's parameters are not valid text.", http.StatusBadRequest
+		}
+		if len(vs) > 1 {
+			return nil, "The link repeats a parameter.", http.StatusBadRequest
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return nil, "The link's parameters are not valid text.", http.StatusBadRequest
+			}
+		}
+	}
+	return q, "", 0
+}
+
+// safeText shortens s to max runes of printable text for a page or a log line.
+func safeText(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+func (c *Callback) fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	loc := c.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	return t.In(loc).Format("Mon 2 Jan 2006, 15:04 MST")
+}

@@ -1,0 +1,146 @@
+// Package web holds the HTML side of vbctoken: the consent callback's logic and pages
+// (shared by the Lambda and `vbctoken serve`) and the local status page. Handlers here are
+// thin: they parse and answer, vbctoken.Keeper decides.
+package web
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"html/template"
+	"net/http"
+	"strconv"
+)
+
+// css is the one stylesheet of every page. It is inline and allowed by its hash in the CSP,
+// so pages load nothing from anywhere.
+const css = `
+:root{color-scheme:light dark;--ok:#137333;--bad:#b3261e;--warn:#8a5300;--fg:#1f1f1f;--muted:#5f6368;--card:#fff;--bg:#f3f4f6;--line:#e0e0e0}
+@media (prefers-color-scheme:dark){:root{--fg:#e8eaed;--muted:#9aa0a6;--card:#202124;--bg:#121212;--line:#3c4043;--ok:#81c995;--bad:#f28b82;--warn:#fdd663}}
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:36rem;width:calc(100% - 2rem);background:var(--card);border:1px solid var(--line);border-radius:12px;padding:2rem 2.25rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h1{font-size:1.4rem;margin:.25rem 0 1rem;display:flex;gap:.6rem;align-items:center}
+.badge{display:inline-flex;width:2rem;height:2rem;border-radius:50%;align-items:center;justify-content:center;color:#fff;font-size:1.1rem;flex:none}
+.ok .badge{background:var(--ok)}.bad .badge{background:var(--bad)}.warn .badge{background:var(--warn)}
+p{margin:.5rem 0}.muted{color:var(--muted);font-size:.9rem}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:1rem 0}dt{color:var(--muted)}dd{margin:0;font-variant-numeric:tabular-nums}
+code{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:.05rem .35rem;font-size:.9em}
+.detail{border-left:3px solid var(--line);padding:.25rem .75rem;color:var(--muted);overflow-wrap:anywhere}
+a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;border-radius:6px;background:#1a73e8;color:#fff;text-decoration:none}
+footer{margin-top:1.5rem;font-size:.8rem;color:var(--muted)}
+`
+
+var cspStyleHash = func() string {
+	sum := sha256.Sum256([]byte(css))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}()
+
+// SecurityHeaders are sent with every page: nothing cached (the URL carried a code), no
+// framing, no sniffing, no referrer (the callback URL holds code and state), and a CSP
+// that allows only the page's own stylesheet.
+func SecurityHeaders() map[string]string {
+	return map[string]string{
+		"Content-Type":              "text/html; charset=utf-8",
+		"Cache-Control":             "no-store",
+		"Pragma":                    "no-cache",
+		"Content-Security-Policy":   "default-src 'none'; style-src " + cspStyleHash + "; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+		"X-Frame-Options":           "DENY",
+		"X-Content-Type-Options":    "nosniff",
+		"Referrer-Policy":           "no-referrer",
+		"Strict-Transport-Security": "max-age=31536000",
+	}
+}
+
+// Tone picks the page's colour and badge.
+type Tone string
+
+// The tones of a page.
+const (
+	ToneOK   Tone = "ok"
+	ToneBad  Tone = "bad"
+	ToneWarn Tone = "warn"
+)
+
+// Fact is one row of a page's definition list.
+type Fact struct{ Label, Value string }
+
+// Page is the content of one small HTML page. Every field is text: the template escapes it.
+type Page struct {
+	Status    int
+	Tone      Tone
+	Title     string
+	Lead      string
+	Facts     []Fact
+	Detail    string // reflected text (e.g. VBC's error_description), shown escaped
+	Next      string // what to do next
+	NextCode  string // a command to run, shown as code
+	LinkURL   string // an optional button
+	LinkText  string
+	Refresh   int // seconds; a status page reloads itself
+	RequestID string
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="referrer" content="no-referrer">{{if .Refresh}}<meta http-equiv="refresh" content="{{.Refresh}}">{{end}}
+<title>{{.Title}} · vbctoken</title><style>{{.CSS}}</style></head>
+<body><main class="{{.Tone}}" id="page" data-status="{{.Status}}">
+<h1><span class="badge">{{if eq .Tone "ok"}}✓{{else if eq .Tone "warn"}}!{{else}}✕{{end}}</span><span id="title">{{.Title}}</span></h1>
+{{if .Lead}}<p id="lead">{{.Lead}}</p>{{end}}
+{{if .Facts}}<dl id="facts">{{range .Facts}}<dt>{{.Label}}</dt><dd>{{.Value}}</dd>{{end}}</dl>{{end}}
+{{if .Detail}}<p class="detail" id="detail">{{.Detail}}</p>{{end}}
+{{if .Next}}<p id="next">{{.Next}}{{if .NextCode}} <code>{{.NextCode}}</code>{{end}}</p>{{end}}
+{{if .LinkURL}}<a class="button" id="link" href="{{.LinkURL}}">{{.LinkText}}</a>{{end}}
+<footer>vbctoken keeps your Vonage Business Communications connection alive.{{if .RequestID}} Request id <code>{{.RequestID}}</code>.{{end}}</footer>
+</main></body></html>
+`))
+
+// Render returns the page's HTML.
+func (p Page) Render() string {
+	var buf bytes.Buffer
+	data := struct {
+		Page
+		CSS template.CSS
+	}{p, template.CSS(css)}
+	if err := pageTmpl.Execute(&buf, data); err != nil {
+		// The template is fixed and its data is plain text: this cannot happen. Fall back
+		// to a page that needs no template rather than panic in a handler.
+		return "<!doctype html><title>Error</title><p>Internal error.</p>"
+	}
+	return buf.String()
+}
+
+// Response is a rendered HTTP answer, independent of net/http and API Gateway.
+type Response struct {
+	Status  int
+	Headers map[string]string
+	Body    string
+}
+
+// Respond renders p with the security headers.
+func Respond(p Page) Response {
+	if p.Status == 0 {
+		p.Status = http.StatusOK
+	}
+	return Response{Status: p.Status, Headers: SecurityHeaders(), Body: p.Render()}
+}
+
+// Write sends r on w.
+func (r Response) Write(w http.ResponseWriter) {
+	for k, v := range r.Headers {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(r.Body)))
+	w.WriteHeader(r.Status)
+	_, _ = w.Write([]byte(r.Body))
+}
+
+// newRequestID returns a random id for a request that came without one.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,565 @@
+package vbctoken
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"golang.org/x/oauth2"
+)
+
+// VBC's endpoints and defaults (VBC.md, DESIGN.md "Configuration").
+const (
+	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
+	DefaultTokenURL     = "https://api.vonage.com/token"
+	DefaultScope        = "openid"
+	// DefaultHTTPTimeout bounds one token request, body included.
+	DefaultHTTPTimeout = 15 * time.Second
+)
+
+const (
+	// usernameDomain is what the password grant wants after the VBC user name.
+	usernameDomain = "vbc.prod"
+	// maxTokenBody is what x/oauth2 reads of a token response (1 MiB); longer is not a
+	// token response.
+	maxTokenBody = 1 << 20
+	// defaultExpiresIn is assumed when a token response carries no expires_in. VBC always
+	// sends one; if it ever does not, an hour is short enough that the keeper refreshes
+	// (the policy's 2 h margin fires at once) well before a real 24 h token would die, and
+	// apps re-read on a 401 anyway. Assuming 24 h could hand apps a dead token for hours.
+	defaultExpiresIn = time.Hour
+	// maxExpiresIn: an access token outliving its refresh token (7 days) contradicts VBC's
+	// documented lifetimes; such a value is a broken response, not a gift.
+	maxExpiresIn = RefreshTokenLifetime
+	// maxDescription bounds the sanitised error_description kept in an error.
+	maxDescription = 120
+	// maxCode bounds the OAuth error code kept in an error.
+	maxCode = 48
+)
+
+// Endpoints are VBC's OAuth endpoints. White-label tenants use another token host.
+type Endpoints struct {
+	AuthorizeURL string // default DefaultAuthorizeURL
+	TokenURL     string // default DefaultTokenURL
+}
+
+// ClientConfig configures a Client. Only RedirectURL has no useful default (the code flow
+// needs the callback registered in the VBC portal).
+type ClientConfig struct {
+	Endpoints
+	// RedirectURL is the registered callback URL, sent with the authorize URL and the code
+	// exchange.
+	RedirectURL string
+	// Scope is the space-separated scope asked for; default "openid".
+	Scope string
+	// PKCE says the code flow carries an S256 challenge; see Client.PKCE.
+	PKCE bool
+	// HTTPClient makes the token requests. Default: DefaultHTTPTimeout per request,
+	// http.DefaultTransport (TLS verified) and no redirects followed. Its Transport is
+	// wrapped, never modified.
+	HTTPClient *http.Client
+	// Retry governs retries of transient failures within the caller's deadline.
+	Retry RetryPolicy
+	// Now stamps ExpiresAt, RefreshExpiresAt and ObtainedAt; default time.Now.
+	Now func() time.Time
+}
+
+// Client talks to VBC's OAuth endpoints on golang.org/x/oauth2: it builds the consent URL
+// and runs the three grants VBC supports, returning a Pair stamped at receipt or an
+// *UpstreamError that holds no secret. It is safe for concurrent use.
+type Client struct {
+	creds    Credentials
+	pkce     bool
+	scope    string
+	header   *oauth2.Config // client credentials in HTTP Basic: the code exchange
+	params   *oauth2.Config // client credentials in the form body: refresh and password
+	http     *http.Client
+	retry    RetryPolicy
+	now      func() time.Time
+	setupErr error // reported by every grant: nothing may be sent
+}
+
+// NewClient returns a client for creds. Configuration problems (no credentials, a token URL
+// that is not https — or http on a loopback host, for local runs) surface as errors from the
+// grant methods.
+func NewClient(cfg ClientConfig, creds Credentials) *Client {
+	ep := cfg.Endpoints
+	if ep.AuthorizeURL == "" {
+		ep.AuthorizeURL = DefaultAuthorizeURL
+	}
+	if ep.TokenURL == "" {
+		ep.TokenURL = DefaultTokenURL
+	}
+	scope := strings.TrimSpace(cfg.Scope)
+	if scope == "" {
+		scope = DefaultScope
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		// Never follow a redirect from a token endpoint: a 307/308 would re-post the client
+		// secret and the grant to wherever it points.
+		hc = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+	}
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c := &Client{
+		creds: creds,
+		pkce:  cfg.PKCE,
+		scope: scope,
+		http: &http.Client{
+			Transport:     &inspectTransport{base: base},
+			CheckRedirect: hc.CheckRedirect,
+			Jar:           hc.Jar,
+			Timeout:       hc.Timeout,
+		},
+		retry: cfg.Retry,
+		now:   now,
+	}
+	// One oauth2.Config per client-auth style, always explicit: AuthStyleAutoDetect would
+	// retry a failed request with the other style, sending every grant twice and a refresh
+	// token that may already be spent.
+	mk := func(style oauth2.AuthStyle) *oauth2.Config {
+		return &oauth2.Config{
+			ClientID:     creds.ClientID,
+			ClientSecret: creds.ClientSecret.Reveal(),
+			Endpoint:     oauth2.Endpoint{AuthURL: ep.AuthorizeURL, TokenURL: ep.TokenURL, AuthStyle: style},
+			RedirectURL:  cfg.RedirectURL,
+			Scopes:       strings.Fields(scope),
+		}
+	}
+	c.header = mk(oauth2.AuthStyleInHeader)
+	c.params = mk(oauth2.AuthStyleInParams)
+	switch {
+	case creds.ClientID == "" || creds.ClientSecret.IsZero():
+		c.setupErr = ErrNoCredentials
+	default:
+		c.setupErr = checkTokenURL(ep.TokenURL)
+	}
+	return c
+}
+
+// checkTokenURL refuses a token URL the client secret must not be sent to.
+func checkTokenURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%w: token URL is not an absolute URL", ErrBadInput)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+		return fmt.Errorf("%w: token URL must be https (plain http only on a loopback host)", ErrBadInput)
+	}
+	return fmt.Errorf("%w: token URL must be https", ErrBadInput)
+}
+
+// PKCE reports whether the code flow is configured with PKCE: callers then pass
+// StateSigner.PKCEVerifier(nonce) to AuthCodeURL and Exchange.
+func (c *Client) PKCE() bool { return c.pkce }
+
+// AuthCodeURL returns the consent URL an admin opens: scope, response_type=code,
+// redirect_uri, client_id and state, plus an S256 code_challenge of verifier unless verifier
+// is "" (no PKCE).
+func (c *Client) AuthCodeURL(state string, verifier string) string {
+	var opts []oauth2.AuthCodeOption
+	if verifier != "" {
+		opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	}
+	return c.header.AuthCodeURL(state, opts...)
+}
+
+// Exchange trades an authorization code for a pair (grant authorization_code). The client
+// authenticates with HTTP Basic, as VBC documents; verifier is the PKCE code verifier, ""
+// without PKCE (required when the client is configured with PKCE).
+//
+// x/oauth2 form-encodes the client id and secret before Basic-encoding them (RFC 6749
+// §2.3.1); for VBC's alphanumeric consumer keys and secrets that is the plain
+// base64(key:secret) of VBC's docs.
+func (c *Client) Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error) {
+	const op = "exchange"
+	if code.IsZero() {
+		return nil, fmt.Errorf("vbc %s: %w: empty authorization code", op, ErrBadInput)
+	}
+	if c.pkce && verifier == "" {
+		return nil, fmt.Errorf("vbc %s: %w: PKCE is on but no code verifier was given", op, ErrBadInput)
+	}
+	var opts []oauth2.AuthCodeOption
+	if verifier != "" {
+		opts = append(opts, oauth2.VerifierOption(verifier))
+	}
+	return c.retrieve(ctx, op, GrantAuthorizationCode, []string{code.Reveal(), verifier},
+		func(ctx context.Context) (*oauth2.Token, error) {
+			return c.header.Exchange(ctx, code.Reveal(), opts...)
+		})
+}
+
+// Refresh trades a refresh token for a new pair (grant refresh_token), client credentials in
+// the form body. When VBC's answer omits refresh_token, the pair keeps refreshToken
+// (x/oauth2 does this).
+//
+// Transient failures are retried with the same refresh token. After a timeout VBC may have
+// rotated it already, so a retry can meet invalid_grant although the chain is alive: the
+// keeper handles invalid_grant on refresh by re-reading the store before it declares
+// re-consent, which makes that safe.
+func (c *Client) Refresh(ctx context.Context, refreshToken Secret) (*Pair, error) {
+	const op = "refresh"
+	if refreshToken.IsZero() {
+		return nil, fmt.Errorf("vbc %s: %w: empty refresh token", op, ErrBadInput)
+	}
+	return c.retrieve(ctx, op, GrantRefreshToken, []string{refreshToken.Reveal()},
+		func(ctx context.Context) (*oauth2.Token, error) {
+			return c.params.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken.Reveal()}).Token()
+		})
+}
+
+// Password trades an administrator's user name and password for a pair (grant password),
+// client credentials and scope in the form body. The user name goes through
+// NormalizeUsername.
+func (c *Client) Password(ctx context.Context, username string, password Secret) (*Pair, error) {
+	const op = "password"
+	user, err := NormalizeUsername(username)
+	if err != nil {
+		return nil, fmt.Errorf("vbc %s: %w", op, err)
+	}
+	if password.IsZero() {
+		return nil, fmt.Errorf("vbc %s: %w: empty password", op, ErrBadInput)
+	}
+	return c.retrieve(ctx, op, GrantPassword, []string{password.Reveal()},
+		func(ctx context.Context) (*oauth2.Token, error) {
+			return c.params.PasswordCredentialsToken(ctx, user, password.Reveal())
+		})
+}
+
+// NormalizeUsername returns the user name the password grant wants: USER@vbc.prod. It
+// appends "@vbc.prod" when there is no domain, keeps one that is already there, and rejects
+// an empty name, white space or another domain with ErrBadInput.
+func NormalizeUsername(u string) (string, error) {
+	u = strings.TrimSpace(u)
+	if u == "" {
+		return "", fmt.Errorf("%w: empty username", ErrBadInput)
+	}
+	if strings.ContainsFunc(u, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return "", fmt.Errorf("%w: username contains white space or control characters", ErrBadInput)
+	}
+	local, domain, found := strings.Cut(u, "@")
+	if !found {
+		return u + "@" + usernameDomain, nil
+	}
+	if local == "" || !strings.EqualFold(domain, usernameDomain) {
+		return "", fmt.Errorf("%w: username must be USER or USER@%s", ErrBadInput, usernameDomain)
+	}
+	return local + "@" + usernameDomain, nil
+}
+
+// retrieve runs one grant with retries and turns the outcome into a Pair or an
+// *UpstreamError. secrets are the request's secret values, kept out of every error.
+func (c *Client) retrieve(ctx context.Context, op string, grant Grant, secrets []string, call func(context.Context) (*oauth2.Token, error)) (*Pair, error) {
+	if c.setupErr != nil {
+		return nil, fmt.Errorf("vbc %s: %w", op, c.setupErr)
+	}
+	secrets = append(secrets, c.creds.ClientSecret.Reveal())
+	var pair *Pair
+	_, err := c.retry.Do(ctx, func(attempt int) (time.Duration, error) {
+		resp := &responseInfo{}
+		actx := context.WithValue(context.WithValue(ctx, oauth2.HTTPClient, c.http), responseInfoKey{}, resp)
+		tok, err := call(actx)
+		var ue *UpstreamError
+		if err == nil {
+			pair, ue = c.pairFrom(op, grant, tok, resp)
+		} else {
+			ue = classify(op, err, resp, secrets)
+		}
+		if ue == nil {
+			return 0, nil
+		}
+		ue.Attempts = attempt
+		return retryAfter(resp, c.now()), ue
+	}, func(err error) bool { return errors.Is(err, ErrTransient) })
+	if err != nil {
+		return nil, err
+	}
+	return pair, nil
+}
+
+// pairFrom builds the pair from a token x/oauth2 accepted, stamped with c.now at receipt.
+func (c *Client) pairFrom(op string, grant Grant, tok *oauth2.Token, resp *responseInfo) (*Pair, *UpstreamError) {
+	malformed := func(reason string) (*Pair, *UpstreamError) {
+		return nil, &UpstreamError{Op: op, StatusCode: resp.status, Kind: ErrMalformedResponse, Err: errors.New(reason)}
+	}
+	switch {
+	case tok == nil || tok.AccessToken == "":
+		return malformed("no access_token")
+	case tok.RefreshToken == "":
+		// Refresh cannot get here: x/oauth2 keeps the presented refresh token.
+		return malformed("no refresh_token")
+	case resp.oversized:
+		return malformed("body larger than 1 MiB")
+	}
+	ttl, err := expiresIn(tok)
+	if err != nil {
+		return malformed(err.Error())
+	}
+	now := c.now()
+	scope := extraString(tok, "scope")
+	if scope == "" {
+		scope = c.scope
+	}
+	return &Pair{
+		AccessToken:      Secret(tok.AccessToken),
+		RefreshToken:     Secret(tok.RefreshToken),
+		TokenType:        tok.Type(), // "Bearer" when absent
+		Scope:            scope,
+		IDToken:          Secret(extraString(tok, "id_token")),
+		ExpiresAt:        now.Add(ttl),
+		RefreshExpiresAt: now.Add(RefreshTokenLifetime),
+		ObtainedAt:       now,
+		Grant:            grant,
+	}, nil
+}
+
+// expiresIn reads expires_in from the raw response. tok.ExpiresIn is not enough: x/oauth2
+// fills it only for JSON, caps it at MaxInt32 and cannot tell 0 from absent.
+func expiresIn(tok *oauth2.Token) (time.Duration, error) {
+	var secs float64
+	switch v := tok.Extra("expires_in").(type) {
+	case nil:
+		return defaultExpiresIn, nil
+	case float64: // JSON number
+		secs = v
+	case int64: // form-encoded number
+		secs = float64(v)
+	case string: // JSON string (x/oauth2 accepts "3600"), or form value that is not a number
+		if strings.TrimSpace(v) == "" {
+			return defaultExpiresIn, nil // form-encoded without expires_in
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, errors.New("expires_in is not an integer")
+		}
+		secs = float64(n)
+	default:
+		return 0, errors.New("expires_in is not a number")
+	}
+	if secs != math.Trunc(secs) || secs <= 0 || secs > maxExpiresIn.Seconds() {
+		return 0, fmt.Errorf("expires_in out of range (0, %d]", int64(maxExpiresIn.Seconds()))
+	}
+	return time.Duration(secs) * time.Second, nil
+}
+
+// extraString reads a string field of the raw response.
+func extraString(tok *oauth2.Token, key string) string {
+	switch v := tok.Extra(key).(type) {
+	case string:
+		return v
+	case int64: // form-encoded values that look numeric come back parsed
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
+}
+
+// classify turns a failed grant into an *UpstreamError without secrets: x/oauth2's
+// RetrieveError.Error quotes the whole response body, so it is never wrapped; only the
+// status, a sanitised error code and (for non-2xx) a sanitised error_description are kept.
+func classify(op string, err error, resp *responseInfo, secrets []string) *UpstreamError {
+	ue := &UpstreamError{Op: op, StatusCode: resp.status}
+	var rawCode, rawDesc string
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		rawCode, rawDesc = re.ErrorCode, re.ErrorDescription
+		if ue.StatusCode == 0 && re.Response != nil {
+			ue.StatusCode = re.Response.StatusCode
+		}
+	}
+	ue.Code = sanitizeCode(rawCode, secrets)
+	code := strings.ToLower(strings.TrimSpace(rawCode))
+	status := ue.StatusCode
+	success := status >= 200 && status < 300
+	switch {
+	case resp.readErr != nil: // the body was cut short (connection closed, timeout)
+		ue.Kind, ue.Err = ErrTransient, err
+	case status == 0: // no answer at all: network error, timeout, cancelled
+		ue.Kind, ue.Err = ErrTransient, err
+	case code == "invalid_grant":
+		ue.Kind = ErrInvalidGrant
+	case code == "invalid_client" || status == http.StatusUnauthorized:
+		ue.Kind = ErrBadClient
+	case code == "temporarily_unavailable" || code == "server_error":
+		ue.Kind = ErrTransient
+	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+		ue.Kind = ErrTransient
+	case status >= 300 && status < 400: // redirects are not followed: a misconfigured URL
+		ue.Kind = ErrUpstreamRejected
+	case resp.html: // maintenance or gateway page, whatever its status
+		ue.Kind, ue.Err = ErrTransient, errors.New("HTML page instead of a token response")
+	case success && code == "":
+		ue.Kind = ErrMalformedResponse
+		if resp.oversized {
+			ue.Err = errors.New("body larger than 1 MiB")
+		} else {
+			ue.Err = errors.New("not a token response (unparsable body or no access_token)")
+		}
+	default: // other 4xx, or a 2xx carrying an error code
+		ue.Kind = ErrUpstreamRejected
+	}
+	if !success && ue.Err == nil {
+		if d := sanitizeDescription(rawDesc, secrets); d != "" {
+			ue.Err = fmt.Errorf("error_description %q", d)
+		}
+	}
+	return ue
+}
+
+// sanitizeCode keeps an OAuth error code only if it looks like one: short, [a-z0-9_.-].
+func sanitizeCode(code string, secrets []string) string {
+	code = strings.TrimSpace(code)
+	if code == "" || len(code) > maxCode || containsSecret(code, secrets) {
+		return ""
+	}
+	for _, r := range code {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return ""
+		}
+	}
+	return code
+}
+
+// sanitizeDescription keeps a short printable-ASCII error_description, and none at all if
+// it echoes a secret of the request.
+func sanitizeDescription(desc string, secrets []string) string {
+	if containsSecret(desc, secrets) {
+		return ""
+	}
+	var b strings.Builder
+	for _, r := range desc {
+		if b.Len() >= maxDescription {
+			break
+		}
+		if r >= 0x20 && r < 0x7f {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte(' ')
+		}
+	}
+	out := strings.Join(strings.Fields(b.String()), " ")
+	if containsSecret(out, secrets) {
+		return ""
+	}
+	return out
+}
+
+func containsSecret(s string, secrets []string) bool {
+	for _, v := range secrets {
+		if v != "" && strings.Contains(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// retryAfter is the server's Retry-After on a 429 or 503, in seconds or as an HTTP date.
+func retryAfter(resp *responseInfo, now time.Time) time.Duration {
+	if resp.status != http.StatusTooManyRequests && resp.status != http.StatusServiceUnavailable {
+		return 0
+	}
+	v := strings.TrimSpace(resp.retryAfter)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(math.MaxInt64/time.Second) {
+			return math.MaxInt64
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// responseInfo is what inspectTransport saw of one token response.
+type responseInfo struct {
+	status     int    // 0: no response arrived
+	html       bool   // an HTML (or other markup) page, not a token response
+	oversized  bool   // longer than maxTokenBody
+	readErr    error  // the body could not be read in full (truncated, timed out)
+	retryAfter string // the Retry-After header
+}
+
+type responseInfoKey struct{}
+
+// inspectTransport reads each token response in full before x/oauth2 parses it, recording
+// what x/oauth2 loses: x/oauth2 parses text/plain as form values and reports an unparsable
+// 200 with a plain error, so afterwards an HTML maintenance page (transient) cannot be told
+// from a broken JSON body (malformed), a body cut short mid-read shows as a parse failure
+// rather than the network failure it is, and the Retry-After header is gone. Requests whose
+// context carries no *responseInfo pass through untouched.
+type inspectTransport struct{ base http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (t *inspectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	info, _ := req.Context().Value(responseInfoKey{}).(*responseInfo)
+	if info == nil {
+		return resp, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody+1))
+	resp.Body.Close()
+	info.status = resp.StatusCode
+	info.retryAfter = resp.Header.Get("Retry-After")
+	if err != nil {
+		info.readErr = err
+		return nil, fmt.Errorf("read token response: %w", err)
+	}
+	if len(body) > maxTokenBody {
+		info.oversized = true
+		body = body[:maxTokenBody]
+	}
+	info.html = isMarkup(resp.Header.Get("Content-Type"), body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp, nil
+}
+
+// isMarkup reports an HTML or XML page: by Content-Type, or by a body that opens with '<'
+// (gateways often label their error pages text/plain or nothing at all).
+func isMarkup(contentType string, body []byte) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "text/html", "application/xhtml+xml":
+		return true
+	}
+	b := bytes.TrimLeft(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")), " \t\r\n")
+	return len(b) > 0 && b[0] == '<'
+}

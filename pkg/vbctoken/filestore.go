@@ -1,0 +1,314 @@
+package vbctoken
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+)
+
+// Files of a FileStore directory.
+const (
+	credentialsFile = "credentials.json"
+	pairFile        = "pair.json"
+	accessFile      = "access.json"
+	// refreshLockFile is held by Lock for a whole refresh (which may take seconds).
+	refreshLockFile = ".lock"
+	// commitLockFile is held by CommitPair for its compare-and-write only. It is a separate
+	// file because flock(2) locks belong to an open file description: a process holding
+	// Lock could not take the same lock again in CommitPair without deadlocking itself.
+	commitLockFile = ".commit.lock"
+)
+
+// FileStore keeps the secrets as files in one directory: the local mirror of the Secrets
+// Manager store for `vbctoken serve` and other local runs.
+//
+// The directory is mode 0700 and every file 0600; looser modes found on open are tightened.
+// Files are replaced atomically (temporary file, fsync, rename, directory fsync), so a
+// crash leaves either the old or the new pair, never a torn one. A pair's Version is the
+// hex SHA-256 (first 16 bytes) of its file's bytes.
+//
+// CommitPair's compare-and-write holds an exclusive flock(2) on dir/.commit.lock, so two
+// processes (or goroutines) sharing the directory cannot interleave; Lock holds
+// dir/.lock for callers that serialise a whole refresh across processes. Locking needs a
+// unix system; NewFileStore fails elsewhere.
+type FileStore struct {
+	dir    string
+	writes atomic.Int64 // pair versions written, for tests
+}
+
+var _ Store = (*FileStore)(nil)
+
+// NewFileStore opens (creating it when needed) the store directory dir.
+func NewFileStore(dir string) (*FileStore, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("file store: %w: empty directory", ErrBadInput)
+	}
+	if err := lockSupported(); err != nil {
+		return nil, fmt.Errorf("file store %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("file store: create %s: %w", dir, err)
+	}
+	if err := restrict(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("file store: %w", err)
+	}
+	for _, name := range []string{credentialsFile, pairFile, accessFile, refreshLockFile, commitLockFile} {
+		if err := restrict(filepath.Join(dir, name), 0o600); err != nil {
+			return nil, fmt.Errorf("file store: %w", err)
+		}
+	}
+	return &FileStore{dir: dir}, nil
+}
+
+// restrict removes group and other permissions from an existing path; a missing path is fine.
+func restrict(path string, want fs.FileMode) error {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if info.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(path, want); err != nil {
+		return fmt.Errorf("restrict permissions of %s (mode %v): %w", path, info.Mode().Perm(), err)
+	}
+	return nil
+}
+
+// Dir returns the store's directory.
+func (s *FileStore) Dir() string { return s.dir }
+
+func (s *FileStore) path(name string) string { return filepath.Join(s.dir, name) }
+
+// LoadCredentials reads credentials.json; a missing file or a placeholder is ErrNoCredentials.
+func (s *FileStore) LoadCredentials(ctx context.Context) (Credentials, error) {
+	data, err := os.ReadFile(s.path(credentialsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Credentials{}, fmt.Errorf("load credentials: %w: %s does not exist", ErrNoCredentials, s.path(credentialsFile))
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("load credentials: %w", err)
+	}
+	c, err := DecodeCredentials(data)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("load credentials from %s: %w", s.path(credentialsFile), err)
+	}
+	return c, nil
+}
+
+// SaveCredentials writes credentials.json, for local setup. Both fields are required.
+func (s *FileStore) SaveCredentials(ctx context.Context, c Credentials) error {
+	if c.ClientID == "" || c.ClientSecret.IsZero() {
+		return fmt.Errorf("save credentials: %w: client_id and client_secret are both required", ErrBadInput)
+	}
+	data, err := EncodeCredentials(c)
+	if err != nil {
+		return fmt.Errorf("save credentials: %w", err)
+	}
+	if err := s.replace(credentialsFile, data); err != nil {
+		return fmt.Errorf("save credentials: %w", err)
+	}
+	return nil
+}
+
+// fileVersion is the Version of a pair file's content.
+func fileVersion(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
+}
+
+// readPair returns the pair file's bytes and version; a missing file is (nil, "").
+func (s *FileStore) readPair() ([]byte, string, error) {
+	data, err := os.ReadFile(s.path(pairFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return data, fileVersion(data), nil
+}
+
+// LoadPair reads pair.json. A missing file is a not-connected pair with Version "".
+func (s *FileStore) LoadPair(ctx context.Context) (Versioned, error) {
+	data, version, err := s.readPair()
+	if err != nil {
+		return Versioned{}, fmt.Errorf("load pair: %w", err)
+	}
+	if data == nil {
+		return Versioned{Pair: &Pair{}}, nil
+	}
+	p, err := DecodePair(data)
+	if err != nil {
+		return Versioned{}, fmt.Errorf("load pair from %s: %w", s.path(pairFile), err)
+	}
+	return Versioned{Pair: p, Version: version}, nil
+}
+
+// CommitPair writes p if pair.json is still at version prev ("" when there is no file),
+// under the commit lock, and returns the new version. A retried commit whose pair is already
+// stored byte for byte succeeds without writing again. It refuses (ErrNewerSchema) to
+// replace a pair written by a newer vbctoken.
+func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (string, error) {
+	if p == nil {
+		return "", fmt.Errorf("commit pair: %w: nil pair", ErrBadInput)
+	}
+	data, err := EncodePair(p)
+	if err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	unlock, err := s.flock(ctx, commitLockFile)
+	if err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	defer unlock()
+
+	cur, curVersion, err := s.readPair()
+	if err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	if bytes.Equal(cur, data) && cur != nil {
+		return curVersion, nil // already stored: a retry of a commit that landed
+	}
+	if curVersion != prev {
+		return "", fmt.Errorf("commit pair: %w: %s is at version %q, not %q", ErrConflict, s.path(pairFile), curVersion, prev)
+	}
+	if cur != nil {
+		if _, err := DecodePair(cur); errors.Is(err, ErrNewerSchema) {
+			return "", fmt.Errorf("commit pair: %w", err)
+		}
+	}
+	if err := s.replace(pairFile, data); err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	s.writes.Add(1)
+	return fileVersion(data), nil
+}
+
+// PutAccess writes access.json (last writer wins: it is derived from the pair).
+func (s *FileStore) PutAccess(ctx context.Context, a AccessToken) error {
+	data, err := EncodeAccess(a)
+	if err != nil {
+		return fmt.Errorf("put access token: %w", err)
+	}
+	if err := s.replace(accessFile, data); err != nil {
+		return fmt.Errorf("put access token: %w", err)
+	}
+	return nil
+}
+
+// LoadAccess reads access.json; a missing file is ErrNotFound, a placeholder a zero token.
+func (s *FileStore) LoadAccess(ctx context.Context) (AccessToken, error) {
+	data, err := os.ReadFile(s.path(accessFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return AccessToken{}, fmt.Errorf("load access token: %w: %s does not exist", ErrNotFound, s.path(accessFile))
+	}
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("load access token: %w", err)
+	}
+	a, err := DecodeAccess(data)
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("load access token from %s: %w", s.path(accessFile), err)
+	}
+	return a, nil
+}
+
+// Lock takes the store's refresh lock (an exclusive flock on dir/.lock), waiting until it is
+// free or ctx ends, so that a whole refresh (read, call VBC, commit) runs in one process at a
+// time. CommitPair may be called while holding it. unlock is safe to call more than once.
+func (s *FileStore) Lock(ctx context.Context) (unlock func(), err error) {
+	unlock, err = s.flock(ctx, refreshLockFile)
+	if err != nil {
+		return nil, fmt.Errorf("lock file store: %w", err)
+	}
+	return unlock, nil
+}
+
+// flock opens dir/name and takes an exclusive lock on it, polling so that ctx can end the wait.
+func (s *FileStore) flock(ctx context.Context, name string) (func(), error) {
+	f, err := os.OpenFile(s.path(name), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	wait := time.Millisecond
+	for {
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("flock %s: %w", f.Name(), err)
+		}
+		if ok {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.Close()
+			return nil, fmt.Errorf("wait for %s: %w", f.Name(), ctx.Err())
+		case <-t.C:
+		}
+		wait = min(wait*2, 25*time.Millisecond)
+	}
+	var done atomic.Bool
+	return func() {
+		if done.CompareAndSwap(false, true) {
+			f.Close() // closing the descriptor releases the flock
+		}
+	}, nil
+}
+
+// replace atomically replaces dir/name with data: a 0600 temporary file in the same
+// directory, fsync, rename over name, fsync of the directory.
+func (s *FileStore) replace(name string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(s.dir, "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), s.path(name)); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,576 @@
+package vbctoken_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vbctoken/vbctoken/internal/memstore"
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// simClock is shared by the sandbox, the keeper and the retry sleeps: nothing really waits.
+type simClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *simClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *simClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Sleep advances the fake clock by d. It also yields for a millisecond of real time so that
+// concurrent keepers in a race test make progress while one of them backs off; no test
+// asserts on real time.
+func (c *simClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.Advance(d)
+	time.Sleep(time.Millisecond)
+	return nil
+}
+
+const (
+	testClientID     = "client-abc"
+	testClientSecret = "cs-SECRET-0123456789"
+	testRedirect     = "https://keeper.example/callback"
+	testUser         = "admin"
+	testPassword     = "pw-SECRET-hunter2"
+)
+
+// world is one VBC sandbox, one store and helpers to build keepers over them.
+type world struct {
+	t     *testing.T
+	clock *simClock
+	vbc   *vbcsandbox.Sandbox
+	srv   *httptest.Server
+	store *memstore.Store
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var (
+	keyOnce sync.Once
+	key     *rsa.PrivateKey
+)
+
+// sharedKey saves generating an RSA key per sandbox.
+func sharedKey(t *testing.T) *rsa.PrivateKey {
+	keyOnce.Do(func() {
+		var err error
+		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return key
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	clock := &simClock{now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+	vbc := vbcsandbox.New(vbcsandbox.Options{
+		Clients:    []vbcsandbox.Client{{ID: testClientID, Secret: testClientSecret, RedirectURLs: []string{testRedirect}}},
+		Users:      map[string]string{testUser: testPassword},
+		Now:        clock.Now,
+		SigningKey: sharedKey(t),
+	})
+	srv := httptest.NewServer(vbc)
+	t.Cleanup(srv.Close)
+	w := &world{t: t, clock: clock, vbc: vbc, srv: srv, store: memstore.New(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret}), logs: &syncBuffer{}}
+	t.Cleanup(w.checkNoSecretsLogged)
+	return w
+}
+
+func (w *world) keeper(pkce bool) *vbctoken.Keeper {
+	w.t.Helper()
+	return w.keeperWith(w.store, pkce)
+}
+
+func (w *world) keeperWith(store vbctoken.Store, pkce bool) *vbctoken.Keeper {
+	w.t.Helper()
+	// Deadlines are real (context.WithTimeout), so the retry policy keeps the real Now;
+	// only its sleeps are fake.
+	retry := vbctoken.RetryPolicy{Sleep: w.clock.Sleep}
+	k, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
+		Store: store,
+		Client: vbctoken.ClientConfig{
+			Endpoints:   vbctoken.Endpoints{AuthorizeURL: w.srv.URL + "/authorize", TokenURL: w.srv.URL + "/token"},
+			RedirectURL: testRedirect,
+			PKCE:        pkce,
+			Retry:       retry,
+		},
+		StoreRetry: retry,
+		Now:        w.clock.Now,
+		Logger:     slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return k
+}
+
+// consent runs the browser part: consent URL → sandbox approval → callback query.
+func (w *world) consentQuery(k *vbctoken.Keeper) url.Values {
+	w.t.Helper()
+	authURL, err := k.ConsentURL(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cb, err := w.vbc.Approve(authURL)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	u, err := url.Parse(cb)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return u.Query()
+}
+
+func (w *world) connect(k *vbctoken.Keeper) vbctoken.Result {
+	w.t.Helper()
+	q := w.consentQuery(k)
+	res, err := k.CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code")))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return res
+}
+
+func (w *world) stored() *vbctoken.Pair {
+	w.t.Helper()
+	v, err := w.store.LoadPair(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return v.Pair
+}
+
+// assertChainLive checks the non-negotiable: the stored refresh token is live at VBC and
+// the access secret matches the pair.
+func (w *world) assertChainLive() {
+	w.t.Helper()
+	p := w.stored()
+	if !w.vbc.IsLiveRefreshToken(p.RefreshToken.Reveal()) {
+		w.t.Fatalf("stored refresh token is dead at VBC: chain broken (%v)", p)
+	}
+	a, err := w.store.LoadAccess(context.Background())
+	if err != nil || a.AccessToken != p.AccessToken || !w.vbc.IsValidAccessToken(a.AccessToken.Reveal()) {
+		w.t.Fatalf("access secret does not hold the pair's valid access token: %v %v", a, err)
+	}
+}
+
+// checkNoSecretsLogged scans every log line of the test for any token VBC issued, the
+// client secret and the password.
+func (w *world) checkNoSecretsLogged() {
+	logs := w.logs.String()
+	values := []string{testClientSecret, testPassword}
+	for _, p := range w.vbc.Issued() {
+		values = append(values, p.AccessToken, p.RefreshToken)
+	}
+	for _, v := range values {
+		if v != "" && strings.Contains(logs, v) {
+			w.t.Errorf("a secret value appears in the logs")
+		}
+	}
+}
+
+func TestConsentThenRefresh(t *testing.T) {
+	for _, pkce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pkce=%v", pkce), func(t *testing.T) {
+			w := newWorld(t)
+			k := w.keeper(pkce)
+			res := w.connect(k)
+			if res.Outcome != vbctoken.OutcomeConnected || res.Grant != vbctoken.GrantAuthorizationCode {
+				t.Fatalf("consent result: %+v", res)
+			}
+			w.assertChainLive()
+			first := w.stored()
+
+			// An hour later nothing happens: one store read, no token call.
+			w.clock.Advance(time.Hour)
+			w.store.ResetCalls()
+			res, err := k.Refresh(context.Background(), false)
+			if err != nil || res.Outcome != vbctoken.OutcomeSkipped || w.store.TotalCalls() != 1 {
+				t.Fatalf("hourly check: %+v %v, %d store calls", res, err, w.store.TotalCalls())
+			}
+
+			// Inside the margin: refreshed, the old refresh token is dead, the new one live.
+			w.clock.Advance(21*time.Hour + time.Minute)
+			res, err = k.Refresh(context.Background(), false)
+			if err != nil || res.Outcome != vbctoken.OutcomeRefreshed || res.Reason != vbctoken.ReasonAccessExpiring {
+				t.Fatalf("refresh: %+v %v", res, err)
+			}
+			w.assertChainLive()
+			if w.vbc.IsLiveRefreshToken(first.RefreshToken.Reveal()) {
+				t.Error("old refresh token still live: the sandbox does not rotate")
+			}
+			// The consent link's nonce is remembered until the link expires, then pruned.
+			if got := w.stored(); got.Grant != vbctoken.GrantRefreshToken || len(got.ConsentNonces) != 0 {
+				t.Errorf("stored pair after refresh: %v, nonces %d", got, len(got.ConsentNonces))
+			}
+		})
+	}
+}
+
+func TestConsentStateRejected(t *testing.T) {
+	w := newWorld(t)
+	k := w.keeper(false)
+	q := w.consentQuery(k)
+	state, code := q.Get("state"), vbctoken.Secret(q.Get("code"))
+
+	tampered := []byte(state)
+	tampered[len(tampered)/2] ^= 1
+	cases := []struct {
+		name  string
+		state string
+		code  vbctoken.Secret
+		want  error
+	}{
+		{"empty code", state, "", vbctoken.ErrBadInput},
+		{"no state", "", code, vbctoken.ErrBadState},
+		{"tampered", string(tampered), code, vbctoken.ErrBadState},
+		{"garbage", "<script>", code, vbctoken.ErrStateMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w.store.ResetCalls()
+			_, err := k.CompleteConsent(context.Background(), tc.state, tc.code)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if n := w.store.Calls(memstore.OpCommitPair); n != 0 {
+				t.Errorf("%d writes for a rejected consent", n)
+			}
+		})
+	}
+
+	// The genuine one works once; its replay is refused and writes nothing.
+	if _, err := k.CompleteConsent(context.Background(), state, code); err != nil {
+		t.Fatal(err)
+	}
+	w.store.ResetCalls()
+	_, err := k.CompleteConsent(context.Background(), state, code)
+	if !errors.Is(err, vbctoken.ErrStateReused) || !errors.Is(err, vbctoken.ErrBadState) {
+		t.Fatalf("replay: %v", err)
+	}
+	if w.store.Calls(memstore.OpCommitPair) != 0 {
+		t.Error("replay wrote")
+	}
+	w.assertChainLive()
+
+	// A link older than its TTL is expired.
+	q = w.consentQuery(k)
+	w.clock.Advance(16 * time.Minute)
+	if _, err := k.CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code"))); !errors.Is(err, vbctoken.ErrStateExpired) {
+		t.Fatalf("expired: %v", err)
+	}
+}
+
+// A replayed consent link racing itself: exactly one callback wins.
+func TestConsentReplayRace(t *testing.T) {
+	w := newWorld(t)
+	q := w.consentQuery(w.keeper(false))
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = w.keeper(false).CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code")))
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, vbctoken.ErrStateReused):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d callbacks succeeded with one state, want 1", ok)
+	}
+	w.assertChainLive()
+}
+
+func TestConcurrentRefreshersKeepTheChain(t *testing.T) {
+	w := newWorld(t)
+	w.connect(w.keeper(false))
+	for round := 0; round < 10; round++ {
+		w.clock.Advance(23 * time.Hour)
+		var wg sync.WaitGroup
+		results := make([]vbctoken.Result, 3)
+		errs := make([]error, 3)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], errs[i] = w.keeper(false).Refresh(context.Background(), false)
+			}()
+		}
+		wg.Wait()
+		refreshed := 0
+		for i, r := range results {
+			if errs[i] != nil {
+				t.Fatalf("round %d: refresher %d: %v", round, i, errs[i])
+			}
+			if r.Outcome == vbctoken.OutcomeRefreshed {
+				refreshed++
+			}
+		}
+		if refreshed != 1 {
+			t.Errorf("round %d: %d refreshes, want exactly 1 (%+v)", round, refreshed, results)
+		}
+		w.assertChainLive()
+	}
+}
+
+func TestRefreshRidesOutTransientVBCFailures(t *testing.T) {
+	w := newWorld(t)
+	k := w.keeper(false)
+	w.connect(k)
+	w.clock.Advance(23 * time.Hour)
+	w.vbc.InjectNext(vbcsandbox.Status503, vbcsandbox.Status429, vbcsandbox.HTML200, vbcsandbox.Status502)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := k.Refresh(ctx, false)
+	if err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("refresh: %+v %v", res, err)
+	}
+	w.assertChainLive()
+}
+
+func TestRefreshReconsentCases(t *testing.T) {
+	t.Run("nothing stored", func(t *testing.T) {
+		w := newWorld(t)
+		res, err := w.keeper(false).Refresh(context.Background(), false)
+		if !errors.Is(err, vbctoken.ErrReconsentRequired) || res.Outcome != vbctoken.OutcomeReconsent {
+			t.Fatalf("%+v %v", res, err)
+		}
+	})
+	t.Run("refresh token expired", func(t *testing.T) {
+		w := newWorld(t)
+		k := w.keeper(false)
+		w.connect(k)
+		w.clock.Advance(8 * 24 * time.Hour)
+		res, err := k.Refresh(context.Background(), false)
+		if !errors.Is(err, vbctoken.ErrReconsentRequired) || res.Reason != vbctoken.ReasonRefreshExpired {
+			t.Fatalf("%+v %v", res, err)
+		}
+	})
+	t.Run("revoked at VBC", func(t *testing.T) {
+		w := newWorld(t)
+		k := w.keeper(false)
+		w.connect(k)
+		w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+		w.store.ResetCalls()
+		res, err := k.Refresh(context.Background(), true)
+		if !errors.Is(err, vbctoken.ErrReconsentRequired) || !errors.Is(err, vbctoken.ErrInvalidGrant) || res.Outcome != vbctoken.OutcomeReconsent {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if w.store.Calls(memstore.OpCommitPair) != 0 {
+			t.Error("a failed refresh wrote")
+		}
+	})
+}
+
+// staleFirstRead serves a snapshot taken earlier to the first LoadPair: a refresher that
+// read the pair just before another one refreshed it.
+type staleFirstRead struct {
+	vbctoken.Store
+	stale vbctoken.Versioned
+	used  bool
+}
+
+func (s *staleFirstRead) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
+	if !s.used {
+		s.used = true
+		return s.stale, nil
+	}
+	return s.Store.LoadPair(ctx)
+}
+
+// A refresh token another keeper already used is not a reason to re-consent when that
+// keeper stored the new pair: the late refresher gets invalid_grant, re-reads, and reports
+// that it was superseded.
+func TestStaleRefresherIsSuperseded(t *testing.T) {
+	w := newWorld(t)
+	k := w.keeper(false)
+	w.connect(k)
+	stale, err := w.store.LoadPair(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(23 * time.Hour)
+	if _, err := k.Refresh(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	late := w.keeperWith(&staleFirstRead{Store: w.store, stale: stale}, false)
+	w.store.ResetCalls()
+	res, err := late.Refresh(context.Background(), false)
+	if err != nil || res.Outcome != vbctoken.OutcomeSuperseded {
+		t.Fatalf("late refresher: %+v %v", res, err)
+	}
+	if w.store.Calls(memstore.OpCommitPair) != 0 {
+		t.Error("the late refresher wrote")
+	}
+	w.assertChainLive()
+}
+
+func TestStoreFailuresAfterIssueAreRetried(t *testing.T) {
+	cases := []struct {
+		name  string
+		fault func(fails *int) memstore.Fault
+	}{
+		{"commit fails before landing", func(fails *int) memstore.Fault {
+			return memstore.Fault{Before: func(op memstore.Op) error {
+				if op == memstore.OpCommitPair && *fails < 3 {
+					*fails++
+					return fmt.Errorf("throttled: %w", vbctoken.ErrTransient)
+				}
+				return nil
+			}}
+		}},
+		{"commit lands but the answer is lost", func(fails *int) memstore.Fault {
+			return memstore.Fault{After: func(op memstore.Op) error {
+				if op == memstore.OpCommitPair && *fails < 2 {
+					*fails++
+					return fmt.Errorf("connection reset: %w", vbctoken.ErrTransient)
+				}
+				return nil
+			}}
+		}},
+		{"access write fails", func(fails *int) memstore.Fault {
+			return memstore.Fault{Before: func(op memstore.Op) error {
+				if op == memstore.OpPutAccess && *fails < 3 {
+					*fails++
+					return fmt.Errorf("503: %w", vbctoken.ErrTransient)
+				}
+				return nil
+			}}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			k := w.keeper(false)
+			w.connect(k)
+			w.clock.Advance(23 * time.Hour)
+			fails := 0
+			w.store.SetFault(tc.fault(&fails))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := k.Refresh(ctx, false)
+			if err != nil || res.Outcome != vbctoken.OutcomeRefreshed || fails == 0 {
+				t.Fatalf("%+v %v (faults %d)", res, err, fails)
+			}
+			w.store.SetFault(memstore.Fault{})
+			w.assertChainLive()
+		})
+	}
+}
+
+// The callback's nonce reservation and a refresher's commit interleave: both must land,
+// and the stored refresh token must be the newest live one.
+func TestConsentRacesRefresher(t *testing.T) {
+	w := newWorld(t)
+	w.connect(w.keeper(false))
+	for round := 0; round < 8; round++ {
+		w.clock.Advance(23 * time.Hour)
+		q := w.consentQuery(w.keeper(false))
+		var wg sync.WaitGroup
+		var consentErr, refreshErr error
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, consentErr = w.keeper(false).CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code")))
+		}()
+		go func() {
+			defer wg.Done()
+			_, refreshErr = w.keeper(false).Refresh(context.Background(), false)
+		}()
+		wg.Wait()
+		if consentErr != nil || refreshErr != nil {
+			t.Fatalf("round %d: consent %v, refresh %v", round, consentErr, refreshErr)
+		}
+		w.assertChainLive()
+		if got := w.stored(); got.Grant != vbctoken.GrantAuthorizationCode && got.Grant != vbctoken.GrantRefreshToken {
+			t.Fatalf("grant %q", got.Grant)
+		}
+	}
+}
+
+func TestLogin(t *testing.T) {
+	w := newWorld(t)
+	k := w.keeper(false)
+	res, err := k.Login(context.Background(), testUser, testPassword)
+	if err != nil || res.Outcome != vbctoken.OutcomeConnected || res.Grant != vbctoken.GrantPassword {
+		t.Fatalf("%+v %v", res, err)
+	}
+	w.assertChainLive()
+	for _, tc := range []struct {
+		user, pass string
+		want       error
+	}{
+		{"", testPassword, vbctoken.ErrBadInput},
+		{testUser, "", vbctoken.ErrBadInput},
+		{testUser, "wrong-SECRET", vbctoken.ErrInvalidGrant},
+	} {
+		if _, err := k.Login(context.Background(), tc.user, vbctoken.Secret(tc.pass)); !errors.Is(err, tc.want) {
+			t.Errorf("Login(%q): %v, want %v", tc.user, err, tc.want)
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	w := newWorld(t)
+	k := w.keeper(false)
+	st, err := k.Status(context.Background())
+	if err != nil || st.Connected || st.Reason != vbctoken.ReasonNotConnected {
+		t.Fatalf("%+v %v", st, err)
+	}
+	w.connect(k)
+	st, err = k.Status(context.Background())
+	if err != nil || !st.Connected || st.Grant != vbctoken.GrantAuthorizationCode || st.NextRefresh.IsZero() {
+		t.Fatalf("%+v %v", st, err)
+	}
+}

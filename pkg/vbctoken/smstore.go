@@ -1,0 +1,343 @@
+package vbctoken
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+)
+
+// Staging labels used by SecretsManagerStore.
+const (
+	// StageCurrent is the label Secrets Manager readers (apps, the SDK caches) follow.
+	StageCurrent = "AWSCURRENT"
+	// StagePending labels a pair version written by CommitPair but not yet made current, so
+	// that PutSecretValue does not move AWSCURRENT by itself.
+	StagePending = "VBCTOKEN_PENDING"
+)
+
+// SecretIDs names the three secrets (name or ARN) of DESIGN.md: VBC_CREDENTIALS_SECRET_ID,
+// VBC_TOKEN_SECRET_ID and VBC_ACCESS_SECRET_ID.
+type SecretIDs struct {
+	Credentials, Pair, Access string
+}
+
+// SecretsAPI is the part of the Secrets Manager API the store calls;
+// *secretsmanager.Client implements it.
+type SecretsAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
+	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
+}
+
+var _ SecretsAPI = (*secretsmanager.Client)(nil)
+
+// SecretsManagerStore keeps the secrets in AWS Secrets Manager. The secrets themselves are
+// created by the CDK stack; the store never creates or deletes one.
+//
+// The pair is written with versioning as compare-and-swap (DESIGN.md): PutSecretValue with
+// a ClientRequestToken derived from prev and the new content, under the StagePending label so
+// that AWSCURRENT does not move, then UpdateSecretVersionStage moving AWSCURRENT from prev to
+// the new version, which fails when another writer moved it first. A pair's Version is the
+// Secrets Manager VersionId.
+//
+// Errors are *SecretsManagerError values (wrapped with what was being done). Throttling,
+// 5xx and timeouts, once the SDK's standard retryer has given up, match ErrTransient; a
+// secret or value that does not exist matches ErrNotFound. No error carries a secret value.
+type SecretsManagerStore struct {
+	api SecretsAPI
+	ids SecretIDs
+}
+
+var _ Store = (*SecretsManagerStore)(nil)
+
+// NewSecretsManagerStore returns a store calling api (a *secretsmanager.Client in
+// production) on the secrets ids.
+func NewSecretsManagerStore(api SecretsAPI, ids SecretIDs) *SecretsManagerStore {
+	return &SecretsManagerStore{api: api, ids: ids}
+}
+
+// NewSecretsManagerStoreFromConfig builds the SDK client from cfg, keeping the SDK's
+// standard retryer and endpoint resolution (AWS_ENDPOINT_URL_SECRETS_MANAGER, as loaded by
+// config.LoadDefaultConfig, points it at a local emulator).
+func NewSecretsManagerStoreFromConfig(cfg aws.Config, ids SecretIDs) *SecretsManagerStore {
+	return NewSecretsManagerStore(secretsmanager.NewFromConfig(cfg), ids)
+}
+
+// IDs returns the secrets the store uses.
+func (s *SecretsManagerStore) IDs() SecretIDs { return s.ids }
+
+// getCurrent reads the AWSCURRENT version of id. A secret that does not exist or has no
+// value yet matches ErrNotFound; a binary secret is ErrMalformedSecret.
+func (s *SecretsManagerStore) getCurrent(ctx context.Context, id string) (*secretsmanager.GetSecretValueOutput, error) {
+	out, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId:     aws.String(id),
+		VersionStage: aws.String(StageCurrent),
+	})
+	if err != nil {
+		return nil, smError("GetSecretValue", id, err)
+	}
+	if out.SecretString == nil {
+		return nil, fmt.Errorf("secret %s: %w: no SecretString (binary secrets are not used)", id, ErrMalformedSecret)
+	}
+	return out, nil
+}
+
+// LoadCredentials reads the credentials secret; a missing secret, one without a value and a
+// placeholder are ErrNoCredentials.
+func (s *SecretsManagerStore) LoadCredentials(ctx context.Context) (Credentials, error) {
+	out, err := s.getCurrent(ctx, s.ids.Credentials)
+	if errors.Is(err, ErrNotFound) {
+		return Credentials{}, fmt.Errorf("load credentials: %w: %w", ErrNoCredentials, err)
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("load credentials: %w", err)
+	}
+	c, err := DecodeCredentials([]byte(*out.SecretString))
+	if err != nil {
+		return Credentials{}, fmt.Errorf("load credentials from %s: %w", s.ids.Credentials, err)
+	}
+	return c, nil
+}
+
+// LoadPair reads the AWSCURRENT version of the pair secret (one GetSecretValue). A secret
+// that does not exist or has no value yet is a not-connected pair with Version "".
+func (s *SecretsManagerStore) LoadPair(ctx context.Context) (Versioned, error) {
+	out, err := s.getCurrent(ctx, s.ids.Pair)
+	if errors.Is(err, ErrNotFound) {
+		return Versioned{Pair: &Pair{}}, nil
+	}
+	if err != nil {
+		return Versioned{}, fmt.Errorf("load pair: %w", err)
+	}
+	p, err := DecodePair([]byte(*out.SecretString))
+	if err != nil {
+		return Versioned{}, fmt.Errorf("load pair from %s: %w", s.ids.Pair, err)
+	}
+	return Versioned{Pair: p, Version: aws.ToString(out.VersionId)}, nil
+}
+
+// pairToken derives the ClientRequestToken (and so the VersionId) of a pair write from the
+// version it replaces and its content: the same commit retried reuses the token, which
+// Secrets Manager treats as the same request.
+func pairToken(prev string, content []byte) string {
+	h := sha256.New()
+	h.Write([]byte("vbctoken pair\x00" + prev + "\x00"))
+	h.Write(content)
+	return hex.EncodeToString(h.Sum(nil)) // 64 characters, the longest token allowed
+}
+
+// accessToken derives the ClientRequestToken of an access secret write from its content
+// (and salt, "" unless that content was stored before).
+func accessToken(salt string, content []byte) string {
+	h := sha256.New()
+	h.Write([]byte("vbctoken access\x00" + salt + "\x00"))
+	h.Write(content)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CommitPair stores p as the current pair if the current version is still prev, and returns
+// the new VersionId. prev must come from a successful LoadPair: that is how a pair written
+// by a newer vbctoken is protected (LoadPair refuses it, so no caller holds its version, and
+// moving AWSCURRENT away from a version not named is impossible).
+//
+// Calls: PutSecretValue (token from prev and content, label StagePending), then
+// UpdateSecretVersionStage (AWSCURRENT to the new version, RemoveFromVersionId prev). When
+// the put created the secret's first version, Secrets Manager has already made it current and
+// the move is skipped; when the move is refused, one GetSecretValue tells a lost race
+// (ErrConflict) from a retry of a commit that had landed (success).
+//
+// Retrying the same call after any failure is safe: the put is idempotent by its token, and
+// a new version that is already current is reported as success.
+func (s *SecretsManagerStore) CommitPair(ctx context.Context, p *Pair, prev string) (string, error) {
+	if p == nil {
+		return "", fmt.Errorf("commit pair: %w: nil pair", ErrBadInput)
+	}
+	content, err := EncodePair(p)
+	if err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	id := s.ids.Pair
+	put, err := s.api.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId:           aws.String(id),
+		SecretString:       aws.String(string(content)),
+		ClientRequestToken: aws.String(pairToken(prev, content)),
+		VersionStages:      []string{StagePending},
+	})
+	if err != nil {
+		return "", fmt.Errorf("commit pair: %w", smError("PutSecretValue", id, err))
+	}
+	version := aws.ToString(put.VersionId)
+	if slices.Contains(put.VersionStages, StageCurrent) {
+		// The secret's first version (Secrets Manager makes it current by itself), or a
+		// retry of a commit whose move had already happened.
+		return version, nil
+	}
+	in := &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId:        aws.String(id),
+		VersionStage:    aws.String(StageCurrent),
+		MoveToVersionId: aws.String(version),
+	}
+	if prev != "" {
+		in.RemoveFromVersionId = aws.String(prev)
+	}
+	_, err = s.api.UpdateSecretVersionStage(ctx, in)
+	if err == nil {
+		return version, nil
+	}
+	moveErr := smError("UpdateSecretVersionStage", id, err)
+	if !isCode(err, "InvalidParameterException") {
+		return "", fmt.Errorf("commit pair: %w", moveErr)
+	}
+	// Refused: AWSCURRENT is not on prev (or, with prev "", is already attached somewhere).
+	// Either someone else won, or an earlier attempt of this very commit already moved it.
+	cur, err := s.getCurrent(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("commit pair: version stage move refused, then: %w", err)
+	}
+	if aws.ToString(cur.VersionId) == version || aws.ToString(cur.SecretString) == string(content) {
+		return aws.ToString(cur.VersionId), nil
+	}
+	moveErr.Kind = ErrConflict
+	return "", fmt.Errorf("commit pair: %w", moveErr)
+}
+
+// PutAccess writes the access secret as its new AWSCURRENT version: one PutSecretValue
+// without labels (so AWSCURRENT moves to it) and a token derived from the content, so a retry
+// is idempotent.
+//
+// If that exact content was stored before and is no longer current, Secrets Manager treats
+// the put as a repeat and does nothing; the store then reads the current version
+// (GetSecretValue) and puts again with a token derived from the content and that version.
+func (s *SecretsManagerStore) PutAccess(ctx context.Context, a AccessToken) error {
+	content, err := EncodeAccess(a)
+	if err != nil {
+		return fmt.Errorf("put access token: %w", err)
+	}
+	current, err := s.putAccess(ctx, content, "")
+	if err != nil || current {
+		return err
+	}
+	cur, err := s.getCurrent(ctx, s.ids.Access)
+	if err != nil {
+		return fmt.Errorf("put access token: %w", err)
+	}
+	if aws.ToString(cur.SecretString) == string(content) {
+		return nil
+	}
+	current, err = s.putAccess(ctx, content, aws.ToString(cur.VersionId))
+	if err == nil && !current {
+		err = fmt.Errorf("put access token: %s did not become current", s.ids.Access)
+	}
+	return err
+}
+
+// putAccess puts content with a token derived from it and salt, and reports whether the
+// version it names is current.
+func (s *SecretsManagerStore) putAccess(ctx context.Context, content []byte, salt string) (bool, error) {
+	id := s.ids.Access
+	put, err := s.api.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId:           aws.String(id),
+		SecretString:       aws.String(string(content)),
+		ClientRequestToken: aws.String(accessToken(salt, content)),
+	})
+	if err != nil {
+		return false, fmt.Errorf("put access token: %w", smError("PutSecretValue", id, err))
+	}
+	return slices.Contains(put.VersionStages, StageCurrent), nil
+}
+
+// LoadAccess reads the access secret (one GetSecretValue): a missing secret or one without a
+// value is ErrNotFound, the placeholder {"version":1} a zero AccessToken.
+func (s *SecretsManagerStore) LoadAccess(ctx context.Context) (AccessToken, error) {
+	out, err := s.getCurrent(ctx, s.ids.Access)
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("load access token: %w", err)
+	}
+	a, err := DecodeAccess([]byte(*out.SecretString))
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("load access token from %s: %w", s.ids.Access, err)
+	}
+	return a, nil
+}
+
+// SecretsManagerError is a failed Secrets Manager call. It matches ErrTransient,
+// ErrNotFound or ErrConflict through Is, as Kind says; Kind nil means a permanent failure
+// (AccessDeniedException, DecryptionFailure, …) that retrying will not fix. Its message names
+// the operation, secret and AWS error code, never a secret value.
+type SecretsManagerError struct {
+	Op       string // "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"
+	SecretID string
+	Code     string // AWS error code, "" when no response arrived
+	Kind     error  // ErrTransient, ErrNotFound, ErrConflict or nil
+	Err      error  // the SDK's error
+}
+
+func (e *SecretsManagerError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "secrets manager %s %s", e.Op, e.SecretID)
+	switch {
+	case e.Kind != nil:
+		fmt.Fprintf(&b, ": %v", e.Kind)
+	case e.Code == "AccessDeniedException":
+		b.WriteString(": access denied (check the IAM policy and the KMS key policy)")
+	default:
+		b.WriteString(": permanent failure")
+	}
+	if e.Code != "" {
+		fmt.Fprintf(&b, " (%s)", e.Code)
+	}
+	if e.Err != nil {
+		// The SDK's message: operation, attempts, HTTP status, request id and AWS's own
+		// message. None of them echoes request parameters such as SecretString.
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+// Unwrap exposes the SDK's error.
+func (e *SecretsManagerError) Unwrap() error { return e.Err }
+
+// Is matches the error's Kind.
+func (e *SecretsManagerError) Is(target error) bool { return e.Kind != nil && target == e.Kind }
+
+// retryables is the SDK standard retryer's own classification: what it would have retried
+// is transient for our callers too once it gave up.
+var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
+
+// smError classifies an SDK error.
+func smError(op, id string, err error) *SecretsManagerError {
+	e := &SecretsManagerError{Op: op, SecretID: id, Err: err}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		e.Code = api.ErrorCode()
+	}
+	var quota ratelimit.QuotaExceededError
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The caller gave up: neither transient nor the store's fault.
+	case e.Code == "ResourceNotFoundException":
+		e.Kind = ErrNotFound
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &quota),
+		retryables.IsErrorRetryable(err) == aws.TrueTernary,
+		e.Code == "InternalServiceError":
+		e.Kind = ErrTransient
+	}
+	return e
+}
+
+// isCode reports whether err carries the AWS error code.
+func isCode(err error, code string) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == code
+}

@@ -1,0 +1,293 @@
+package vbctoken
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// AccessLoader reads the app-facing access token. It is all a Source needs; every Store
+// satisfies it, and so does any function an app wires up with a one-method adapter.
+type AccessLoader interface {
+	LoadAccess(ctx context.Context) (AccessToken, error)
+}
+
+var _ AccessLoader = Store(nil)
+
+// Defaults of NewSource.
+const (
+	// DefaultEarlyExpiry is how long before expires_at a Source stops handing out a token.
+	DefaultEarlyExpiry = 5 * time.Minute
+	// DefaultLoadTimeout bounds each read of the access secret.
+	DefaultLoadTimeout = 10 * time.Second
+	// DefaultMinReread is the least time between two reads that may return the same token
+	// (after Invalidate, or while the keeper is late).
+	DefaultMinReread = time.Second
+)
+
+// ErrNoValidToken means the access secret was read but holds no token that is valid now:
+// either none yet (no admin has consented) or only an expired one (the keeper has not
+// replaced it). Apps cannot fix this by retrying quickly; it is not transient.
+var ErrNoValidToken = errors.New("no valid access token")
+
+// sourceConfig is what SourceOptions set.
+type sourceConfig struct {
+	early       time.Duration
+	now         func() time.Time
+	loadTimeout time.Duration
+	minReread   time.Duration
+}
+
+// SourceOption configures NewSource.
+type SourceOption func(*sourceConfig)
+
+// WithEarlyExpiry makes the Source treat a token as expired d before its expires_at, so a
+// request never leaves with a token about to die. Default DefaultEarlyExpiry; d < 0 is 0.
+func WithEarlyExpiry(d time.Duration) SourceOption {
+	return func(c *sourceConfig) { c.early = max(d, 0) }
+}
+
+// WithClock replaces time.Now (tests). nil keeps time.Now.
+func WithClock(now func() time.Time) SourceOption {
+	return func(c *sourceConfig) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// WithLoadTimeout bounds each read of the access secret; Token has no context, so this is
+// what keeps it from hanging. Default DefaultLoadTimeout; d <= 0 keeps the default.
+func WithLoadTimeout(d time.Duration) SourceOption {
+	return func(c *sourceConfig) {
+		if d > 0 {
+			c.loadTimeout = d
+		}
+	}
+}
+
+// WithMinReread sets the least time between two reads of the secret that may return the
+// same token: after Invalidate once the re-read came back with the rejected token, and while
+// the keeper is late (the token read is already inside the early-expiry window). Default
+// DefaultMinReread; d < 0 is 0 (no throttle).
+func WithMinReread(d time.Duration) SourceOption {
+	return func(c *sourceConfig) { c.minReread = max(d, 0) }
+}
+
+// Source is the reader apps use: an oauth2.TokenSource over the app-facing access secret
+// that the keeper rewrites about once a day. It never refreshes anything and holds no
+// client credentials; an app that gets a 401 calls Invalidate, never a refresh endpoint
+// (refresh tokens rotate, and only the keeper may use them).
+//
+// A token is cached until its expires_at minus the early expiry (WithEarlyExpiry) on the
+// Source's clock, and an expired token is never returned. A token read when it is already
+// inside that window (the keeper is late) is returned while it is valid but re-read at
+// least every WithMinReread; a token read when it has already expired is an error matching
+// ErrNoValidToken. When a re-read fails but the cached token is still valid, the cached
+// token is served for up to WithMinReread more before the next attempt.
+//
+// A Source is safe for concurrent use. A valid cached token costs an atomic load and a clock
+// comparison; when the cache is stale, concurrent callers share one read of the secret.
+//
+// Each Token call returns its own *oauth2.Token, which the caller may keep or modify. (A
+// shared pointer, as oauth2.ReuseTokenSource hands out, would save one small allocation
+// per call but is not safe here: ReuseTokenSource, used by oauth2.NewClient, writes to the
+// tokens it receives, so two clients built on one Source would race.) Its Expiry is when
+// the Source stops serving it from cache, at the latest expires_at minus the early expiry,
+// so wrappers that cache it too honour the early expiry.
+type Source struct {
+	loader AccessLoader
+	cfg    sourceConfig
+	cur    atomic.Pointer[sourceEntry]
+	group  singleflight.Group
+}
+
+var _ oauth2.TokenSource = (*Source)(nil)
+
+// sourceEntry is one cached read. Entries are immutable once published; Invalidate and the
+// stale fallback publish modified copies.
+type sourceEntry struct {
+	access    string    // the bearer token
+	tokenType string    // "Bearer"
+	expiresAt time.Time // the stored expires_at
+	until     time.Time // served from cache while now < until; until <= expiresAt
+	readAt    time.Time // when the read that produced the entry finished
+	// invalidated: Invalidate was called for this token (the app got a 401 with it).
+	invalidated bool
+	// rejected: the token had already been invalidated once and the re-read returned it
+	// again, so further Invalidate calls re-read it at most once per minReread.
+	rejected bool
+}
+
+func (e *sourceEntry) token() *oauth2.Token {
+	return &oauth2.Token{AccessToken: e.access, TokenType: e.tokenType, Expiry: e.until}
+}
+
+// NewSource returns a Source reading loader, typically the Store the keeper writes
+// (a SecretsManagerStore on AWS, a FileStore locally). It reads nothing until the first
+// Token call. loader must not be nil.
+func NewSource(loader AccessLoader, opts ...SourceOption) *Source {
+	if loader == nil {
+		panic("vbctoken: NewSource: nil AccessLoader")
+	}
+	cfg := sourceConfig{
+		early:       DefaultEarlyExpiry,
+		now:         time.Now,
+		loadTimeout: DefaultLoadTimeout,
+		minReread:   DefaultMinReread,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Source{loader: loader, cfg: cfg}
+}
+
+// NewSecretsManagerSource is NewSource over the access secret accessSecretID (name or ARN,
+// usually from VBC_ACCESS_SECRET_ID) in AWS Secrets Manager, with the SDK configured the
+// standard way (config.LoadDefaultConfig: environment, shared config, IAM role). The app
+// needs only secretsmanager:GetSecretValue on that one secret. Nothing is read until the
+// first Token call.
+func NewSecretsManagerSource(ctx context.Context, accessSecretID string, opts ...SourceOption) (*Source, error) {
+	if accessSecretID == "" {
+		return nil, fmt.Errorf("new secrets manager source: %w: empty access secret id", ErrBadInput)
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("new secrets manager source: load AWS config: %w", err)
+	}
+	store := NewSecretsManagerStoreFromConfig(cfg, SecretIDs{Access: accessSecretID})
+	return NewSource(store, opts...), nil
+}
+
+// Token returns a valid access token, reading the access secret only when the cached one is
+// stale. It implements oauth2.TokenSource; each read is bounded by WithLoadTimeout.
+func (s *Source) Token() (*oauth2.Token, error) {
+	if e := s.cur.Load(); e != nil && s.cfg.now().Before(e.until) {
+		return e.token(), nil
+	}
+	return s.load(context.Background())
+}
+
+// TokenContext is Token for callers with a context: it stops waiting when ctx is done.
+// A read already under way is not cancelled (other callers share it); it still completes,
+// bounded by WithLoadTimeout, and fills the cache.
+func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	if e := s.cur.Load(); e != nil && s.cfg.now().Before(e.until) {
+		return e.token(), nil
+	}
+	return s.load(ctx)
+}
+
+// Invalidate reports that the token last returned was rejected (the API answered 401).
+// The next Token call re-reads the secret and so picks up the token the keeper wrote
+// since. If that re-read returns the same token (the keeper has not replaced it yet), the
+// next Invalidate lets Token re-read it only once WithMinReread has passed since that
+// read, and Token returns the same token until then: a stream of 401s costs at most one
+// read per WithMinReread. Calls before the next read are no-ops. Invalidate never
+// refreshes anything.
+//
+// Invalidate reaches only callers that ask the Source for each request, such as
+// &oauth2.Transport{Source: src}; the client of oauth2.NewClient keeps its own copy of the
+// token (oauth2.ReuseTokenSource) until that copy's Expiry.
+func (s *Source) Invalidate() {
+	for {
+		e := s.cur.Load()
+		if e == nil || e.invalidated {
+			return
+		}
+		n := *e
+		n.invalidated = true
+		if e.rejected {
+			n.until = earliest(e.until, e.readAt.Add(s.cfg.minReread))
+		} else {
+			n.until = time.Time{}
+		}
+		if s.cur.CompareAndSwap(e, &n) {
+			return
+		}
+	}
+}
+
+// load runs one shared read of the secret and waits for it or for ctx.
+func (s *Source) load(ctx context.Context) (*oauth2.Token, error) {
+	ch := s.group.DoChan("access", func() (any, error) { return s.read(ctx) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*sourceEntry).token(), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("token source: wait for access token: %w", ctx.Err())
+	}
+}
+
+// read is the body of the shared read: it loads the secret and publishes the entry.
+func (s *Source) read(ctx context.Context) (*sourceEntry, error) {
+	prev := s.cur.Load()
+	if prev != nil && s.cfg.now().Before(prev.until) {
+		return prev, nil // a read that finished just before this one started
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.loadTimeout)
+	a, err := s.loader.LoadAccess(lctx)
+	cancel()
+	now := s.cfg.now()
+	if err != nil {
+		err = fmt.Errorf("token source: read access token: %w", err)
+		if prev == nil || prev.invalidated || !now.Before(prev.expiresAt) {
+			return nil, err
+		}
+		// The cached token was not rejected and is still valid: serve it a little longer
+		// rather than fail, and try again after minReread.
+		n := *prev
+		n.until = earliest(prev.expiresAt, now.Add(s.cfg.minReread))
+		if !now.Before(n.until) || !s.cur.CompareAndSwap(prev, &n) {
+			return nil, err
+		}
+		return &n, nil
+	}
+	if !a.Valid(now) {
+		return nil, noValidToken(a)
+	}
+	n := &sourceEntry{
+		access:    a.AccessToken.Reveal(),
+		tokenType: a.TokenType,
+		expiresAt: a.ExpiresAt,
+		until:     a.ExpiresAt.Add(-s.cfg.early),
+		readAt:    now,
+	}
+	if !now.Before(n.until) {
+		// The keeper is late: the token is inside the early window. Use it while it is
+		// valid, but look for its successor every minReread.
+		n.until = earliest(a.ExpiresAt, now.Add(s.cfg.minReread))
+		if !now.Before(n.until) { // minReread 0: serve this once, cache nothing
+			n.until = a.ExpiresAt
+			return n, nil
+		}
+	}
+	n.rejected = prev != nil && prev.invalidated && prev.access == n.access
+	s.cur.Store(n)
+	return n, nil
+}
+
+// noValidToken explains why a token read cannot be used, without the token.
+func noValidToken(a AccessToken) error {
+	if a.AccessToken.IsZero() {
+		return fmt.Errorf("token source: %w: the access secret holds no token yet (not connected: an admin must consent)", ErrNoValidToken)
+	}
+	return fmt.Errorf("token source: %w: the stored access token expired at %s and the keeper has not replaced it (check the refresher; an admin may need to consent again)",
+		ErrNoValidToken, a.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,849 @@
+package vbctoken_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/vbctoken/vbctoken/internal/memstore"
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// srcT0 is when every Source test starts on its fake clock.
+var srcT0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+
+// srcSecret marks token values so that tests can look for them in errors.
+const srcSecret = "SRC-SECRET-"
+
+// srcClock is a fake clock shared by the Source, the fakes and, in the day simulation, the
+// sandbox and the keeper. Nothing sleeps: tests move it.
+type srcClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newSrcClock() *srcClock { return &srcClock{now: srcT0} }
+
+func (c *srcClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *srcClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *srcClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// srcLoader is a fake AccessLoader: Load answers, reads counts the calls.
+type srcLoader struct {
+	load  func(ctx context.Context) (vbctoken.AccessToken, error)
+	reads atomic.Int64
+}
+
+var _ vbctoken.AccessLoader = (*srcLoader)(nil)
+
+func (l *srcLoader) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error) {
+	l.reads.Add(1)
+	return l.load(ctx)
+}
+
+// srcAccess is a stored access token named name that expires at exp.
+func srcAccess(name string, exp time.Time) vbctoken.AccessToken {
+	return vbctoken.AccessToken{AccessToken: vbctoken.Secret(srcSecret + name), TokenType: "Bearer", ExpiresAt: exp}
+}
+
+// srcStore is a memstore holding a (the keeper's last write).
+func srcStore(t testing.TB, a vbctoken.AccessToken) *memstore.Store {
+	t.Helper()
+	s := memstore.New(vbctoken.Credentials{})
+	if err := s.PutAccess(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	s.ResetCalls()
+	return s
+}
+
+func srcReads(s *memstore.Store) int { return s.Calls(memstore.OpLoadAccess) }
+
+// srcWant checks a Token result: no error and the token named want.
+func srcWant(t *testing.T, tok *oauth2.Token, err error, want string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Token: unexpected error: %v", err)
+	}
+	if tok.AccessToken != srcSecret+want {
+		t.Fatalf("Token returned %q, want %q", strings.TrimPrefix(tok.AccessToken, srcSecret), want)
+	}
+}
+
+// srcNoSecret fails when err carries a token value in any of its forms.
+func srcNoSecret(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
+		if strings.Contains(s, srcSecret) {
+			t.Errorf("error carries a token: %s", s)
+		}
+	}
+}
+
+// The first read on a cold cache is shared by every concurrent caller, and so is the one
+// after the token's cache time ends.
+func TestSourceConcurrentCallersShareOneRead(t *testing.T) {
+	const callers = 100
+	clock := newSrcClock()
+	store := srcStore(t, srcAccess("day1", srcT0.Add(24*time.Hour)))
+	release := make(chan struct{})
+	store.SetFault(memstore.Fault{Before: func(op memstore.Op) error {
+		if op == memstore.OpLoadAccess {
+			<-release // hold the read until every caller is on its way
+		}
+		return nil
+	}})
+	src := vbctoken.NewSource(store, vbctoken.WithClock(clock.Now))
+
+	burst := func(want string) {
+		t.Helper()
+		var started, done sync.WaitGroup
+		errs := make(chan error, callers)
+		for range callers {
+			started.Add(1)
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				started.Done()
+				tok, err := src.Token()
+				if err == nil && tok.AccessToken != srcSecret+want {
+					err = fmt.Errorf("got another token than %s", want)
+				}
+				errs <- err
+			}()
+		}
+		started.Wait()
+		close(release)
+		done.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	burst("day1")
+	if got := srcReads(store); got != 1 {
+		t.Fatalf("cold cache: %d reads for %d concurrent callers, want 1", got, callers)
+	}
+
+	if err := store.PutAccess(context.Background(), srcAccess("day2", srcT0.Add(48*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(24*time.Hour - vbctoken.DefaultEarlyExpiry) // day1's cache time is over
+	release = make(chan struct{})
+	burst("day2")
+	if got := srcReads(store); got != 2 {
+		t.Fatalf("after expiry: %d reads in all, want 2", got)
+	}
+}
+
+// What one read of the secret yields, and how long it is cached.
+func TestSourceRead(t *testing.T) {
+	const early = 5 * time.Minute
+	tests := []struct {
+		name       string
+		start      time.Duration // the clock starts at srcT0+start
+		stored     vbctoken.AccessToken
+		wantErr    error
+		wantMsg    string        // in the error
+		wantExpiry time.Time     // of the returned token
+		cachedFor  time.Duration // a second Token call this much later still reads nothing
+	}{
+		{
+			name:       "fresh token is cached until expires_at minus the early expiry",
+			stored:     srcAccess("fresh", srcT0.Add(24*time.Hour)),
+			wantExpiry: srcT0.Add(24*time.Hour - early),
+			cachedFor:  24*time.Hour - early - time.Nanosecond,
+		},
+		{
+			name:       "token inside the early window is used but re-read every second",
+			stored:     srcAccess("late", srcT0.Add(3*time.Minute)),
+			wantExpiry: srcT0.Add(time.Second),
+			cachedFor:  time.Second - time.Nanosecond,
+		},
+		{
+			name:       "token about to expire is never cached past its expiry",
+			start:      -300 * time.Millisecond, // stored times have whole seconds
+			stored:     srcAccess("dying", srcT0),
+			wantExpiry: srcT0,
+			cachedFor:  300*time.Millisecond - time.Nanosecond,
+		},
+		{
+			name:    "expired token is an error",
+			stored:  srcAccess("expired", srcT0.Add(-time.Minute)),
+			wantErr: vbctoken.ErrNoValidToken,
+			wantMsg: "expired at 2026-11-24T08:59:00Z",
+		},
+		{
+			name:    "token expiring right now is an error",
+			stored:  srcAccess("now", srcT0),
+			wantErr: vbctoken.ErrNoValidToken,
+			wantMsg: "expired at",
+		},
+		{
+			name:    "placeholder {\"version\":1} means not connected",
+			stored:  vbctoken.AccessToken{},
+			wantErr: vbctoken.ErrNoValidToken,
+			wantMsg: "not connected: an admin must consent",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newSrcClock()
+			clock.Advance(tt.start)
+			store := srcStore(t, tt.stored)
+			src := vbctoken.NewSource(store, vbctoken.WithClock(clock.Now), vbctoken.WithEarlyExpiry(early))
+
+			tok, err := src.Token()
+			srcNoSecret(t, err)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("err = %q, want it to say %q", err, tt.wantMsg)
+				}
+				if tok != nil {
+					t.Fatal("a token came with the error")
+				}
+				// Nothing is cached: the next call reads again.
+				if _, err := src.Token(); !errors.Is(err, tt.wantErr) {
+					t.Fatalf("second call: %v", err)
+				}
+				if got := srcReads(store); got != 2 {
+					t.Fatalf("%d reads, want 2", got)
+				}
+				return
+			}
+			srcWant(t, tok, err, strings.TrimPrefix(tt.stored.AccessToken.Reveal(), srcSecret))
+			if !tok.Expiry.Equal(tt.wantExpiry) {
+				t.Errorf("Expiry = %s, want %s", tok.Expiry, tt.wantExpiry)
+			}
+			if tok.Type() != "Bearer" {
+				t.Errorf("Type = %q", tok.Type())
+			}
+			clock.Advance(tt.cachedFor)
+			if _, err := src.Token(); err != nil {
+				t.Fatal(err)
+			}
+			if got := srcReads(store); got != 1 {
+				t.Fatalf("%d reads within the cache time, want 1", got)
+			}
+			clock.Advance(time.Nanosecond)
+			_, _ = src.Token()
+			if got := srcReads(store); got != 2 {
+				t.Fatalf("%d reads after the cache time, want 2", got)
+			}
+		})
+	}
+}
+
+// A late keeper's token is re-read every WithMinReread, and its successor picked up as
+// soon as it is written.
+func TestSourceLateKeeper(t *testing.T) {
+	clock := newSrcClock()
+	store := srcStore(t, srcAccess("old", srcT0.Add(2*time.Minute)))
+	src := vbctoken.NewSource(store, vbctoken.WithClock(clock.Now), vbctoken.WithMinReread(10*time.Second))
+
+	for range 3 { // 30 s of calls, 10 per second
+		for range 10 {
+			tok, err := src.Token()
+			srcWant(t, tok, err, "old")
+			clock.Advance(100 * time.Millisecond)
+		}
+		clock.Advance(9 * time.Second)
+	}
+	if got := srcReads(store); got != 3 {
+		t.Fatalf("%d reads in 30 s with a 10 s min re-read, want 3", got)
+	}
+	if err := store.PutAccess(context.Background(), srcAccess("new", srcT0.Add(25*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(10 * time.Second)
+	tok, err := src.Token()
+	srcWant(t, tok, err, "new")
+}
+
+// A 401 makes the app call Invalidate; the next Token re-reads and returns what the keeper
+// wrote, and a token the keeper has not replaced is re-read at most once per min re-read.
+func TestSourceInvalidate(t *testing.T) {
+	type step struct {
+		do        string // "token", "invalidate", "write <name>", "advance"
+		want      string // token expected from "token"
+		wantReads int    // reads so far, after a "token"
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{
+			name: "keeper wrote a new token: the re-read returns it",
+			steps: []step{
+				{do: "token", want: "t0", wantReads: 1},
+				{do: "write t1"},
+				{do: "token", want: "t0", wantReads: 1}, // still cached: no 401 yet
+				{do: "invalidate"},
+				{do: "token", want: "t1", wantReads: 2},
+				{do: "token", want: "t1", wantReads: 2},
+			},
+		},
+		{
+			name: "repeated Invalidate before the next read is one re-read",
+			steps: []step{
+				{do: "token", want: "t0", wantReads: 1},
+				{do: "write t1"},
+				{do: "invalidate"},
+				{do: "invalidate"},
+				{do: "invalidate"},
+				{do: "token", want: "t1", wantReads: 2},
+				{do: "token", want: "t1", wantReads: 2},
+			},
+		},
+		{
+			name: "keeper has not replaced the token: no hammering",
+			steps: []step{
+				{do: "token", want: "t0", wantReads: 1},
+				{do: "invalidate"},
+				{do: "token", want: "t0", wantReads: 2}, // first 401: always re-read
+				{do: "invalidate"},
+				{do: "token", want: "t0", wantReads: 2}, // same token again: wait a second
+				{do: "invalidate"},
+				{do: "token", want: "t0", wantReads: 2},
+				{do: "advance"},
+				{do: "token", want: "t0", wantReads: 3},
+				{do: "write t1"},
+				{do: "invalidate"},
+				{do: "token", want: "t0", wantReads: 3}, // within the second: not yet seen
+				{do: "advance"},
+				{do: "token", want: "t1", wantReads: 4},
+				{do: "invalidate"},
+				{do: "token", want: "t1", wantReads: 5}, // a new token's first 401: re-read at once
+			},
+		},
+		{
+			name: "Invalidate on a cold cache does nothing",
+			steps: []step{
+				{do: "invalidate"},
+				{do: "token", want: "t0", wantReads: 1},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newSrcClock()
+			store := srcStore(t, srcAccess("t0", srcT0.Add(24*time.Hour)))
+			src := vbctoken.NewSource(store, vbctoken.WithClock(clock.Now))
+			for i, st := range tt.steps {
+				switch {
+				case st.do == "token":
+					tok, err := src.Token()
+					srcWant(t, tok, err, st.want)
+					if got := srcReads(store); got != st.wantReads {
+						t.Fatalf("step %d: %d reads, want %d", i, got, st.wantReads)
+					}
+				case st.do == "invalidate":
+					src.Invalidate()
+				case st.do == "advance":
+					clock.Advance(vbctoken.DefaultMinReread)
+				case strings.HasPrefix(st.do, "write "):
+					name := strings.TrimPrefix(st.do, "write ")
+					if err := store.PutAccess(context.Background(), srcAccess(name, clock.Now().Add(24*time.Hour))); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					t.Fatalf("bad step %q", st.do)
+				}
+			}
+		})
+	}
+}
+
+// A failed read is returned wrapped and not cached; a still-valid token rides it out.
+func TestSourceLoaderErrors(t *testing.T) {
+	errStore := errors.New("secrets manager unavailable")
+	tests := []struct {
+		name string
+		// warm: Token once while the store works, then move the clock this far.
+		warm      bool
+		advance   time.Duration
+		invalid   bool // Invalidate before the failing read
+		wantToken string
+		wantErr   error
+	}{
+		{name: "cold cache: the error", wantErr: errStore},
+		{name: "cached token expired: the error", warm: true, advance: 24 * time.Hour, wantErr: errStore},
+		{name: "cached token in the early window: served", warm: true, advance: 24*time.Hour - time.Minute, wantToken: "t0"},
+		{name: "cached token rejected with a 401: the error", warm: true, invalid: true, wantErr: errStore},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newSrcClock()
+			var failing atomic.Bool
+			loader := &srcLoader{load: func(ctx context.Context) (vbctoken.AccessToken, error) {
+				if failing.Load() {
+					return vbctoken.AccessToken{}, fmt.Errorf("fake store: %w", errStore)
+				}
+				return srcAccess("t0", srcT0.Add(24*time.Hour)), nil
+			}}
+			src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now))
+			reads := int64(0)
+			if tt.warm {
+				if _, err := src.Token(); err != nil {
+					t.Fatal(err)
+				}
+				reads++
+			}
+			clock.Advance(tt.advance)
+			if tt.invalid {
+				src.Invalidate()
+			}
+			failing.Store(true)
+
+			tok, err := src.Token()
+			reads++
+			srcNoSecret(t, err)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				// Not cached: the next call retries.
+				if _, err := src.Token(); !errors.Is(err, tt.wantErr) {
+					t.Fatalf("retry: %v", err)
+				}
+				reads++
+			} else {
+				srcWant(t, tok, err, tt.wantToken)
+				// Served without a read for min re-read, then retried.
+				_, _ = src.Token()
+				clock.Advance(vbctoken.DefaultMinReread)
+				_, _ = src.Token()
+				reads++
+			}
+			if got := loader.reads.Load(); got != reads {
+				t.Fatalf("%d reads, want %d", got, reads)
+			}
+
+			failing.Store(false) // the store is back
+			clock.Advance(vbctoken.DefaultMinReread)
+			if tt.advance < 24*time.Hour {
+				tok, err = src.Token()
+				srcWant(t, tok, err, "t0")
+			}
+		})
+	}
+}
+
+// The memstore answers ErrNotFound before the keeper ever wrote the access secret.
+func TestSourceSecretNotWrittenYet(t *testing.T) {
+	src := vbctoken.NewSource(memstore.New(vbctoken.Credentials{}))
+	_, err := src.Token()
+	if !errors.Is(err, vbctoken.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+// No error of the Source carries a token value, whatever path produced it.
+func TestSourceErrorsNeverCarryTokens(t *testing.T) {
+	clock := newSrcClock()
+	var answer atomic.Value // func() (vbctoken.AccessToken, error)
+	loader := &srcLoader{load: func(ctx context.Context) (vbctoken.AccessToken, error) {
+		return answer.Load().(func() (vbctoken.AccessToken, error))()
+	}}
+	src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now))
+	cases := map[string]func() (vbctoken.AccessToken, error){
+		"expired":     func() (vbctoken.AccessToken, error) { return srcAccess("expired", srcT0.Add(-time.Hour)), nil },
+		"placeholder": func() (vbctoken.AccessToken, error) { return vbctoken.AccessToken{}, nil },
+		"load error": func() (vbctoken.AccessToken, error) {
+			return srcAccess("partial", srcT0.Add(time.Hour)), errors.New("decode failed")
+		},
+	}
+	for name, f := range cases {
+		answer.Store(f)
+		_, err := src.Token()
+		if err == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		srcNoSecret(t, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	block := make(chan struct{})
+	answer.Store(func() (vbctoken.AccessToken, error) { <-block; return vbctoken.AccessToken{}, nil })
+	_, err := src.TokenContext(ctx)
+	close(block)
+	srcNoSecret(t, err)
+}
+
+// TokenContext stops waiting when its context ends; the read it started completes and fills
+// the cache for everyone.
+func TestSourceTokenContextCancel(t *testing.T) {
+	clock := newSrcClock()
+	started, release := make(chan struct{}), make(chan struct{})
+	loader := &srcLoader{load: func(ctx context.Context) (vbctoken.AccessToken, error) {
+		close(started)
+		<-release
+		if err := ctx.Err(); err != nil {
+			return vbctoken.AccessToken{}, err // a caller's cancel must not reach the read
+		}
+		return srcAccess("t0", srcT0.Add(24*time.Hour)), nil
+	}}
+	src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := src.TokenContext(ctx)
+		errc <- err
+	}()
+	<-started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	close(release)
+	tok, err := src.Token() // shares the read still in flight, or finds its result cached
+	srcWant(t, tok, err, "t0")
+	if got := loader.reads.Load(); got != 1 {
+		t.Fatalf("%d reads, want 1", got)
+	}
+}
+
+// Each read gets its own deadline, WithLoadTimeout from now, even without a caller context.
+func TestSourceLoadTimeout(t *testing.T) {
+	for _, d := range []time.Duration{0, 3 * time.Second} {
+		t.Run(fmt.Sprint(d), func(t *testing.T) {
+			want := d
+			if d == 0 {
+				want = vbctoken.DefaultLoadTimeout
+			}
+			var left time.Duration
+			loader := &srcLoader{load: func(ctx context.Context) (vbctoken.AccessToken, error) {
+				dl, ok := ctx.Deadline()
+				if !ok {
+					return vbctoken.AccessToken{}, errors.New("no deadline")
+				}
+				left = time.Until(dl)
+				return srcAccess("t0", time.Now().Add(time.Hour)), nil
+			}}
+			if _, err := vbctoken.NewSource(loader, vbctoken.WithLoadTimeout(d)).Token(); err != nil {
+				t.Fatal(err)
+			}
+			if left <= 0 || left > want {
+				t.Fatalf("deadline %s away, want within %s", left, want)
+			}
+		})
+	}
+}
+
+// Property: whatever the clock, the keeper and the store do, a returned token is valid at
+// the time it is returned, its Expiry never goes past the stored expires_at, and a token
+// the store holds that is valid now never ends in an error unless the read failed.
+func TestSourceNeverReturnsExpiredToken(t *testing.T) {
+	configs := []struct {
+		name             string
+		early, minReread time.Duration
+	}{
+		{"defaults", vbctoken.DefaultEarlyExpiry, vbctoken.DefaultMinReread},
+		{"no early expiry", 0, vbctoken.DefaultMinReread},
+		{"no min re-read", vbctoken.DefaultEarlyExpiry, 0},
+		{"long windows", 3 * time.Hour, 10 * time.Minute},
+	}
+	for i, cfg := range configs {
+		t.Run(cfg.name, func(t *testing.T) {
+			rng := mrand.New(mrand.NewPCG(uint64(i), 2026))
+			clock := newSrcClock()
+			var (
+				stored   = srcAccess("k0", srcT0.Add(24*time.Hour))
+				expiries = map[string]time.Time{stored.AccessToken.Reveal(): stored.ExpiresAt}
+				failNext bool
+				failed   bool
+			)
+			loader := &srcLoader{load: func(ctx context.Context) (vbctoken.AccessToken, error) {
+				if failNext {
+					failNext, failed = false, true
+					return vbctoken.AccessToken{}, errors.New("injected")
+				}
+				return stored, nil
+			}}
+			src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now),
+				vbctoken.WithEarlyExpiry(cfg.early), vbctoken.WithMinReread(cfg.minReread))
+			var served, errs int
+			for n := range 20000 {
+				now := clock.Now()
+				switch r := rng.IntN(100); {
+				case r < 8: // the keeper writes a token, sometimes already stale or expired
+					name := fmt.Sprintf("k%d", n)
+					stored = srcAccess(name, now.Add(time.Duration(rng.Int64N(int64(26*time.Hour)))-2*time.Hour))
+					expiries[stored.AccessToken.Reveal()] = stored.ExpiresAt
+				case r < 10:
+					stored = vbctoken.AccessToken{} // chain lost, placeholder rewritten
+				case r < 16:
+					src.Invalidate()
+				case r < 20:
+					failNext = true
+				case r < 22: // the wall clock steps back
+					clock.Advance(-time.Duration(rng.Int64N(int64(time.Hour))))
+				case r < 34 && !stored.ExpiresAt.IsZero(): // land exactly on a boundary of the stored token
+					bounds := []time.Duration{0, -time.Nanosecond, time.Nanosecond, -cfg.early, -cfg.early - time.Nanosecond}
+					clock.Set(stored.ExpiresAt.Add(bounds[rng.IntN(len(bounds))]))
+				case r < 70:
+					clock.Advance(time.Duration(rng.Int64N(int64(2 * time.Second))))
+				default:
+					clock.Advance(time.Duration(rng.Int64N(int64(time.Hour))))
+				}
+
+				failed = false
+				tok, err := src.Token()
+				now = clock.Now()
+				if err != nil {
+					errs++
+					if !failed && stored.Valid(now) {
+						t.Fatalf("step %d: error although the store holds a token valid until %s at %s: %v", n, stored.ExpiresAt, now, err)
+					}
+					continue
+				}
+				served++
+				exp, ok := expiries[tok.AccessToken]
+				switch {
+				case !ok:
+					t.Fatalf("step %d: returned a token nobody wrote", n)
+				case !now.Before(exp):
+					t.Fatalf("step %d: returned a token at %s, at or after its expiry %s", n, now, exp)
+				case tok.Expiry.After(exp):
+					t.Fatalf("step %d: Expiry %s is past the stored expiry %s", n, tok.Expiry, exp)
+				case !now.Before(tok.Expiry):
+					t.Fatalf("step %d: Expiry %s is not after now %s", n, tok.Expiry, now)
+				}
+			}
+			t.Logf("%d tokens served, %d errors, %d reads", served, errs, loader.reads.Load())
+		})
+	}
+}
+
+// Each call gets its own *oauth2.Token, so several oauth2.NewClient clients over one Source
+// (each wraps it in a ReuseTokenSource that writes to the tokens it gets) are race free.
+func TestSourceWithManyOAuth2Clients(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+srcSecret+"t0" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	src := vbctoken.NewSource(srcStore(t, srcAccess("t0", time.Now().Add(time.Hour))))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			c := oauth2.NewClient(context.Background(), src)
+			for range 5 {
+				res, err := c.Get(srv.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					t.Errorf("status %d", res.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	a, _ := src.Token()
+	b, _ := src.Token()
+	if a == b {
+		t.Fatal("two calls share one *oauth2.Token")
+	}
+}
+
+func TestNewSecretsManagerSourceNeedsAnID(t *testing.T) {
+	if _, err := vbctoken.NewSecretsManagerSource(context.Background(), ""); !errors.Is(err, vbctoken.ErrBadInput) {
+		t.Fatalf("err = %v, want ErrBadInput", err)
+	}
+}
+
+// NewSecretsManagerSource builds a standard SDK client: pointed at a local endpoint, it
+// reads the access secret with GetSecretValue and nothing else.
+func TestNewSecretsManagerSource(t *testing.T) {
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	secret, err := vbctoken.EncodeAccess(srcAccess("sm", exp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if target := r.Header.Get("X-Amz-Target"); target != "secretsmanager.GetSecretValue" {
+			t.Errorf("called %q", target)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		fmt.Fprintf(w, `{"ARN":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:vbc-access","Name":"vbc-access","VersionId":"v1","SecretString":%q,"VersionStages":["AWSCURRENT"]}`, secret)
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", srv.URL)
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "example")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_PROFILE", "unset")
+	os.Unsetenv("AWS_PROFILE") // t.Setenv restores it after the test
+
+	src, err := vbctoken.NewSecretsManagerSource(context.Background(), "vbc-access")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 0 {
+		t.Fatal("NewSecretsManagerSource read the secret before the first Token call")
+	}
+	for range 3 {
+		tok, err := src.Token()
+		srcWant(t, tok, err, "sm")
+	}
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("%d GetSecretValue calls, want 1", got)
+	}
+}
+
+// daySim is what a simulated app process saw.
+type daySim struct {
+	reads        int64 // reads of the access secret by the Source
+	calls        int   // Token calls
+	unauthorized int   // tokens the sandbox refused (then Invalidate and retry)
+	failures     int   // calls that ended without a working token
+}
+
+var (
+	srcKeyOnce sync.Once
+	srcKey     *rsa.PrivateKey
+)
+
+func srcSigningKey(tb testing.TB) *rsa.PrivateKey {
+	srcKeyOnce.Do(func() {
+		var err error
+		if srcKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			tb.Fatal(err)
+		}
+	})
+	return srcKey
+}
+
+// simulateDays runs a real keeper (hourly Refresh, DESIGN.md policy) against the VBC
+// sandbox and one app process that calls Token once per second, checking every token
+// against the sandbox as an API call would, for days simulated days on a fake clock.
+// With revoke, a refresh kills the previous access token, so the app meets 401s.
+func simulateDays(tb testing.TB, days int, revoke bool) daySim {
+	tb.Helper()
+	clock := newSrcClock()
+	sb := vbcsandbox.New(vbcsandbox.Options{
+		Clients:              []vbcsandbox.Client{{ID: "key", Secret: "secret", RedirectURLs: []string{"https://app.example/callback"}}},
+		Users:                map[string]string{"app": "pw"},
+		Now:                  clock.Now,
+		SigningKey:           srcSigningKey(tb),
+		RefreshRevokesAccess: revoke,
+	})
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	store := memstore.New(vbctoken.Credentials{ClientID: "key", ClientSecret: "secret"})
+	keeper, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
+		Store: store,
+		Client: vbctoken.ClientConfig{
+			Endpoints:   vbctoken.Endpoints{AuthorizeURL: srv.URL + vbcsandbox.AuthorizePath, TokenURL: srv.URL + vbcsandbox.TokenPath},
+			RedirectURL: "https://app.example/callback",
+		},
+		Now: clock.Now,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := keeper.Login(ctx, "app", "pw"); err != nil {
+		tb.Fatal(err)
+	}
+	loader := &srcLoader{load: store.LoadAccess}
+	src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now))
+
+	var sim daySim
+	for s := 1; s <= days*24*3600; s++ {
+		clock.Advance(time.Second)
+		if s%3600 == 0 { // the hourly refresher
+			if _, err := keeper.Refresh(ctx, false); err != nil {
+				tb.Fatalf("refresh at %s: %v", clock.Now(), err)
+			}
+		}
+		sim.calls++
+		tok, err := src.Token()
+		if err == nil && !sb.IsValidAccessToken(tok.AccessToken) {
+			sim.unauthorized++ // the API answered 401
+			src.Invalidate()
+			tok, err = src.Token()
+		}
+		if err != nil || !sb.IsValidAccessToken(tok.AccessToken) {
+			sim.failures++
+		}
+	}
+	sim.reads = loader.reads.Load()
+	return sim
+}
+
+// Under a realistic load (one Token call per second) an app process reads the access
+// secret about once a day, and never goes without a working token.
+func TestSourceReadsPerDay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates three days")
+	}
+	const days = 3
+	for _, revoke := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refresh_revokes_access=%v", revoke), func(t *testing.T) {
+			sim := simulateDays(t, days, revoke)
+			perDay := float64(sim.reads) / days
+			t.Logf("%d Token calls over %d days: %d secret reads (%.1f per process per day), %d 401s",
+				sim.calls, days, sim.reads, perDay, sim.unauthorized)
+			if perDay > 2 {
+				t.Errorf("%.1f secret reads per day, want at most 2", perDay)
+			}
+			if sim.failures != 0 {
+				t.Errorf("%d calls ended without a working token", sim.failures)
+			}
+			if !revoke && sim.unauthorized != 0 {
+				t.Errorf("%d tokens refused although old tokens live until they expire", sim.unauthorized)
+			}
+		})
+	}
+}

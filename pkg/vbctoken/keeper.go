@@ -57,8 +57,8 @@ type KeeperConfig struct {
 	// SupersedeAttempts bounds the re-reads after VBC rejected a refresh token, waiting for
 	// a concurrent writer that used it to store its pair; default DefaultSupersedeAttempts.
 	SupersedeAttempts int
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Now               func() time.Time
+	Logger            *slog.Logger
 }
 
 // Keeper owns the token pair: it completes consents, refreshes the pair on its policy and

@@ -65,9 +65,9 @@ type ClientConfig struct {
 	Scope string
 	// PKCE says the code flow carries an S256 challenge; see Client.PKCE.
 	PKCE bool
-	// HTTPClient makes the token requests. Default: DefaultHTTPTimeout per request,
-	// http.DefaultTransport (TLS verified) and no redirects followed. Its Transport is
-	// wrapped, never modified.
+	// HTTPClient makes the token requests. Default: DefaultHTTPTimeout per request and
+	// http.DefaultTransport (TLS verified). Redirects are not followed unless its
+	// CheckRedirect says otherwise. The client and its Transport are wrapped, never modified.
 	HTTPClient *http.Client
 	// Retry governs retries of transient failures within the caller's deadline.
 	Retry RetryPolicy
@@ -111,15 +111,17 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		// Never follow a redirect from a token endpoint: a 307/308 would re-post the client
-		// secret and the grant to wherever it points.
-		hc = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}}
+		hc = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
 	base := hc.Transport
 	if base == nil {
 		base = http.DefaultTransport
+	}
+	checkRedirect := hc.CheckRedirect
+	if checkRedirect == nil {
+		// Never follow a token endpoint's redirect unless told to: a 307/308 would re-post
+		// the client secret and the grant to wherever it points.
+		checkRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 	c := &Client{
 		creds: creds,
@@ -127,7 +129,7 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 		scope: scope,
 		http: &http.Client{
 			Transport:     &inspectTransport{base: base},
-			CheckRedirect: hc.CheckRedirect,
+			CheckRedirect: checkRedirect,
 			Jar:           hc.Jar,
 			Timeout:       hc.Timeout,
 		},

@@ -63,6 +63,13 @@ func (c *clClock) Sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
+// Advance moves the clock without recording a sleep.
+func (c *clClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 func (c *clClock) Sleeps() []time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -91,12 +91,18 @@ func (s *FileStore) Dir() string { return s.dir }
 
 func (s *FileStore) path(name string) string { return filepath.Join(s.dir, name) }
 
+// read returns the bytes of dir/name; a missing file is an error matching missing.
+func (s *FileStore) read(name string, missing error) ([]byte, error) {
+	data, err := os.ReadFile(s.path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", missing, s.path(name))
+	}
+	return data, err
+}
+
 // LoadCredentials reads credentials.json; a missing file or a placeholder is ErrNoCredentials.
 func (s *FileStore) LoadCredentials(ctx context.Context) (Credentials, error) {
-	data, err := os.ReadFile(s.path(credentialsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Credentials{}, fmt.Errorf("load credentials: %w: %s does not exist", ErrNoCredentials, s.path(credentialsFile))
-	}
+	data, err := s.read(credentialsFile, ErrNoCredentials)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("load credentials: %w", err)
 	}
@@ -157,9 +163,10 @@ func (s *FileStore) LoadPair(ctx context.Context) (Versioned, error) {
 }
 
 // CommitPair writes p if pair.json is still at version prev ("" when there is no file),
-// under the commit lock, and returns the new version. A retried commit whose pair is already
-// stored byte for byte succeeds without writing again. It refuses (ErrNewerSchema) to
-// replace a pair written by a newer vbctoken.
+// under the commit lock, and returns the new version. A commit whose pair is already stored
+// byte for byte succeeds without writing (a retry of a commit that landed; likewise a second
+// writer of an identical pair). It refuses (ErrNewerSchema) to replace a pair written by a
+// newer vbctoken even when prev names it.
 func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (string, error) {
 	if p == nil {
 		return "", fmt.Errorf("commit pair: %w: nil pair", ErrBadInput)
@@ -210,10 +217,7 @@ func (s *FileStore) PutAccess(ctx context.Context, a AccessToken) error {
 
 // LoadAccess reads access.json; a missing file is ErrNotFound, a placeholder a zero token.
 func (s *FileStore) LoadAccess(ctx context.Context) (AccessToken, error) {
-	data, err := os.ReadFile(s.path(accessFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return AccessToken{}, fmt.Errorf("load access token: %w: %s does not exist", ErrNotFound, s.path(accessFile))
-	}
+	data, err := s.read(accessFile, ErrNotFound)
 	if err != nil {
 		return AccessToken{}, fmt.Errorf("load access token: %w", err)
 	}

@@ -2,6 +2,8 @@ package vbctoken
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -403,18 +405,26 @@ func (k *Keeper) commit(ctx context.Context, base Versioned, fresh *Pair, wins b
 // spendNonce records the state's nonce in the pair secret before the code is exchanged, so
 // a replayed consent link is refused even when two callbacks race.
 func (k *Keeper) spendNonce(ctx context.Context, claims StateClaims) (Versioned, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return Versioned{}, fmt.Errorf("record consent nonce: %w", err)
+	}
+	claim := hex.EncodeToString(b[:])
 	for round := 0; round < maxCommitRounds; round++ {
 		cur, err := k.loadPair(ctx)
 		if err != nil {
 			return Versioned{}, err
 		}
 		for _, n := range cur.Pair.ConsentNonces {
+			if n.Nonce == claims.Nonce && n.Claim == claim {
+				return cur, nil // our own write landed; its answer was lost
+			}
 			if n.Nonce == claims.Nonce {
 				return Versioned{}, ErrStateReused
 			}
 		}
 		next := cur.Pair.Clone()
-		next.ConsentNonces = pruneNonces(append(next.ConsentNonces, UsedNonce{Nonce: claims.Nonce, ExpiresAt: claims.ExpiresAt.UTC()}), k.now())
+		next.ConsentNonces = pruneNonces(append(next.ConsentNonces, UsedNonce{Nonce: claims.Nonce, ExpiresAt: claims.ExpiresAt.UTC(), Claim: claim}), k.now())
 		var version string
 		_, err = k.retryStore(ctx, func(ctx context.Context) error {
 			var err error

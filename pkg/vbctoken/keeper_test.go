@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/memstore"
+	"github.com/vbctoken/vbctoken/internal/motoserver"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
@@ -572,5 +573,40 @@ func TestStatus(t *testing.T) {
 	st, err = k.Status(context.Background())
 	if err != nil || !st.Connected || st.Grant != vbctoken.GrantAuthorizationCode || st.NextRefresh.IsZero() {
 		t.Fatalf("%+v %v", st, err)
+	}
+}
+
+// The replay race on the real compare-and-swap (Secrets Manager on moto): callbacks with
+// one consent link write different nonce claims, so exactly one spends it.
+func TestConsentReplayRaceSecretsManager(t *testing.T) {
+	moto := motoserver.Start(t)
+	w := newWorld(t)
+	secrets := moto.CreateStoreSecrets(t, true)
+	creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
+	moto.PutSecret(t, secrets.Credentials, string(creds))
+	store := vbctoken.NewSecretsManagerStore(moto.Client(), vbctoken.SecretIDs(secrets))
+	for round := 0; round < 5; round++ {
+		q := w.consentQuery(w.keeperWith(store, false))
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = w.keeperWith(store, false).CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code")))
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else if !errors.Is(err, vbctoken.ErrStateReused) {
+				t.Errorf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d callbacks succeeded with one state, want 1", round, ok)
+		}
 	}
 }

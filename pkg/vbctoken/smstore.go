@@ -157,7 +157,9 @@ func accessToken(salt string, content []byte) string {
 // (ErrConflict) from a retry of a commit that had landed (success).
 //
 // Retrying the same call after any failure is safe: the put is idempotent by its token, and
-// a new version that is already current is reported as success.
+// a pair that is already current byte for byte is reported as success. The flip side: two
+// writers committing byte-identical pairs from the same prev both succeed, exactly as one
+// call and its retry would.
 func (s *SecretsManagerStore) CommitPair(ctx context.Context, p *Pair, prev string) (string, error) {
 	if p == nil {
 		return "", fmt.Errorf("commit pair: %w: nil pair", ErrBadInput)

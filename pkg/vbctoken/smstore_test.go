@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -467,6 +468,21 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 				}
 				_, err = s.CommitPair(ctx, storetest.NewPair(), cur.Version)
 				return err
+			}},
+		{"stage move landed, 500 answered, SDK retries the move", &sdkProxy{target: "UpdateSecretVersionStage", fail: 1, forward: true, status: 500, code: "InternalServiceError"},
+			nil, 2, func(s *vbctoken.SecretsManagerStore) error {
+				cur, err := s.LoadPair(ctx)
+				if err != nil {
+					return err
+				}
+				p := storetest.NewPair()
+				if _, err = s.CommitPair(ctx, p, cur.Version); err != nil {
+					return err
+				}
+				if got, err := s.LoadPair(ctx); err != nil || !got.Pair.SameTokens(p) {
+					return fmt.Errorf("stored %v (%v), want the committed pair", got.Pair, err)
+				}
+				return nil
 			}},
 		{"put landed, 500 answered, SDK retries the same token", &sdkProxy{target: "PutSecretValue", fail: 1, forward: true, status: 500, code: "InternalServiceError"},
 			nil, 2, func(s *vbctoken.SecretsManagerStore) error {

@@ -77,6 +77,8 @@ type Store interface {
 	CommitPair(ctx context.Context, p *Pair, prev string) (string, error)
 	// PutAccess writes the app-facing access secret.
 	PutAccess(ctx context.Context, a AccessToken) error
-	// LoadAccess reads the app-facing access secret (what apps do).
+	// LoadAccess reads the app-facing access secret (what apps do): ErrNotFound when the
+	// secret is missing or has no value, a zero AccessToken for the {"version":1}
+	// placeholder (not connected yet).
 	LoadAccess(ctx context.Context) (AccessToken, error)
 }

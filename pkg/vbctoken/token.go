@@ -52,6 +52,10 @@ type Pair struct {
 type UsedNonce struct {
 	Nonce     string    `json:"nonce"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Claim is random per callback: two callbacks replaying one link write different
+	// records, so compare-and-swap lets only one of them spend the nonce (identical
+	// content would look like one retried, idempotent write and both would win).
+	Claim string `json:"claim,omitempty"`
 }
 
 // Connected reports whether the pair holds a refresh token that has not expired at now.

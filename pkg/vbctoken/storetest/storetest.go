@@ -87,6 +87,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Harness) {
 		{"ConcurrentWriters", testConcurrent},
 		{"ConcurrentFirstWriters", testConcurrentFirst},
 		{"IdempotentRetry", testIdempotentRetry},
+		{"IdenticalConcurrentCommits", testIdenticalConcurrent},
 		{"KeepsUnknownFieldsAndNonces", testUnknownFields},
 		{"NewerSchemaRefused", testNewerSchema},
 		{"MalformedValues", testMalformed},
@@ -370,6 +371,36 @@ func testIdempotentRetry(t *testing.T, newStore func(t *testing.T) Harness) {
 		v3 := commit(t, h.Store, p3, v2)
 		wantPair(t, load(t, h.Store), p3, v3)
 	}
+}
+
+// testIdenticalConcurrent pins a consequence of idempotency: two writers committing
+// byte-identical pairs from the same version cannot be told from one call and its retry, so
+// both succeed. A caller that must detect a concurrent writer (e.g. spending a consent
+// nonce) has to make its content unique to itself.
+func testIdenticalConcurrent(t *testing.T, newStore func(t *testing.T) Harness) {
+	h := newStore(t)
+	h.Seed(t, Pair, []byte(`{"version":1}`))
+	base := load(t, h.Store).Version
+	p := NewPair()
+	var versions [2]string
+	var errs [2]error
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range versions {
+		wg.Go(func() {
+			<-start
+			versions[i], errs[i] = h.Store.CommitPair(context.Background(), p.Clone(), base)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		must(t, fmt.Sprintf("identical writer %d", i), err)
+	}
+	if versions[0] != versions[1] {
+		t.Errorf("identical commits returned versions %q and %q, want one", versions[0], versions[1])
+	}
+	wantPair(t, load(t, h.Store), p, versions[0])
 }
 
 func testUnknownFields(t *testing.T, newStore func(t *testing.T) Harness) {

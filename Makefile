@@ -73,8 +73,9 @@ synth: build
 	cd infra && CDK_OUTDIR=../cdk.out $(GO) run .
 
 ## invoke-*: run a built function once through the local Lambda Runtime API (no SAM, no Docker)
+# EVENT=events/x.json picks another event file.
 invoke-callback invoke-refresher:
-	$(GO) run ./cmd/lambda-invoke-local -function $(subst invoke-,,$@)
+	$(GO) test -count=1 -run '^TestInvoke$$' -v ./internal/e2e -invoke.function=$(subst invoke-,,$@) $(if $(EVENT),-invoke.event=$(abspath $(EVENT)))
 
 bench:
 	$(GO) run ./cmd/vbcbench

@@ -3,7 +3,7 @@
 #   make test    every test: unit, race, conformance (moto), end-to-end (Lambda binaries), CDK, cfn-lint, short soak and fuzz
 SHELL := /bin/bash
 GO ?= go
-STATICCHECK_VERSION ?= 2026.2.2
+STATICCHECK_VERSION ?= v0.8.2
 FUNCTIONS := callback refresher
 DIST := dist
 # Lambda: provided.al2023 on arm64, no RPC shim, reproducible, stripped.

@@ -182,6 +182,7 @@ func TestStateErrorsMatchTheirClass(t *testing.T) {
 				t.Errorf("errors.Is(%v, %v) = %v", e, other, i != j)
 			}
 		}
+		//lint:ignore SA1032 deliberately reversed: the parent must not match a specific error
 		if errors.Is(vbctoken.ErrBadState, e) {
 			t.Errorf("ErrBadState matches the specific %v", e)
 		}

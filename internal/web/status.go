@@ -99,8 +99,8 @@ func StatusPage(v StatusView) Page {
 		p.Facts = append(p.Facts,
 			Fact{"Grant", GrantText(st.Grant)},
 			Fact{"Obtained", t(st.ObtainedAt)},
-			Fact{"Access token valid until", t(st.AccessExpiresAt)},
-			Fact{"Refresh token valid until", t(st.RefreshExpiresAt)},
+			Fact{validUntil("Access token", st.AccessExpiresAt, now), t(st.AccessExpiresAt)},
+			Fact{validUntil("Refresh token", st.RefreshExpiresAt, now), t(st.RefreshExpiresAt)},
 		)
 	}
 	if st.Connected && !chainDead && !st.NextRefresh.IsZero() {
@@ -125,6 +125,14 @@ func StatusPage(v StatusView) Page {
 	}
 	p.Facts = append(p.Facts, Fact{"Clock", fmtTimeAt(now, v.Location)})
 	return p
+}
+
+// validUntil labels an expiry: "<what> expires", or "<what> expired" once it passed.
+func validUntil(what string, expires, now time.Time) string {
+	if !now.Before(expires) {
+		return what + " expired"
+	}
+	return what + " expires"
 }
 
 // GrantText explains a grant in a few words.
@@ -236,5 +244,5 @@ func fmtTimeAt(t time.Time, loc *time.Location) string {
 	if loc == nil {
 		loc = time.UTC
 	}
-	return t.In(loc).Format("Mon 2 Jan 2006, 15:04:05 MST")
+	return t.In(loc).Format("2 Jan 2006, 15:04:05 MST")
 }

@@ -12,7 +12,8 @@
 //
 // The refresher runs Keeper.Refresh on a schedule (hourly). Policy.Decide says whether the
 // pair needs refreshing (the access token is inside the margin, or the pair is older than
-// the max age); most runs read one secret and stop.
+// the max age); most runs read the pair, check that the access secret is in step with it
+// (rewriting it when a writer died between the two writes) and stop.
 //
 // # Storage
 //

@@ -79,7 +79,8 @@ type Keeper struct {
 }
 
 // NewKeeper checks cfg and returns a Keeper. Credentials are loaded lazily, on the first
-// operation that needs them, so an hourly check that skips reads one secret only.
+// operation that needs them, so an hourly check that skips reads two secrets only (the pair,
+// and the access secret to check it is in step).
 func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("new keeper: %w: no store", ErrBadInput)
@@ -169,6 +170,9 @@ func (k *Keeper) Refresh(ctx context.Context, force bool) (Result, error) {
 	}
 	if !d.Refresh {
 		k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
+		if err := k.syncAccess(ctx, cur.Pair); err != nil {
+			return resultOf(OutcomeSkipped, d.Reason, cur.Pair), fmt.Errorf("refresh: %w", err)
+		}
 		return resultOf(OutcomeSkipped, d.Reason, cur.Pair), nil
 	}
 
@@ -458,6 +462,28 @@ func pruneNonces(in []UsedNonce, now time.Time) []UsedNonce {
 		return nil
 	}
 	return out
+}
+
+// syncAccess rewrites the access secret from p when it does not hold p's access token.
+// A writer that stored a pair may have died or run out of time before writing the access
+// secret, and no later run would write it before the next refresh, long after the old
+// access token expired: the pair is the source of truth, so every run that does not refresh
+// brings the derived secret back in step (one more read).
+func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
+	var a AccessToken
+	_, err := k.retryStore(ctx, func(ctx context.Context) error {
+		var err error
+		a, err = k.store.LoadAccess(ctx)
+		return err
+	})
+	if err == nil && a.AccessToken == p.AccessToken {
+		return nil
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrMalformedSecret) {
+		return fmt.Errorf("check access secret: %w", err)
+	}
+	k.log.WarnContext(ctx, "the access secret did not hold the stored pair's access token; rewriting it", "pair", p)
+	return k.putAccess(ctx, p)
 }
 
 func (k *Keeper) putAccess(ctx context.Context, p *Pair) error {

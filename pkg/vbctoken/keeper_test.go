@@ -224,11 +224,12 @@ func TestConsentThenRefresh(t *testing.T) {
 			w.assertChainLive()
 			first := w.stored()
 
-			// An hour later nothing happens: one store read, no token call.
+			// An hour later nothing happens: two store reads (pair, access secret in step),
+			// no write, no token call.
 			w.clock.Advance(time.Hour)
 			w.store.ResetCalls()
 			res, err := k.Refresh(context.Background(), false)
-			if err != nil || res.Outcome != vbctoken.OutcomeSkipped || w.store.TotalCalls() != 1 {
+			if err != nil || res.Outcome != vbctoken.OutcomeSkipped || w.store.TotalCalls() != 2 {
 				t.Fatalf("hourly check: %+v %v, %d store calls", res, err, w.store.TotalCalls())
 			}
 

@@ -882,3 +882,20 @@ func clEqualDurations(a, b []time.Duration) bool {
 	}
 	return true
 }
+
+func TestRedirectNotFollowedWithCustomClient(t *testing.T) {
+	target := newClServer(t, clJSON(200, clOKBody))
+	ts := newClServer(t, clReply{status: 307, header: map[string]string{"Location": target.URL + "/token"}})
+	c := newClClient(ts, newClClock(clT0), func(cfg *vbctoken.ClientConfig) {
+		cfg.HTTPClient = &http.Client{Timeout: time.Second} // no CheckRedirect of its own
+	})
+
+	_, err := c.Refresh(context.Background(), clRefresh)
+
+	if !errors.Is(err, vbctoken.ErrUpstreamRejected) {
+		t.Errorf("Refresh = %v, want ErrUpstreamRejected", err)
+	}
+	if n := len(target.Requests()); n != 0 {
+		t.Errorf("the redirect target received %d requests (with the client secret)", n)
+	}
+}

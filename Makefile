@@ -58,6 +58,9 @@ $(DIST)/%.zip: $(DIST)/%/bootstrap
 
 FORCE:
 
+# Keep the binaries: the CDK assets and `make synth` read dist/<function>/bootstrap.
+.PRECIOUS: $(DIST)/%/bootstrap
+
 # SAM `BuildMethod: makefile` targets (sam build calls them with ARTIFACTS_DIR set).
 build-CallbackFunction:
 	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/callback

@@ -1,0 +1,625 @@
+package keeper
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2integrations"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Defaults from DESIGN.md and the operating contract of the refresher.
+const (
+	DefaultAuthorizeURL  = "https://api.vonage.com/authorize"
+	DefaultTokenURL      = "https://api.vonage.com/token"
+	DefaultScope         = "openid"
+	DefaultSchedule      = "rate(1 hour)"
+	DefaultRefreshMargin = "2h"
+	DefaultRefreshMaxAge = "24h"
+)
+
+// Environment variable names the functions read (DESIGN.md, "Configuration").
+const (
+	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
+	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
+	EnvAccessSecretID      = "VBC_ACCESS_SECRET_ID"
+	EnvAuthorizeURL        = "VBC_AUTHORIZE_URL"
+	EnvTokenURL            = "VBC_TOKEN_URL"
+	EnvRedirectURL         = "VBC_REDIRECT_URL"
+	EnvScope               = "VBC_SCOPE"
+	EnvPKCE                = "VBC_PKCE"
+	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
+	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+)
+
+// The custom metric the refresher emits as CloudWatch Embedded Metric Format,
+// with the single dimension FunctionName (the refresher's own function name).
+const (
+	MetricNamespace               = "VBCToken"
+	MetricRefreshTokenSecondsLeft = "RefreshTokenSecondsLeft"
+	MetricDimensionFunctionName   = "FunctionName"
+)
+
+// RefreshTokenAlarmThreshold is the remaining refresh-token lifetime below
+// which the keeper alarms: refresh tokens live 7 days and are renewed about
+// daily, so under 3 days means refreshes have been failing for days.
+const RefreshTokenAlarmThreshold = 3 * 24 * time.Hour
+
+// CallbackPath is the only route of the HTTP API.
+const CallbackPath = "/callback"
+
+// Initial secret values. CloudFormation writes a secret's value only when the
+// template's value changes, so the admin's credentials and the live token pair
+// survive every later deployment — as long as these strings never change.
+// Changing one would make the next deployment overwrite the live secret.
+const (
+	InitialCredentials = `{"client_id":"","client_secret":""}`
+	InitialPair        = `{"version":1}`
+	InitialAccess      = `{"version":1}`
+)
+
+// Stage throttling: the callback is public and only ever used by an admin's
+// browser a few times a year; this is plenty for that and caps abuse.
+const (
+	throttleBurst = 10
+	throttleRate  = 5
+)
+
+// CustomDomain serves the callback at https://DomainName/callback instead of
+// the execute-api URL. DNS is left to the operator: point a CNAME (or alias)
+// at the CustomDomainTarget output.
+type CustomDomain struct {
+	// DomainName is the host name, e.g. "vbc-callback.example.com".
+	DomainName string
+	// CertificateArn is an ACM certificate for DomainName in the stack's region.
+	CertificateArn string
+}
+
+// TokenKeeperProps configures a TokenKeeper. Zero values take the defaults of
+// DESIGN.md; only the two code directories are required.
+type TokenKeeperProps struct {
+	// CallbackCodeDir and RefresherCodeDir are directories holding the built
+	// `bootstrap` binary of each function (`make build` writes dist/callback
+	// and dist/refresher).
+	CallbackCodeDir  string
+	RefresherCodeDir string
+
+	// AuthorizeURL and TokenURL are VBC's OAuth endpoints (white-label
+	// tenants differ). Defaults: DefaultAuthorizeURL, DefaultTokenURL.
+	AuthorizeURL string
+	TokenURL     string
+	// Scope asked for at consent. Default: DefaultScope.
+	Scope string
+	// PKCE sends an S256 code challenge at consent and the verifier at exchange.
+	PKCE bool
+
+	// Schedule is the refresher's EventBridge schedule expression.
+	// Default: DefaultSchedule.
+	Schedule string
+	// RefreshMargin and RefreshMaxAge are Go durations (DESIGN.md):
+	// defaults DefaultRefreshMargin and DefaultRefreshMaxAge.
+	RefreshMargin string
+	RefreshMaxAge string
+	// SecondsLeftAlarmPeriod is the period over which the refresher must
+	// report RefreshTokenSecondsLeft at least once. Default: 1 hour; set it
+	// to at least the schedule's interval when the schedule is slower.
+	SecondsLeftAlarmPeriod time.Duration
+
+	// AlarmEmail, when set, subscribes this address to the alarm topic.
+	AlarmEmail string
+	// CustomDomain, when set, serves the callback on this domain.
+	CustomDomain *CustomDomain
+	// LogRetention of the functions' and the API's log groups.
+	// Default: three months.
+	LogRetention awslogs.RetentionDays
+}
+
+// TokenKeeper is the construct: key, secrets, functions, API, schedule,
+// dead-letter queue, alarms. Its fields give access to the resources for
+// further wiring (for example extra alarms or dashboards).
+type TokenKeeper struct {
+	// Construct is the scope under which every resource is created.
+	Construct constructs.Construct
+
+	Key               awskms.Key
+	CredentialsSecret awssecretsmanager.Secret
+	PairSecret        awssecretsmanager.Secret
+	AccessSecret      awssecretsmanager.Secret
+
+	Callback         awslambda.Function
+	Refresher        awslambda.Function
+	Api              awsapigatewayv2.HttpApi
+	Rule             awsevents.Rule
+	DeadLetterQueue  awssqs.Queue
+	AlarmTopic       awssns.Topic
+	CustomDomainName awsapigatewayv2.DomainName // nil without CustomDomain
+
+	// CallbackURL is the redirect URL to register in the VBC developer portal.
+	CallbackURL *string
+
+	props TokenKeeperProps
+}
+
+// NewTokenKeeper creates the keeper under scope. It panics, as CDK
+// constructors do, when props are invalid (for example a code directory
+// without a bootstrap binary, or an unparsable duration).
+func NewTokenKeeper(scope constructs.Construct, id string, props *TokenKeeperProps) *TokenKeeper {
+	p := withDefaults(props)
+	if err := p.validate(); err != nil {
+		panic(fmt.Sprintf("keeper.NewTokenKeeper(%q): %v", id, err))
+	}
+
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	k := &TokenKeeper{Construct: c, props: p}
+	stack := awscdk.Stack_Of(c)
+
+	k.createSecrets(c)
+	k.createAPI(c)
+	k.createFunctions(c, stack)
+	k.routeCallback()
+	k.scheduleRefresher(c)
+	k.createAlarms(c)
+	return k
+}
+
+func withDefaults(props *TokenKeeperProps) TokenKeeperProps {
+	var p TokenKeeperProps
+	if props != nil {
+		p = *props
+	}
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&p.AuthorizeURL, DefaultAuthorizeURL)
+	def(&p.TokenURL, DefaultTokenURL)
+	def(&p.Scope, DefaultScope)
+	def(&p.Schedule, DefaultSchedule)
+	def(&p.RefreshMargin, DefaultRefreshMargin)
+	def(&p.RefreshMaxAge, DefaultRefreshMaxAge)
+	if p.SecondsLeftAlarmPeriod == 0 {
+		p.SecondsLeftAlarmPeriod = time.Hour
+	}
+	if p.LogRetention == "" {
+		p.LogRetention = awslogs.RetentionDays_THREE_MONTHS
+	}
+	return p
+}
+
+func (p TokenKeeperProps) validate() error {
+	var problems []string
+	type field struct{ name, value string }
+	for _, f := range []field{{"CallbackCodeDir", p.CallbackCodeDir}, {"RefresherCodeDir", p.RefresherCodeDir}} {
+		name, dir := f.name, f.value
+		if dir == "" {
+			problems = append(problems, name+" is required")
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "bootstrap")); err != nil || fi.IsDir() {
+			problems = append(problems, fmt.Sprintf("%s %q holds no bootstrap binary (run `make build` first)", name, dir))
+		}
+	}
+	for _, f := range []field{{"AuthorizeURL", p.AuthorizeURL}, {"TokenURL", p.TokenURL}} {
+		if !strings.HasPrefix(f.value, "https://") {
+			problems = append(problems, fmt.Sprintf("%s %q must be an https URL", f.name, f.value))
+		}
+	}
+	for _, f := range []field{{"RefreshMargin", p.RefreshMargin}, {"RefreshMaxAge", p.RefreshMaxAge}} {
+		if v, err := time.ParseDuration(f.value); err != nil || v <= 0 {
+			problems = append(problems, fmt.Sprintf("%s %q must be a positive Go duration such as 2h", f.name, f.value))
+		}
+	}
+	if !strings.HasPrefix(p.Schedule, "rate(") && !strings.HasPrefix(p.Schedule, "cron(") {
+		problems = append(problems, fmt.Sprintf("Schedule %q must be rate(...) or cron(...)", p.Schedule))
+	}
+	if p.SecondsLeftAlarmPeriod < time.Minute || p.SecondsLeftAlarmPeriod%time.Minute != 0 {
+		problems = append(problems, "SecondsLeftAlarmPeriod must be a whole number of minutes")
+	}
+	if d := p.CustomDomain; d != nil && (d.DomainName == "" || d.CertificateArn == "") {
+		problems = append(problems, "CustomDomain needs both DomainName and CertificateArn")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid props: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (k *TokenKeeper) createSecrets(c constructs.Construct) {
+	// One customer-managed key for the three secrets. RETAIN: the retained
+	// secrets below would be unreadable without it.
+	k.Key = awskms.NewKey(c, jsii.String("Key"), &awskms.KeyProps{
+		Description:       jsii.String("vbctoken: encrypts the VBC client credentials and token secrets"),
+		EnableKeyRotation: jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+	})
+	secret := func(id, description, initial string, removal awscdk.RemovalPolicy) awssecretsmanager.Secret {
+		return awssecretsmanager.NewSecret(c, jsii.String(id), &awssecretsmanager.SecretProps{
+			Description:   jsii.String(description),
+			EncryptionKey: k.Key,
+			// A fixed, non-secret placeholder (never a generated value): the
+			// admin or the functions overwrite it with PutSecretValue.
+			SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(initial)),
+			RemovalPolicy:     removal,
+		})
+	}
+	// Credentials: RETAIN, re-entering them means a trip to the VBC portal.
+	k.CredentialsSecret = secret("Credentials",
+		`vbctoken: VBC OAuth client credentials {"client_id","client_secret"}; written once by an admin`,
+		InitialCredentials, awscdk.RemovalPolicy_RETAIN)
+	// Pair: RETAIN, losing it breaks the refresh chain (re-consent in a browser).
+	k.PairSecret = secret("TokenPair",
+		"vbctoken: VBC token pair (source of truth); written only by the callback, the refresher and the admin CLI",
+		InitialPair, awscdk.RemovalPolicy_RETAIN)
+	// Access: DESTROY, it is derived from the pair and rewritten at the next refresh.
+	k.AccessSecret = secret("AccessToken",
+		"vbctoken: VBC access token for apps (read-only for them); derived from the token pair",
+		InitialAccess, awscdk.RemovalPolicy_DESTROY)
+}
+
+func (k *TokenKeeper) createAPI(c constructs.Construct) {
+	k.Api = awsapigatewayv2.NewHttpApi(c, jsii.String("Api"), &awsapigatewayv2.HttpApiProps{
+		ApiName:     awscdk.Fn_Join(jsii.String(""), &[]*string{awscdk.Stack_Of(c).StackName(), jsii.String("-callback")}),
+		Description: jsii.String("vbctoken: OAuth redirect target (GET /callback only)"),
+		// The $default stage is added below, with throttling and access logs.
+		CreateDefaultStage: jsii.Bool(false),
+	})
+
+	var mapping *awsapigatewayv2.DomainMappingOptions
+	if d := k.props.CustomDomain; d != nil {
+		k.CustomDomainName = awsapigatewayv2.NewDomainName(c, jsii.String("Domain"), &awsapigatewayv2.DomainNameProps{
+			DomainName:  jsii.String(d.DomainName),
+			Certificate: awscertificatemanager.Certificate_FromCertificateArn(c, jsii.String("Certificate"), jsii.String(d.CertificateArn)),
+		})
+		mapping = &awsapigatewayv2.DomainMappingOptions{DomainName: k.CustomDomainName}
+		k.CallbackURL = jsii.String("https://" + d.DomainName + CallbackPath)
+	} else {
+		// From the Api resource's own attribute: the Api does not depend on the
+		// function, so the function's environment may depend on it (no cycle).
+		k.CallbackURL = awscdk.Fn_Join(jsii.String(""), &[]*string{k.Api.ApiEndpoint(), jsii.String(CallbackPath)})
+	}
+
+	stage := k.Api.AddStage(jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageOptions{
+		StageName:     jsii.String("$default"),
+		AutoDeploy:    jsii.Bool(true),
+		Throttle:      &awsapigatewayv2.ThrottleSettings{BurstLimit: jsii.Number(throttleBurst), RateLimit: jsii.Number(throttleRate)},
+		DomainMapping: mapping,
+	})
+
+	// Access logs without the query string: it carries the consent code and state.
+	accessLogs := awslogs.NewLogGroup(c, jsii.String("ApiAccessLogs"), &awslogs.LogGroupProps{
+		Retention: k.props.LogRetention,
+	})
+	cfnStage := stage.Node().DefaultChild().(awsapigatewayv2.CfnStage)
+	cfnStage.SetAccessLogSettings(&awsapigatewayv2.CfnStage_AccessLogSettingsProperty{
+		DestinationArn: accessLogs.LogGroupArn(),
+		Format: jsii.String(`{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",` +
+			`"requestTime":"$context.requestTime","method":"$context.httpMethod","path":"$context.path",` +
+			`"routeKey":"$context.routeKey","status":"$context.status","responseLength":"$context.responseLength",` +
+			`"integrationStatus":"$context.integrationStatus","integrationError":"$context.integrationErrorMessage",` +
+			`"latency":"$context.responseLatency"}`),
+	})
+}
+
+// Memory and timeout. Go binaries idle at 20–30 MiB, so 128 MB would fit both;
+// memory also buys CPU, which shortens TLS handshakes and cold starts.
+//   - callback: 256 MB, because an admin waits on it (cold start, a TLS call
+//     to VBC and three Secrets Manager calls); 15 s timeout, well under API
+//     Gateway's 30 s integration limit so the admin gets our error page, not
+//     a gateway timeout.
+//   - refresher: 128 MB, a background job where a few hundred milliseconds do
+//     not matter; 60 s timeout leaves room for the token call's retries with
+//     backoff.
+//
+// Both run a handful of times a day, so either size costs well under a cent a month.
+const (
+	callbackMemoryMB  = 256
+	callbackTimeout   = 15 * time.Second
+	refresherMemoryMB = 128
+	refresherTimeout  = 60 * time.Second
+)
+
+func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack) {
+	common := map[string]*string{
+		EnvCredentialsSecretID: k.CredentialsSecret.SecretArn(),
+		EnvTokenSecretID:       k.PairSecret.SecretArn(),
+		EnvAccessSecretID:      k.AccessSecret.SecretArn(),
+		EnvAuthorizeURL:        jsii.String(k.props.AuthorizeURL),
+		EnvTokenURL:            jsii.String(k.props.TokenURL),
+		EnvScope:               jsii.String(k.props.Scope),
+		EnvPKCE:                jsii.String(strconv.FormatBool(k.props.PKCE)),
+	}
+	callbackEnv := clone(common)
+	callbackEnv[EnvRedirectURL] = k.CallbackURL
+	refresherEnv := clone(common)
+	refresherEnv[EnvRefreshMargin] = jsii.String(k.props.RefreshMargin)
+	refresherEnv[EnvRefreshMaxAge] = jsii.String(k.props.RefreshMaxAge)
+
+	k.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("RefresherDeadLetters"), &awssqs.QueueProps{
+		// SSE-SQS: the messages are schedule events (no secret), and
+		// EventBridge can deliver to it without a KMS key policy grant.
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+	})
+
+	k.Callback = k.newFunction(c, stack, "Callback", functionSpec{
+		description: "vbctoken: OAuth callback (GET /callback), exchanges the consent code and stores the token pair",
+		codeDir:     k.props.CallbackCodeDir,
+		memoryMB:    callbackMemoryMB,
+		timeout:     callbackTimeout,
+		env:         callbackEnv,
+	})
+	k.Refresher = k.newFunction(c, stack, "Refresher", functionSpec{
+		description: "vbctoken: scheduled refresher, the single writer that keeps the VBC token pair alive",
+		codeDir:     k.props.RefresherCodeDir,
+		memoryMB:    refresherMemoryMB,
+		timeout:     refresherTimeout,
+		env:         refresherEnv,
+		// Single writer: two refreshers at once would rotate the refresh
+		// token twice and the loser would present a dead token.
+		reservedConcurrency: 1,
+		// Asynchronous invocations (the schedule) that still fail after
+		// Lambda's retries land in the dead-letter queue.
+		deadLetterQueue: k.DeadLetterQueue,
+	})
+}
+
+type functionSpec struct {
+	description         string
+	codeDir             string
+	memoryMB            float64
+	timeout             time.Duration
+	env                 map[string]*string
+	reservedConcurrency float64
+	deadLetterQueue     awssqs.IQueue
+}
+
+func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id string, spec functionSpec) awslambda.Function {
+	logs := awslogs.NewLogGroup(c, jsii.String(id+"Logs"), &awslogs.LogGroupProps{
+		Retention: k.props.LogRetention,
+	})
+	// An explicit role with no managed policy: AWSLambdaBasicExecutionRole
+	// would allow logs actions on every log group ("*").
+	role := awsiam.NewRole(c, jsii.String(id+"Role"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("vbctoken " + strings.ToLower(id) + ": its log group and the token secrets, nothing else"),
+	})
+	logs.GrantWrite(role)
+	k.grantFunctionSecrets(role, stack)
+
+	props := &awslambda.FunctionProps{
+		Description:           jsii.String(spec.description),
+		Runtime:               awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:          awslambda.Architecture_ARM_64(),
+		Handler:               jsii.String("bootstrap"),
+		Code:                  awslambda.Code_FromAsset(jsii.String(spec.codeDir), nil),
+		MemorySize:            jsii.Number(spec.memoryMB),
+		Timeout:               awscdk.Duration_Seconds(jsii.Number(spec.timeout.Seconds())),
+		Environment:           &spec.env,
+		Role:                  role,
+		LogGroup:              logs,
+		LoggingFormat:         awslambda.LoggingFormat_JSON,
+		ApplicationLogLevelV2: awslambda.ApplicationLogLevel_INFO,
+		SystemLogLevelV2:      awslambda.SystemLogLevel_INFO,
+	}
+	if spec.reservedConcurrency > 0 {
+		props.ReservedConcurrentExecutions = jsii.Number(spec.reservedConcurrency)
+	}
+	if spec.deadLetterQueue != nil {
+		props.DeadLetterQueue = spec.deadLetterQueue
+		props.RetryAttempts = jsii.Number(2)
+		props.MaxEventAge = awscdk.Duration_Hours(jsii.Number(1))
+	}
+	return awslambda.NewFunction(c, jsii.String(id), props)
+}
+
+// grantFunctionSecrets gives a function role exactly the Secrets Manager
+// actions the functions use, each on exactly its secret, and the KMS actions
+// Secrets Manager needs on their behalf (GetSecretValue: kms:Decrypt;
+// PutSecretValue: kms:GenerateDataKey and kms:Decrypt), only through Secrets
+// Manager and only for these three secrets.
+func (k *TokenKeeper) grantFunctionSecrets(role awsiam.IRole, stack awscdk.Stack) {
+	statements := []*awsiam.PolicyStatementProps{
+		{
+			Sid:       jsii.String("ReadClientCredentials"),
+			Actions:   jsii.Strings("secretsmanager:GetSecretValue"),
+			Resources: &[]*string{k.CredentialsSecret.SecretArn()},
+		},
+		{
+			Sid: jsii.String("ReadAndSwapTokenPair"),
+			Actions: jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+				"secretsmanager:UpdateSecretVersionStage"),
+			Resources: &[]*string{k.PairSecret.SecretArn()},
+		},
+		{
+			Sid:       jsii.String("WriteAccessToken"),
+			Actions:   jsii.Strings("secretsmanager:PutSecretValue"),
+			Resources: &[]*string{k.AccessSecret.SecretArn()},
+		},
+		{
+			Sid:       jsii.String("UseKeyForTokenSecrets"),
+			Actions:   jsii.Strings("kms:Decrypt", "kms:GenerateDataKey"),
+			Resources: &[]*string{k.Key.KeyArn()},
+			Conditions: &map[string]interface{}{
+				"StringEquals": map[string]interface{}{
+					"kms:ViaService": secretsManagerService(stack),
+					"kms:EncryptionContext:SecretARN": []*string{
+						k.CredentialsSecret.SecretArn(), k.PairSecret.SecretArn(), k.AccessSecret.SecretArn(),
+					},
+				},
+			},
+		},
+	}
+	for _, s := range statements {
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(s))
+	}
+}
+
+// secretsManagerService is the kms:ViaService value of this stack's region.
+func secretsManagerService(stack awscdk.Stack) *string {
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("secretsmanager."), stack.Region(), jsii.String("."), stack.UrlSuffix(),
+	})
+}
+
+func (k *TokenKeeper) routeCallback() {
+	integration := awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String("CallbackIntegration"), k.Callback,
+		&awsapigatewayv2integrations.HttpLambdaIntegrationProps{
+			PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
+		})
+	k.Api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+		Path:        jsii.String(CallbackPath),
+		Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_GET},
+		Integration: integration,
+	})
+}
+
+func (k *TokenKeeper) scheduleRefresher(c constructs.Construct) {
+	k.Rule = awsevents.NewRule(c, jsii.String("RefreshSchedule"), &awsevents.RuleProps{
+		Description: jsii.String("vbctoken: runs the refresher; most runs only read the pair"),
+		Schedule:    awsevents.Schedule_Expression(jsii.String(k.props.Schedule)),
+	})
+	k.Rule.AddTarget(awseventstargets.NewLambdaFunction(k.Refresher, &awseventstargets.LambdaFunctionProps{
+		// Retries of the delivery to Lambda; failures land in the DLQ.
+		RetryAttempts:   jsii.Number(2),
+		MaxEventAge:     awscdk.Duration_Hours(jsii.Number(1)),
+		DeadLetterQueue: k.DeadLetterQueue,
+	}))
+}
+
+func (k *TokenKeeper) createAlarms(c constructs.Construct) {
+	// Not KMS-encrypted: alarm messages hold no secret, and a CloudWatch →
+	// encrypted-topic path would need the secrets' key policy to trust
+	// cloudwatch.amazonaws.com. Publishing requires TLS.
+	k.AlarmTopic = awssns.NewTopic(c, jsii.String("Alarms"), &awssns.TopicProps{
+		DisplayName: jsii.String("vbctoken alarms"),
+		EnforceSSL:  jsii.Bool(true),
+	})
+	if k.props.AlarmEmail != "" {
+		k.AlarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(k.props.AlarmEmail), nil))
+	}
+	action := awscloudwatchactions.NewSnsAction(k.AlarmTopic)
+	// alarm fires when `periods` consecutive periods breach.
+	alarm := func(id, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator,
+		threshold float64, missing awscloudwatch.TreatMissingData, periods float64) {
+		a := awscloudwatch.NewAlarm(c, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String(description),
+			Metric:             metric,
+			ComparisonOperator: op,
+			Threshold:          jsii.Number(threshold),
+			EvaluationPeriods:  jsii.Number(periods),
+			DatapointsToAlarm:  jsii.Number(periods),
+			TreatMissingData:   missing,
+		})
+		a.AddAlarmAction(action)
+		a.AddOkAction(action)
+	}
+
+	secondsLeft := awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(MetricNamespace),
+		MetricName:    jsii.String(MetricRefreshTokenSecondsLeft),
+		DimensionsMap: &map[string]*string{MetricDimensionFunctionName: k.Refresher.FunctionName()},
+		Statistic:     jsii.String("Minimum"),
+		Period:        awscdk.Duration_Minutes(jsii.Number(k.props.SecondsLeftAlarmPeriod.Minutes())),
+	})
+	// Missing data breaches: no report means no refresher run. Two periods in
+	// a row, so one run that slips across an hour boundary (a retry, EventBridge
+	// jitter) is not an alarm; the 3-day threshold leaves ample time anyway.
+	alarm("RefreshTokenExpiringAlarm",
+		"vbctoken: the refresh token expires in under 3 days, or the refresher did not report for 2 periods. "+
+			"Run `vbctoken status`; if it exits 3, open a new consent link (ConsentUrlCommand output).",
+		secondsLeft, awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+		RefreshTokenAlarmThreshold.Seconds(), awscloudwatch.TreatMissingData_BREACHING, 2)
+
+	alarm("RefresherErrorsAlarm",
+		"vbctoken: the refresher failed; see its log group (re-consent needed is logged at ERROR).",
+		k.Refresher.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Hours(jsii.Number(1)), Statistic: jsii.String("Sum")}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+
+	alarm("CallbackServerErrorsAlarm",
+		"vbctoken: the callback answered 5xx (VBC or Secrets Manager failed, or the function crashed); see its log group.",
+		k.Api.MetricServerError(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+
+	alarm("DeadLettersAlarm",
+		"vbctoken: scheduled refresher events failed after retries and sit in the dead-letter queue.",
+		k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+}
+
+// GrantReadAccessToken lets grantee (an app's role) read the access-token
+// secret: secretsmanager:GetSecretValue and DescribeSecret on that secret
+// alone, and kms:Decrypt on the key only through Secrets Manager and only for
+// that secret. Nothing on the token pair or the client credentials.
+func (k *TokenKeeper) GrantReadAccessToken(grantee awsiam.IGrantable) awsiam.Grant {
+	read := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
+		ResourceArns: &[]*string{k.AccessSecret.SecretArn()},
+	})
+	decrypt := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("kms:Decrypt"),
+		ResourceArns: &[]*string{k.Key.KeyArn()},
+		Conditions: &map[string]*map[string]interface{}{
+			"StringEquals": {
+				"kms:ViaService":                  secretsManagerService(awscdk.Stack_Of(k.Construct)),
+				"kms:EncryptionContext:SecretARN": k.AccessSecret.SecretArn(),
+			},
+		},
+	})
+	return read.Combine(decrypt)
+}
+
+// ConsentCommand is the command line an admin runs (with AWS credentials that
+// may read the credentials and pair secrets) to print the consent link.
+func (k *TokenKeeper) ConsentCommand() *string {
+	stack := awscdk.Stack_Of(k.Construct)
+	parts := []*string{
+		jsii.String("AWS_REGION="), stack.Region(),
+		jsii.String(" " + EnvCredentialsSecretID + "="), k.CredentialsSecret.SecretArn(),
+		jsii.String(" " + EnvTokenSecretID + "="), k.PairSecret.SecretArn(),
+		jsii.String(" " + EnvAccessSecretID + "="), k.AccessSecret.SecretArn(),
+		jsii.String(" " + EnvRedirectURL + "="), k.CallbackURL,
+		jsii.String(fmt.Sprintf(" %s=%s %s=%s %s=%t vbctoken consent-url",
+			EnvAuthorizeURL, shellQuote(k.props.AuthorizeURL), EnvScope, shellQuote(k.props.Scope), EnvPKCE, k.props.PKCE)),
+	}
+	return awscdk.Fn_Join(jsii.String(""), &parts)
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func clone(m map[string]*string) map[string]*string {
+	out := make(map[string]*string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

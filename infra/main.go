@@ -1,0 +1,64 @@
+// Command infra is the CDK app that deploys vbctoken: `npx aws-cdk@2.1148.1
+// synth|deploy` from this directory (cdk.json runs `go run .`), or
+// `CDK_OUTDIR=../cdk.out go run .` to synthesize without the CLI.
+//
+// Configuration comes from CDK context (`-c key=value` or cdk.json):
+// authorizeUrl, tokenUrl, scope, pkce, schedule, refreshMargin, refreshMaxAge,
+// alarmEmail, customDomainName with customDomainCertificateArn,
+// callbackCodeDir and refresherCodeDir (default ../dist/callback and
+// ../dist/refresher, written by `make build`), and stackName (default VbcToken).
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/vbctoken/vbctoken/infra/keeper"
+)
+
+func main() {
+	if err := synth(); err != nil {
+		fmt.Fprintln(os.Stderr, "infra:", err)
+		os.Exit(1)
+	}
+}
+
+// synth builds the app from its context and writes the cloud assembly.
+// Invalid props (such as a missing bootstrap binary) come back as an error.
+func synth() (err error) {
+	defer jsii.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+
+	app := awscdk.NewApp(nil)
+	ctx := func(key, def string) string {
+		if v, ok := app.Node().TryGetContext(jsii.String(key)).(string); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	props := keeper.TokenKeeperProps{
+		CallbackCodeDir:  ctx("callbackCodeDir", "../dist/callback"),
+		RefresherCodeDir: ctx("refresherCodeDir", "../dist/refresher"),
+		AuthorizeURL:     ctx("authorizeUrl", ""),
+		TokenURL:         ctx("tokenUrl", ""),
+		Scope:            ctx("scope", ""),
+		PKCE:             ctx("pkce", "false") == "true",
+		Schedule:         ctx("schedule", ""),
+		RefreshMargin:    ctx("refreshMargin", ""),
+		RefreshMaxAge:    ctx("refreshMaxAge", ""),
+		AlarmEmail:       ctx("alarmEmail", ""),
+	}
+	if name := ctx("customDomainName", ""); name != "" {
+		props.CustomDomain = &keeper.CustomDomain{DomainName: name, CertificateArn: ctx("customDomainCertificateArn", "")}
+	}
+	NewVbctokenStack(app, ctx("stackName", "VbcToken"), &VbctokenStackProps{Keeper: props})
+	app.Synth(nil)
+	return nil
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/vbctoken/vbctoken/infra/keeper"
+)
+
+// VbctokenStackProps configures the vbctoken stack: the usual stack props and
+// the keeper's (see keeper.TokenKeeperProps for the defaults).
+type VbctokenStackProps struct {
+	awscdk.StackProps
+	Keeper keeper.TokenKeeperProps
+}
+
+// VbctokenStack is the deployable stack: one TokenKeeper and its outputs.
+type VbctokenStack struct {
+	awscdk.Stack
+	Keeper *keeper.TokenKeeper
+}
+
+// NewVbctokenStack creates the stack. Leave props.Env unset for an
+// environment-agnostic stack (synth needs no account; deploy takes the
+// account and region of the CLI's credentials).
+func NewVbctokenStack(scope constructs.Construct, id string, props *VbctokenStackProps) *VbctokenStack {
+	var sprops awscdk.StackProps
+	var kprops keeper.TokenKeeperProps
+	if props != nil {
+		sprops, kprops = props.StackProps, props.Keeper
+	}
+	if sprops.Description == nil {
+		sprops.Description = jsii.String("vbctoken: keeps a Vonage Business Communications OAuth token pair alive in Secrets Manager")
+	}
+	stack := awscdk.NewStack(scope, &id, &sprops)
+	k := keeper.NewTokenKeeper(stack, "TokenKeeper", &kprops)
+
+	output := func(id, description string, value *string) {
+		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{
+			Description: jsii.String(description),
+			Value:       value,
+		})
+	}
+	output("CallbackUrl", "Redirect URL to register in the VBC developer portal", k.CallbackURL)
+	output("CredentialsSecretArn", `Secret the admin fills once with {"client_id","client_secret"}`, k.CredentialsSecret.SecretArn())
+	output("TokenSecretArn", "Token pair secret (source of truth; never give apps access)", k.PairSecret.SecretArn())
+	output("AccessSecretArn", "Access-token secret apps read (grant with GrantReadAccessToken)", k.AccessSecret.SecretArn())
+	output("ConsentUrlCommand", "Run as an admin to print the VBC consent link", k.ConsentCommand())
+	output("AlarmTopicArn", "SNS topic of the keeper's alarms", k.AlarmTopic.TopicArn())
+	if k.CustomDomainName != nil {
+		output("CustomDomainTarget", "Point the custom domain's CNAME/alias at this name",
+			k.CustomDomainName.RegionalDomainName())
+	}
+	return &VbctokenStack{Stack: stack, Keeper: k}
+}

@@ -67,6 +67,7 @@ type world struct {
 	srv   *httptest.Server
 	store *memstore.Store
 	logs  *syncBuffer
+	codes []string // every authorization code handed out, for the log scan
 }
 
 type syncBuffer struct {
@@ -161,6 +162,7 @@ func (w *world) consentQuery(k *vbctoken.Keeper) url.Values {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	w.codes = append(w.codes, u.Query().Get("code"))
 	return u.Query()
 }
 
@@ -201,7 +203,7 @@ func (w *world) assertChainLive() {
 // client secret and the password.
 func (w *world) checkNoSecretsLogged() {
 	logs := w.logs.String()
-	values := []string{testClientSecret, testPassword}
+	values := append([]string{testClientSecret, testPassword}, w.codes...)
 	for _, p := range w.vbc.Issued() {
 		values = append(values, p.AccessToken, p.RefreshToken)
 	}

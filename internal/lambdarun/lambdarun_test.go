@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/lambdarun"
+	"github.com/vbctoken/vbctoken/internal/testutil"
 )
 
 // testfn is the built testdata/testfn; TESTFN picks its behaviour.
@@ -495,22 +496,7 @@ func TestClose(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's output goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.Buffer
 
 func BenchmarkWarmInvoke(b *testing.B) {
 	f, err := lambdarun.Start(b.Context(), config("echo", lambdarun.Config{}))

@@ -1,10 +1,7 @@
 package vbctoken_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,39 +14,15 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/memstore"
 	"github.com/vbctoken/vbctoken/internal/motoserver"
+	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
 // simClock is shared by the sandbox, the keeper and the retry sleeps: nothing really waits.
-type simClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *simClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *simClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// Sleep advances the fake clock by d. It also yields for a millisecond of real time so that
-// concurrent keepers in a race test make progress while one of them backs off; no test
-// asserts on real time.
-func (c *simClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.Advance(d)
-	time.Sleep(time.Millisecond)
-	return nil
-}
+// Its sleeps yield a millisecond of real time so that concurrent keepers progress while one
+// of them backs off.
+type simClock = testutil.Clock
 
 const (
 	testClientID     = "client-abc"
@@ -70,47 +43,17 @@ type world struct {
 	codes []string // every authorization code handed out, for the log scan
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var (
-	keyOnce sync.Once
-	key     *rsa.PrivateKey
-)
-
-// sharedKey saves generating an RSA key per sandbox.
-func sharedKey(t *testing.T) *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		var err error
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			t.Fatal(err)
-		}
-	})
-	return key
-}
+type syncBuffer = testutil.Buffer
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	clock := &simClock{now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
+	clock.Yield = time.Millisecond
 	vbc := vbcsandbox.New(vbcsandbox.Options{
 		Clients:    []vbcsandbox.Client{{ID: testClientID, Secret: testClientSecret, RedirectURLs: []string{testRedirect}}},
 		Users:      map[string]string{testUser: testPassword},
 		Now:        clock.Now,
-		SigningKey: sharedKey(t),
+		SigningKey: testutil.SigningKey(),
 	})
 	srv := httptest.NewServer(vbc)
 	t.Cleanup(srv.Close)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/vbctoken/vbctoken/internal/memstore"
+	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
@@ -31,30 +32,9 @@ const srcSecret = "SRC-SECRET-"
 
 // srcClock is a fake clock shared by the Source, the fakes and, in the day simulation, the
 // sandbox and the keeper. Nothing sleeps: tests move it.
-type srcClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type srcClock = testutil.Clock
 
-func newSrcClock() *srcClock { return &srcClock{now: srcT0} }
-
-func (c *srcClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *srcClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *srcClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
+func newSrcClock() *srcClock { return testutil.NewClock(srcT0) }
 
 // srcLoader is a fake AccessLoader: Load answers, reads counts the calls.
 type srcLoader struct {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/vbctoken/vbctoken/internal/config"
+	"github.com/vbctoken/vbctoken/internal/lambdaaws"
 	"github.com/vbctoken/vbctoken/internal/lambdalog"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
@@ -27,16 +29,16 @@ func main() {
 }
 
 // newHandler reads the environment once and builds the SDK client and keeper once per
-// execution environment.
+// execution environment. The SDK configuration comes from Lambda's variables through
+// lambdaaws, not config.LoadDefaultConfig: a smaller binary and a shorter init (see the
+// lambdaaws package documentation for the numbers and what is given up).
 func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
 	settings, err := config.FromEnv(getenv, config.Need{Secrets: true})
-	if err != nil {
+	awsCfg, awsErr := lambdaaws.Config(getenv)
+	if err := errors.Join(err, awsErr); err != nil {
 		return nil, err
 	}
-	store, err := config.OpenStore(ctx, settings, "")
-	if err != nil {
-		return nil, err
-	}
+	store := vbctoken.NewSecretsManagerStoreFromConfig(awsCfg, settings.SecretIDs())
 	return buildHandler(store, settings, log, getenv)
 }
 

@@ -19,7 +19,8 @@ func (s Settings) SecretIDs() vbctoken.SecretIDs {
 
 // OpenStore returns the Secrets Manager store when the secret ids are set, else the file
 // store in dir. The SDK configuration comes from the standard chain (environment, profile,
-// SSO, the Lambda role) and honours AWS_ENDPOINT_URL_SECRETS_MANAGER.
+// SSO) and honours AWS_ENDPOINT_URL_SECRETS_MANAGER. It is the CLI's; the Lambda functions
+// build theirs with internal/lambdaaws, so that their binaries do not link this chain.
 func OpenStore(ctx context.Context, s Settings, dir string) (vbctoken.Store, error) {
 	if !s.UsesSecretsManager() {
 		if dir == "" {

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 
@@ -34,23 +33,18 @@ func main() {
 // lambdaaws, not config.LoadDefaultConfig: a smaller binary and a shorter init (see the
 // lambdaaws package documentation for the numbers and what is given up).
 func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
-	settings, err := config.FromEnv(getenv, config.Need{Secrets: true, RedirectURL: true})
-	awsCfg, awsErr := lambdaaws.Config(getenv)
-	if err := errors.Join(err, awsErr); err != nil {
+	settings, store, err := lambdaaws.OpenStore(getenv, config.Need{Secrets: true, RedirectURL: true})
+	if err != nil {
 		return nil, err
 	}
-	store := vbctoken.NewSecretsManagerStoreFromConfig(awsCfg, settings.SecretIDs())
 	return buildHandler(store, settings, log)
 }
 
 // buildHandler wires a handler over any store (tests pass a fake).
 func buildHandler(store vbctoken.Store, settings config.Settings, log *slog.Logger) (*handler, error) {
-	keeper, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
-		Store:  store,
-		Client: settings.ClientConfig(),
-		Policy: settings.Policy,
-		Logger: log,
-	})
+	kc := settings.KeeperConfig(store)
+	kc.Logger = log
+	keeper, err := vbctoken.NewKeeper(kc)
 	if err != nil {
 		return nil, err
 	}

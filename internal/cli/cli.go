@@ -60,7 +60,7 @@ type app struct {
 
 	// now is the wall clock (default time.Now).
 	now func() time.Time
-	// openStore opens the store (default config.OpenStore).
+	// openStore opens the store (default openStore).
 	openStore func(ctx context.Context, s config.Settings, dir string) (vbctoken.Store, error)
 	// storeRetry and clientRetry are the keeper's retry policies (tests make them fast).
 	storeRetry, clientRetry vbctoken.RetryPolicy
@@ -93,7 +93,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		a.now = time.Now
 	}
 	if a.openStore == nil {
-		a.openStore = config.OpenStore
+		a.openStore = openStore
 	}
 	if a.listen == nil {
 		a.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -15,9 +15,10 @@
 // Init barely moves (LoadDefaultConfig itself costs ≈ 0.5 ms in Lambda's environment,
 // within the run-to-run noise of a cold start): the package inits of config and its
 // dependencies still run, because pkg/vbctoken (NewSecretsManagerSource) and
-// internal/config (OpenStore, for the CLI) import it. Dropping those imports from the
+// internal/config (OpenStore, for the CLI) imported it. Dropping those imports from the
 // Lambdas' build was measured at a further 2.5–4 ms of init (refresher 1.41× → 1.18× hello
-// world in one run).
+// world in one run), so now neither does: the CLI opens its store in internal/cli and apps
+// pass their own aws.Config to vbctoken.NewSecretsManagerSource.
 //
 // # What is kept and what is given up
 //
@@ -35,6 +36,9 @@ package lambdaaws
 import (
 	"errors"
 	"strings"
+
+	"github.com/vbctoken/vbctoken/internal/config"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -90,4 +94,16 @@ func Config(getenv func(string) string) (aws.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// OpenStore reads a function's settings (config.FromEnv with need) and its SDK
+// configuration from getenv and returns the Secrets Manager store, reporting every problem
+// of both at once.
+func OpenStore(getenv func(string) string, need config.Need) (config.Settings, *vbctoken.SecretsManagerStore, error) {
+	settings, err := config.FromEnv(getenv, need)
+	awsCfg, awsErr := Config(getenv)
+	if err := errors.Join(err, awsErr); err != nil {
+		return settings, nil, err
+	}
+	return settings, vbctoken.NewSecretsManagerStoreFromConfig(awsCfg, settings.SecretIDs()), nil
 }

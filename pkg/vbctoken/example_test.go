@@ -46,7 +46,8 @@ func ExampleNewSource() {
 	vbc, _, store, stop := exampleVBC(vbcsandbox.Options{})
 	defer stop()
 
-	// The app: on AWS, vbctoken.NewSecretsManagerSource(ctx, os.Getenv("VBC_ACCESS_SECRET_ID")).
+	// The app: on AWS, cfg, _ := config.LoadDefaultConfig(ctx) and then
+	// vbctoken.NewSecretsManagerSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID")).
 	ctx := context.Background()
 	src := vbctoken.NewSource(store)
 	client := oauth2.NewClient(ctx, src)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"golang.org/x/oauth2"
 
 	"github.com/vbctoken/vbctoken/internal/memstore"
@@ -670,7 +672,7 @@ func TestSourceWithManyOAuth2Clients(t *testing.T) {
 }
 
 func TestNewSecretsManagerSourceNeedsAnID(t *testing.T) {
-	if _, err := vbctoken.NewSecretsManagerSource(context.Background(), ""); !errors.Is(err, vbctoken.ErrBadInput) {
+	if _, err := vbctoken.NewSecretsManagerSource(aws.Config{}, ""); !errors.Is(err, vbctoken.ErrBadInput) {
 		t.Fatalf("err = %v, want ErrBadInput", err)
 	}
 }
@@ -705,7 +707,11 @@ func TestNewSecretsManagerSource(t *testing.T) {
 	t.Setenv("AWS_PROFILE", "unset")
 	os.Unsetenv("AWS_PROFILE") // t.Setenv restores it after the test
 
-	src, err := vbctoken.NewSecretsManagerSource(context.Background(), "vbc-access")
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := vbctoken.NewSecretsManagerSource(cfg, "vbc-access")
 	if err != nil {
 		t.Fatal(err)
 	}

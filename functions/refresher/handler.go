@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -67,24 +68,18 @@ func (h *handler) emitMetric(secondsLeft int64) {
 		"_aws": map[string]any{
 			"Timestamp": h.now().UnixMilli(),
 			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  MetricNamespace,
-				"Dimensions": [][]string{{"FunctionName"}},
-				"Metrics":    []any{map[string]string{"Name": MetricRefreshTokenSecondsLeft, "Unit": "Seconds"}},
+				"Namespace":  contract.MetricNamespace,
+				"Dimensions": [][]string{{contract.MetricDimensionFunctionName}},
+				"Metrics":    []any{map[string]string{"Name": contract.MetricRefreshTokenSecondsLeft, "Unit": "Seconds"}},
 			}},
 		},
-		"FunctionName":                functionName(h.getenv),
-		MetricRefreshTokenSecondsLeft: secondsLeft,
+		contract.MetricDimensionFunctionName:   functionName(h.getenv),
+		contract.MetricRefreshTokenSecondsLeft: secondsLeft,
 	})
 	if err == nil {
 		_, _ = h.metrics.Write(append(line, '\n'))
 	}
 }
-
-// The metric the stack's alarm watches.
-const (
-	MetricNamespace               = "VBCToken"
-	MetricRefreshTokenSecondsLeft = "RefreshTokenSecondsLeft"
-)
 
 func functionName(getenv func(string) string) string {
 	if n := getenv("AWS_LAMBDA_FUNCTION_NAME"); n != "" {

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+	"github.com/vbctoken/vbctoken/internal/contract"
 )
 
 // Defaults from DESIGN.md and the operating contract of the refresher.
@@ -36,28 +37,6 @@ const (
 	DefaultSchedule      = "rate(1 hour)"
 	DefaultRefreshMargin = "2h"
 	DefaultRefreshMaxAge = "24h"
-)
-
-// Environment variable names the functions read (DESIGN.md, "Configuration").
-const (
-	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
-	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
-	EnvAccessSecretID      = "VBC_ACCESS_SECRET_ID"
-	EnvAuthorizeURL        = "VBC_AUTHORIZE_URL"
-	EnvTokenURL            = "VBC_TOKEN_URL"
-	EnvRedirectURL         = "VBC_REDIRECT_URL"
-	EnvScope               = "VBC_SCOPE"
-	EnvPKCE                = "VBC_PKCE"
-	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
-	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
-)
-
-// The custom metric the refresher emits as CloudWatch Embedded Metric Format,
-// with the single dimension FunctionName (the refresher's own function name).
-const (
-	MetricNamespace               = "VBCToken"
-	MetricRefreshTokenSecondsLeft = "RefreshTokenSecondsLeft"
-	MetricDimensionFunctionName   = "FunctionName"
 )
 
 // RefreshTokenAlarmThreshold is the remaining refresh-token lifetime below
@@ -341,19 +320,19 @@ const (
 
 func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack) {
 	common := map[string]*string{
-		EnvCredentialsSecretID: k.CredentialsSecret.SecretArn(),
-		EnvTokenSecretID:       k.PairSecret.SecretArn(),
-		EnvAccessSecretID:      k.AccessSecret.SecretArn(),
-		EnvAuthorizeURL:        jsii.String(k.props.AuthorizeURL),
-		EnvTokenURL:            jsii.String(k.props.TokenURL),
-		EnvScope:               jsii.String(k.props.Scope),
-		EnvPKCE:                jsii.String(strconv.FormatBool(k.props.PKCE)),
+		contract.EnvCredentialsSecretID: k.CredentialsSecret.SecretArn(),
+		contract.EnvTokenSecretID:       k.PairSecret.SecretArn(),
+		contract.EnvAccessSecretID:      k.AccessSecret.SecretArn(),
+		contract.EnvAuthorizeURL:        jsii.String(k.props.AuthorizeURL),
+		contract.EnvTokenURL:            jsii.String(k.props.TokenURL),
+		contract.EnvScope:               jsii.String(k.props.Scope),
+		contract.EnvPKCE:                jsii.String(strconv.FormatBool(k.props.PKCE)),
 	}
 	callbackEnv := clone(common)
-	callbackEnv[EnvRedirectURL] = k.CallbackURL
+	callbackEnv[contract.EnvRedirectURL] = k.CallbackURL
 	refresherEnv := clone(common)
-	refresherEnv[EnvRefreshMargin] = jsii.String(k.props.RefreshMargin)
-	refresherEnv[EnvRefreshMaxAge] = jsii.String(k.props.RefreshMaxAge)
+	refresherEnv[contract.EnvRefreshMargin] = jsii.String(k.props.RefreshMargin)
+	refresherEnv[contract.EnvRefreshMaxAge] = jsii.String(k.props.RefreshMaxAge)
 
 	k.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("RefresherDeadLetters"), &awssqs.QueueProps{
 		// SSE-SQS: the messages are schedule events (no secret), and
@@ -537,9 +516,9 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 	}
 
 	secondsLeft := awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
-		Namespace:     jsii.String(MetricNamespace),
-		MetricName:    jsii.String(MetricRefreshTokenSecondsLeft),
-		DimensionsMap: &map[string]*string{MetricDimensionFunctionName: k.Refresher.FunctionName()},
+		Namespace:     jsii.String(contract.MetricNamespace),
+		MetricName:    jsii.String(contract.MetricRefreshTokenSecondsLeft),
+		DimensionsMap: &map[string]*string{contract.MetricDimensionFunctionName: k.Refresher.FunctionName()},
 		Statistic:     jsii.String("Minimum"),
 		Period:        awscdk.Duration_Minutes(jsii.Number(k.props.SecondsLeftAlarmPeriod.Minutes())),
 	})
@@ -598,12 +577,12 @@ func (k *TokenKeeper) ConsentCommand() *string {
 	stack := awscdk.Stack_Of(k.Construct)
 	parts := []*string{
 		jsii.String("AWS_REGION="), stack.Region(),
-		jsii.String(" " + EnvCredentialsSecretID + "="), k.CredentialsSecret.SecretArn(),
-		jsii.String(" " + EnvTokenSecretID + "="), k.PairSecret.SecretArn(),
-		jsii.String(" " + EnvAccessSecretID + "="), k.AccessSecret.SecretArn(),
-		jsii.String(" " + EnvRedirectURL + "="), k.CallbackURL,
+		jsii.String(" " + contract.EnvCredentialsSecretID + "="), k.CredentialsSecret.SecretArn(),
+		jsii.String(" " + contract.EnvTokenSecretID + "="), k.PairSecret.SecretArn(),
+		jsii.String(" " + contract.EnvAccessSecretID + "="), k.AccessSecret.SecretArn(),
+		jsii.String(" " + contract.EnvRedirectURL + "="), k.CallbackURL,
 		jsii.String(fmt.Sprintf(" %s=%s %s=%s %s=%t vbctoken consent-url",
-			EnvAuthorizeURL, shellQuote(k.props.AuthorizeURL), EnvScope, shellQuote(k.props.Scope), EnvPKCE, k.props.PKCE)),
+			contract.EnvAuthorizeURL, shellQuote(k.props.AuthorizeURL), contract.EnvScope, shellQuote(k.props.Scope), contract.EnvPKCE, k.props.PKCE)),
 	}
 	return awscdk.Fn_Join(jsii.String(""), &parts)
 }

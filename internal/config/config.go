@@ -12,21 +12,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// Environment variable names (DESIGN.md).
+// Environment variable names (DESIGN.md), from the shared contract.
 const (
-	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
-	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
-	EnvAccessSecretID      = "VBC_ACCESS_SECRET_ID"
-	EnvAuthorizeURL        = "VBC_AUTHORIZE_URL"
-	EnvTokenURL            = "VBC_TOKEN_URL"
-	EnvRedirectURL         = "VBC_REDIRECT_URL"
-	EnvScope               = "VBC_SCOPE"
-	EnvPKCE                = "VBC_PKCE"
-	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
-	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+	EnvCredentialsSecretID = contract.EnvCredentialsSecretID
+	EnvTokenSecretID       = contract.EnvTokenSecretID
+	EnvAccessSecretID      = contract.EnvAccessSecretID
+	EnvAuthorizeURL        = contract.EnvAuthorizeURL
+	EnvTokenURL            = contract.EnvTokenURL
+	EnvRedirectURL         = contract.EnvRedirectURL
+	EnvScope               = contract.EnvScope
+	EnvPKCE                = contract.EnvPKCE
+	EnvRefreshMargin       = contract.EnvRefreshMargin
+	EnvRefreshMaxAge       = contract.EnvRefreshMaxAge
 )
 
 // Defaults (DESIGN.md).

@@ -1,0 +1,28 @@
+// Package contract holds the names that DESIGN.md fixes and that several parts must agree
+// on: the environment variables of the functions and the CLI, and the custom metric the
+// refresher emits and the stack's alarm watches. It has no dependencies, so the CDK
+// construct can use it without linking the keeper.
+package contract
+
+// Environment variables (DESIGN.md "Configuration"): names, ARNs and URLs, never secrets.
+const (
+	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
+	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
+	EnvAccessSecretID      = "VBC_ACCESS_SECRET_ID"
+	EnvAuthorizeURL        = "VBC_AUTHORIZE_URL"
+	EnvTokenURL            = "VBC_TOKEN_URL"
+	EnvRedirectURL         = "VBC_REDIRECT_URL"
+	EnvScope               = "VBC_SCOPE"
+	EnvPKCE                = "VBC_PKCE"
+	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
+	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+)
+
+// The refresher's CloudWatch Embedded Metric Format metric: seconds until the stored
+// refresh token expires (0 when re-consent is needed), with the single dimension
+// FunctionName. The stack alarms when it drops below three days.
+const (
+	MetricNamespace               = "VBCToken"
+	MetricRefreshTokenSecondsLeft = "RefreshTokenSecondsLeft"
+	MetricDimensionFunctionName   = "FunctionName"
+)

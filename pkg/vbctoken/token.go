@@ -227,8 +227,21 @@ func DecodePair(data []byte) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Only exact names are schema fields: encoding/json would also read "Id_Token" as
+	// id_token, while such a key is kept below as an unknown field, and after a rewrite
+	// that omits the real field its stale value would come back.
+	known := make(map[string]json.RawMessage, len(fields))
+	for k, v := range fields {
+		if knownPairFields[k] {
+			known[k] = v
+		}
+	}
+	exact, err := json.Marshal(known)
+	if err != nil {
+		return nil, fmt.Errorf("decode pair: %w: not a JSON object", ErrMalformedSecret)
+	}
 	var w pairWire
-	if err := strictUnmarshal(data, &w); err != nil {
+	if err := strictUnmarshal(exact, &w); err != nil {
 		return nil, fmt.Errorf("decode pair: %w: %s", ErrMalformedSecret, err)
 	}
 	w.Version = version
@@ -243,6 +256,12 @@ func DecodePair(data []byte) (*Pair, error) {
 		ObtainedAt:       timeOf(w.ObtainedAt),
 		Grant:            w.Grant,
 		ConsentNonces:    w.ConsentNonces,
+	}
+	for _, t := range []time.Time{p.ExpiresAt, p.RefreshExpiresAt, p.ObtainedAt} {
+		if y := t.Year(); !t.IsZero() && (y < 0 || y > 9999) {
+			// A time JSON allows whose UTC year EncodePair could not write back.
+			return nil, fmt.Errorf("decode pair: %w: invalid JSON or time value", ErrMalformedSecret)
+		}
 	}
 	if !p.RefreshToken.IsZero() && p.RefreshExpiresAt.IsZero() {
 		return nil, fmt.Errorf("decode pair: %w: refresh_token without refresh_expires_at", ErrMalformedSecret)

@@ -372,7 +372,7 @@ func (k *Keeper) commit(ctx context.Context, base Versioned, fresh *Pair, wins b
 			return err
 		})
 		if err == nil {
-			if err := k.putAccess(ctx, next); err != nil {
+			if err := k.putAccessSettled(ctx, next); err != nil {
 				return next, OutcomeRefreshed, err
 			}
 			return next, OutcomeRefreshed, nil
@@ -464,11 +464,15 @@ func pruneNonces(in []UsedNonce, now time.Time) []UsedNonce {
 	return out
 }
 
-// syncAccess rewrites the access secret from p when it does not hold p's access token.
-// A writer that stored a pair may have died or run out of time before writing the access
-// secret, and no later run would write it before the next refresh, long after the old
-// access token expired: the pair is the source of truth, so every run that does not refresh
-// brings the derived secret back in step (one more read).
+// syncAccess rewrites the access secret from the stored pair when it does not hold the
+// pair's access token. A writer that stored a pair may have died or run out of time before
+// writing the access secret, and no later run would write it before the next refresh, long
+// after the old access token expired: the pair is the source of truth, so every run that
+// does not refresh brings the derived secret back in step (one more read).
+//
+// p is the pair the run read earlier. When the access secret differs from it, the pair is
+// read again before anything is written: a concurrent writer may have stored a newer pair
+// and written its access token meanwhile, which must not be replaced with p's.
 func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 	var a AccessToken
 	_, err := k.retryStore(ctx, func(ctx context.Context) error {
@@ -482,8 +486,34 @@ func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrMalformedSecret) {
 		return fmt.Errorf("check access secret: %w", err)
 	}
-	k.log.WarnContext(ctx, "the access secret did not hold the stored pair's access token; rewriting it", "pair", p)
-	return k.putAccess(ctx, p)
+	latest, lerr := k.loadPair(ctx)
+	if lerr != nil {
+		return fmt.Errorf("check access secret: %w", lerr)
+	}
+	if err == nil && a.AccessToken == latest.Pair.AccessToken {
+		return nil // a concurrent writer stored a newer pair and its access token
+	}
+	k.log.WarnContext(ctx, "the access secret did not hold the stored pair's access token; rewriting it", "pair", latest.Pair)
+	return k.putAccess(ctx, latest.Pair)
+}
+
+// putAccessSettled writes p's access token, then re-reads the pair: writes of the access
+// secret are not ordered by compare-and-swap, so when another writer committed a newer pair
+// right after ours, our access write may have landed after theirs. Whichever write lands
+// last, the re-read makes the access secret end on the newest pair's token (one more read
+// per stored pair; found by TestConsentRacesRefresher).
+func (k *Keeper) putAccessSettled(ctx context.Context, p *Pair) error {
+	if err := k.putAccess(ctx, p); err != nil {
+		return err
+	}
+	latest, err := k.loadPair(ctx)
+	if err != nil {
+		return fmt.Errorf("re-read pair after access write: %w", err)
+	}
+	if latest.Pair.SameTokens(p) || latest.Pair.AccessToken.IsZero() {
+		return nil
+	}
+	return k.putAccess(ctx, latest.Pair)
 }
 
 func (k *Keeper) putAccess(ctx context.Context, p *Pair) error {

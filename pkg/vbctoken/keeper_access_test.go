@@ -58,3 +58,28 @@ func TestSkippedRunRepairsStaleAccessSecret(t *testing.T) {
 		t.Errorf("%d writes when the access secret was in step", n)
 	}
 }
+
+// Found by the chaos soak (strict sandbox, seed 6): a run that read the pair just before a
+// concurrent refresher stored a new one, and then its access token, must not put the old
+// access token back.
+func TestSkippedRunKeepsAConcurrentWritersAccessToken(t *testing.T) {
+	w := newWorld(t)
+	k := w.keeper(false)
+	w.connect(k)
+	stale, err := w.store.LoadPair(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(22 * time.Hour) // exactly the margin left: a run that reads now skips
+	late := w.keeperWith(&staleFirstRead{Store: w.store, stale: stale}, false)
+	w.clock.Advance(time.Second)
+	if res, err := k.Refresh(context.Background(), false); err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("refresh: %+v %v", res, err)
+	}
+	w.clock.Advance(-time.Second) // the late run decided with its stale read
+	res, err := late.Refresh(context.Background(), false)
+	if err != nil || res.Outcome != vbctoken.OutcomeSkipped {
+		t.Fatalf("late run: %+v %v", res, err)
+	}
+	w.assertChainLive()
+}

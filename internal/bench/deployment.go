@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
@@ -102,13 +103,13 @@ func NewDeployment() (*Deployment, error) {
 	d.URLs = URLs{SecretsManager: d.smSrv.URL, VBC: d.vbcSrv.URL}
 	d.Env = map[string]string{
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER": d.smSrv.URL,
-		"VBC_CREDENTIALS_SECRET_ID":        secretIDs.Credentials,
-		"VBC_TOKEN_SECRET_ID":              secretIDs.Pair,
-		"VBC_ACCESS_SECRET_ID":             secretIDs.Access,
-		"VBC_AUTHORIZE_URL":                d.vbcSrv.URL + "/authorize",
-		"VBC_TOKEN_URL":                    d.vbcSrv.URL + "/token",
-		"VBC_REDIRECT_URL":                 RedirectURL,
-		"VBC_SCOPE":                        "openid",
+		contract.EnvCredentialsSecretID:    secretIDs.Credentials,
+		contract.EnvTokenSecretID:          secretIDs.Pair,
+		contract.EnvAccessSecretID:         secretIDs.Access,
+		contract.EnvAuthorizeURL:           d.vbcSrv.URL + "/authorize",
+		contract.EnvTokenURL:               d.vbcSrv.URL + "/token",
+		contract.EnvRedirectURL:            RedirectURL,
+		contract.EnvScope:                  "openid",
 	}
 	return d, nil
 }

@@ -266,16 +266,10 @@ func (a *app) keeperFor(ctx context.Context, s config.Settings, c common) (*vbct
 	if err != nil {
 		return nil, "", err
 	}
-	cc := s.ClientConfig()
-	cc.Retry = a.clientRetry
-	k, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
-		Store:      store,
-		Client:     cc,
-		Policy:     s.Policy,
-		StoreRetry: a.storeRetry,
-		Now:        a.now,
-		Logger:     a.logger(c.verbose),
-	})
+	kc := s.KeeperConfig(store)
+	kc.Client.Retry = a.clientRetry
+	kc.StoreRetry, kc.Now, kc.Logger = a.storeRetry, a.now, a.logger(c.verbose)
+	k, err := vbctoken.NewKeeper(kc)
 	if err != nil {
 		return nil, "", err
 	}

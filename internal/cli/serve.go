@@ -161,16 +161,12 @@ func (a *app) serve(ctx context.Context, args []string) int {
 		}
 	}
 
-	keeper, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
-		Store:  store,
-		Client: clientCfg,
-		Policy: s.Policy,
-		// A consent link stays valid 15 minutes of real time, whatever the clock speed.
-		StateTTL:   time.Duration(float64(vbctoken.DefaultStateTTL) * clk.Speed()),
-		StoreRetry: a.storeRetry,
-		Now:        clk.Now,
-		Logger:     log,
-	})
+	kc := s.KeeperConfig(store)
+	kc.Client = clientCfg
+	// A consent link stays valid 15 minutes of real time, whatever the clock speed.
+	kc.StateTTL = time.Duration(float64(vbctoken.DefaultStateTTL) * clk.Speed())
+	kc.StoreRetry, kc.Now, kc.Logger = a.storeRetry, clk.Now, log
+	keeper, err := vbctoken.NewKeeper(kc)
 	if err != nil {
 		return a.fail(fs.Name(), o.common, err, nil)
 	}

@@ -392,7 +392,7 @@ func (k *Keeper) commit(ctx context.Context, base Versioned, fresh *Pair, wins b
 		}
 		switch {
 		case latest.Pair.SameTokens(fresh):
-			if err := k.putAccess(ctx, latest.Pair); err != nil {
+			if err := k.putAccessSettled(ctx, latest.Pair); err != nil {
 				return latest.Pair, OutcomeRefreshed, err
 			}
 			return latest.Pair, OutcomeRefreshed, nil

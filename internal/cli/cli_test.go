@@ -314,7 +314,7 @@ func TestRefresh(t *testing.T) {
 		{name: "VBC unavailable", setup: func(h *harness) {
 			h.connect()
 			h.sb.SetFaults(func(_ *http.Request, _ string) vbcsandbox.Fault { return vbcsandbox.Fault{Kind: vbcsandbox.Status503} })
-		}, args: []string{"refresh", "--force"}, code: ExitTransient, stderr: "try again in a few minutes"},
+		}, args: []string{"refresh", "--force"}, code: ExitTransient, outcome: vbctoken.OutcomeInDoubt, stderr: "try again in a few minutes"},
 		{name: "bad client secret", setup: func(h *harness) {
 			h.connect()
 			h.store = withCredentials(t, h.store, vbctoken.Credentials{ClientID: testClientID, ClientSecret: "wrong"})

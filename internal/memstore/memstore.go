@@ -38,6 +38,8 @@ type Store struct {
 	creds   []byte
 	pair    []byte
 	version string
+	pending []byte // a write that reached the store but never became current
+	strand  int    // how many coming commits to leave pending (see StrandCommits)
 	access  []byte
 	calls   map[Op]int
 	fault   Fault
@@ -54,6 +56,16 @@ func New(creds vbctoken.Credentials) *Store {
 		s.creds, _ = vbctoken.EncodeCredentials(creds)
 	}
 	return s
+}
+
+// StrandCommits makes the next n commits that would succeed reach the store without
+// becoming current, as when a writer dies between Secrets Manager's two calls or the
+// second keeps failing: the pair is kept as pending (LoadPair reports it) and the commit
+// fails with a transient error.
+func (s *Store) StrandCommits(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.strand = n
 }
 
 // SetFault installs fault hooks (zero Fault removes them).
@@ -157,7 +169,13 @@ func (s *Store) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
 	if err != nil {
 		return vbctoken.Versioned{}, fmt.Errorf("memstore: %w", err)
 	}
-	return vbctoken.Versioned{Pair: p, Version: s.version}, after()
+	v := vbctoken.Versioned{Pair: p, Version: s.version}
+	if s.pending != nil {
+		if pp, err := vbctoken.DecodePair(s.pending); err == nil {
+			v.Pending = pp
+		}
+	}
+	return v, after()
 }
 
 // CommitPair implements vbctoken.Store: it succeeds only when prev is the current version;
@@ -175,12 +193,18 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 	}
 	next := versionOf(prev, data)
 	if s.version == next && s.version != "" { // the same call, retried after its answer was lost
+		s.pending = nil
 		return next, after()
 	}
 	if s.version != prev {
 		return "", fmt.Errorf("memstore: commit pair: %w", vbctoken.ErrConflict)
 	}
-	s.pair, s.version = data, next
+	if s.strand > 0 {
+		s.strand--
+		s.pending = data
+		return "", fmt.Errorf("memstore: commit pair: stranded as pending: %w", vbctoken.ErrTransient)
+	}
+	s.pair, s.version, s.pending = data, next, nil
 	s.history = append(s.history, p.Clone())
 	return next, after()
 }

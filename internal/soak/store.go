@@ -41,7 +41,7 @@ func MemBackend() Backend {
 
 // FileBackend is the file store in dir (a t.TempDir). Every process opens its own
 // FileStore on the directory, as separate Lambda or CLI processes would; faults wrap its
-// calls, and its refresh lock is honoured (time moves while a process waits for it).
+// calls.
 func FileBackend(dir string) (Backend, error) {
 	fs, err := vbctoken.NewFileStore(dir)
 	if err != nil {
@@ -56,7 +56,7 @@ func FileBackend(dir string) (Backend, error) {
 			if err != nil {
 				panic(fmt.Sprintf("soak: reopen file store: %v", err))
 			}
-			return &lockingFaultStore{faultStore: &faultStore{p: p, inner: own}, l: own}
+			return &faultStore{p: p, inner: own}
 		},
 	}, nil
 }
@@ -180,27 +180,6 @@ func (p *process) landed(refreshToken string) error {
 	p.sim.hist.add(refreshToken)
 	p.wrote()
 	return p.maybeDieAfterCommit()
-}
-
-// lockingFaultStore is a faultStore over a FileStore: the keeper takes its refresh lock.
-// While a process waits for the lock it is idle on the virtual clock, so the holder's
-// backoffs can elapse.
-type lockingFaultStore struct {
-	*faultStore
-	l interface {
-		Lock(ctx context.Context) (func(), error)
-	}
-}
-
-// Lock takes the file store's refresh lock.
-func (s *lockingFaultStore) Lock(ctx context.Context) (func(), error) {
-	if err := s.p.alive(); err != nil {
-		return nil, err
-	}
-	resume := s.p.sim.clock.Idle()
-	unlock, err := s.l.Lock(ctx)
-	resume()
-	return unlock, err
 }
 
 // versionLog maps pair secret VersionIds to the refresh token they hold, so that a stage

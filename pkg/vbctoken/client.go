@@ -3,6 +3,7 @@ package vbctoken
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -34,14 +37,19 @@ const (
 	// maxTokenBody is what x/oauth2 reads of a token response (1 MiB); longer is not a
 	// token response.
 	maxTokenBody = 1 << 20
-	// defaultExpiresIn is assumed when a token response carries no expires_in. VBC always
-	// sends one; if it ever does not, an hour is short enough that the keeper refreshes
-	// (the policy's 2 h margin fires at once) well before a real 24 h token would die, and
-	// apps re-read on a 401 anyway. Assuming 24 h could hand apps a dead token for hours.
+	// defaultExpiresIn is assumed when a token response carries no usable expires_in
+	// (absent, not a number, zero or negative). VBC always sends one; if it ever does not,
+	// an hour is short enough that the keeper refreshes (the policy's 2 h margin fires at
+	// once) well before a real 24 h token would die, and apps re-read on a 401 anyway.
+	// Assuming 24 h could hand apps a dead token for hours. The tokens are kept either way:
+	// a 200 to a refresh carries the only live refresh token.
 	defaultExpiresIn = time.Hour
-	// maxExpiresIn: an access token outliving its refresh token (7 days) contradicts VBC's
-	// documented lifetimes; such a value is a broken response, not a gift.
-	maxExpiresIn = RefreshTokenLifetime
+	// maxExpiresIn caps expires_in at VBC's documented access token lifetime: a longer
+	// value is believed only as far as VBC's docs go.
+	maxExpiresIn = accessLifetime
+	// MaxCodeLen is the longest authorization code accepted. WSO2's codes are UUIDs (36
+	// characters); anything this long is not one of VBC's.
+	maxCodeLen = 512
 	// maxDescription bounds the sanitised error_description kept in an error.
 	maxDescription = 120
 	// maxCode bounds the OAuth error code kept in an error.
@@ -197,13 +205,18 @@ func (c *Client) AuthCodeURL(state string, verifier string) string {
 // authenticates with HTTP Basic, as VBC documents; verifier is the PKCE code verifier, ""
 // without PKCE (required when the client is configured with PKCE).
 //
+// The code is sent again only when the earlier request certainly did not reach VBC (the
+// connection was refused, or a 429/503 said when to come back): WSO2 revokes the token
+// issued for a code presented twice. Any other failure is an error matching
+// ErrOutcomeUnknown: VBC may have issued a pair whose answer was lost.
+//
 // x/oauth2 form-encodes the client id and secret before Basic-encoding them (RFC 6749
 // §2.3.1); for VBC's alphanumeric consumer keys and secrets that is the plain
 // base64(key:secret) of VBC's docs.
 func (c *Client) Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error) {
 	const op = "exchange"
-	if code.IsZero() {
-		return nil, fmt.Errorf("vbc %s: %w: empty authorization code", op, ErrBadInput)
+	if err := checkCode(code); err != nil {
+		return nil, fmt.Errorf("vbc %s: %w", op, err)
 	}
 	if c.pkce && verifier == "" {
 		return nil, fmt.Errorf("vbc %s: %w: PKCE is on but no code verifier was given", op, ErrBadInput)
@@ -212,26 +225,41 @@ func (c *Client) Exchange(ctx context.Context, code Secret, verifier string) (*P
 	if verifier != "" {
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
-	return c.retrieve(ctx, op, GrantAuthorizationCode, []string{code.Reveal(), verifier},
+	return c.retrieve(ctx, op, GrantAuthorizationCode, false, []string{code.Reveal(), verifier},
 		func(ctx context.Context) (*oauth2.Token, error) {
 			return c.header.Exchange(ctx, code.Reveal(), opts...)
 		})
+}
+
+// checkCode refuses what cannot be a VBC authorization code (empty, longer than 512 bytes,
+// control characters or white space), so that it is never sent.
+func checkCode(code Secret) error {
+	c := code.Reveal()
+	switch {
+	case c == "":
+		return fmt.Errorf("%w: empty authorization code", ErrBadInput)
+	case len(c) > maxCodeLen:
+		return fmt.Errorf("%w: authorization code longer than %d bytes", ErrBadInput, maxCodeLen)
+	case strings.ContainsFunc(c, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsControl(r) || unicode.IsSpace(r) }):
+		return fmt.Errorf("%w: authorization code contains control characters or white space", ErrBadInput)
+	}
+	return nil
 }
 
 // Refresh trades a refresh token for a new pair (grant refresh_token), client credentials in
 // the form body. When VBC's answer omits refresh_token, the pair keeps refreshToken
 // (x/oauth2 does this).
 //
-// Transient failures are retried with the same refresh token. After a timeout VBC may have
-// rotated it already, so a retry can meet invalid_grant although the chain is alive: the
-// keeper handles invalid_grant on refresh by re-reading the store before it declares
-// re-consent, which makes that safe.
+// Transient failures are retried with the same refresh token: VBC answers a token it has
+// already rotated with invalid_grant, never by revoking anything. Such an invalid_grant
+// after an attempt whose outcome is unknown carries Unknown: the rotation's answer may have
+// been lost in transit.
 func (c *Client) Refresh(ctx context.Context, refreshToken Secret) (*Pair, error) {
 	const op = "refresh"
 	if refreshToken.IsZero() {
 		return nil, fmt.Errorf("vbc %s: %w: empty refresh token", op, ErrBadInput)
 	}
-	return c.retrieve(ctx, op, GrantRefreshToken, []string{refreshToken.Reveal()},
+	return c.retrieve(ctx, op, GrantRefreshToken, true, []string{refreshToken.Reveal()},
 		func(ctx context.Context) (*oauth2.Token, error) {
 			return c.params.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken.Reveal()}).Token()
 		})
@@ -239,7 +267,10 @@ func (c *Client) Refresh(ctx context.Context, refreshToken Secret) (*Pair, error
 
 // Password trades an administrator's user name and password for a pair (grant password),
 // client credentials and scope in the form body. The user name goes through
-// NormalizeUsername.
+// NormalizeUsername. Like a code, a password is sent once: a rejected password is never
+// retried (VBC locks the account after a few failures), and a request that may have reached
+// VBC is never repeated; only one that certainly did not (connection refused, 429 or 503
+// with Retry-After) is.
 func (c *Client) Password(ctx context.Context, username string, password Secret) (*Pair, error) {
 	const op = "password"
 	user, err := NormalizeUsername(username)
@@ -249,7 +280,7 @@ func (c *Client) Password(ctx context.Context, username string, password Secret)
 	if password.IsZero() {
 		return nil, fmt.Errorf("vbc %s: %w: empty password", op, ErrBadInput)
 	}
-	return c.retrieve(ctx, op, GrantPassword, []string{password.Reveal()},
+	return c.retrieve(ctx, op, GrantPassword, false, []string{password.Reveal()},
 		func(ctx context.Context) (*oauth2.Token, error) {
 			return c.params.PasswordCredentialsToken(ctx, user, password.Reveal())
 		})
@@ -278,12 +309,15 @@ func NormalizeUsername(u string) (string, error) {
 
 // retrieve runs one grant with retries and turns the outcome into a Pair or an
 // *UpstreamError. secrets are the request's secret values, kept out of every error.
-func (c *Client) retrieve(ctx context.Context, op string, grant Grant, secrets []string, call func(context.Context) (*oauth2.Token, error)) (*Pair, error) {
+// replayable says the grant may be sent again after an attempt that may have reached VBC
+// (refresh); codes and passwords are resent only when the earlier attempt certainly did not.
+func (c *Client) retrieve(ctx context.Context, op string, grant Grant, replayable bool, secrets []string, call func(context.Context) (*oauth2.Token, error)) (*Pair, error) {
 	if c.setupErr != nil {
 		return nil, fmt.Errorf("vbc %s: %w", op, c.setupErr)
 	}
 	secrets = append(secrets, c.creds.ClientSecret.Reveal())
 	var pair *Pair
+	unknown := false // an attempt may have reached VBC without a usable answer
 	_, err := c.retry.Do(ctx, func(attempt int) (time.Duration, error) {
 		resp := &responseInfo{}
 		actx := context.WithValue(context.WithValue(ctx, oauth2.HTTPClient, c.http), responseInfoKey{}, resp)
@@ -293,17 +327,78 @@ func (c *Client) retrieve(ctx context.Context, op string, grant Grant, secrets [
 			pair, ue = c.pairFrom(op, grant, tok, resp)
 		} else {
 			ue = classify(op, err, resp, secrets)
+			if ue.Kind == ErrMalformedResponse {
+				if p, complete := c.rescue(grant, resp); complete {
+					pair, ue = p, nil
+				} else {
+					ue.salvage = p
+				}
+			}
 		}
 		if ue == nil {
 			return 0, nil
 		}
 		ue.Attempts = attempt
+		if ue.Kind == ErrTransient && !resp.certainlyNotProcessed() {
+			unknown = true
+		}
+		ue.Unknown = unknown
 		return retryAfter(resp, c.now()), ue
-	}, func(err error) bool { return errors.Is(err, ErrTransient) })
+	}, func(err error) bool {
+		if !errors.Is(err, ErrTransient) {
+			return false
+		}
+		return replayable || !errors.Is(err, ErrOutcomeUnknown)
+	})
 	if err != nil {
 		return nil, err
 	}
 	return pair, nil
+}
+
+// rescue reads the tokens of a 2xx that x/oauth2 refused. x/oauth2 rejects a whole
+// response over an expires_in it cannot parse (a fraction, a string that is not an integer)
+// or a missing access_token, while a refresh answer carries the only live refresh token of
+// the chain: this small parse of the same JSON keeps what can be kept. With an access and a
+// refresh token the pair is complete (expires_in as expiresIn reads it); with a refresh token
+// alone it is a salvage whose access token is treated as expired at once; otherwise nil.
+func (c *Client) rescue(grant Grant, resp *responseInfo) (p *Pair, complete bool) {
+	if resp.status < 200 || resp.status > 299 || len(resp.body) == 0 || resp.html || resp.oversized {
+		return nil, false
+	}
+	var body struct {
+		AccessToken  any `json:"access_token"`
+		RefreshToken any `json:"refresh_token"`
+		TokenType    any `json:"token_type"`
+		Scope        any `json:"scope"`
+		IDToken      any `json:"id_token"`
+		ExpiresIn    any `json:"expires_in"`
+	}
+	if json.Unmarshal(resp.body, &body) != nil {
+		return nil, false
+	}
+	str := func(v any) string { s, _ := v.(string); return strings.TrimSpace(s) }
+	rt, at := str(body.RefreshToken), str(body.AccessToken)
+	if rt == "" {
+		return nil, false
+	}
+	now := c.now()
+	p = &Pair{
+		AccessToken: Secret(at), RefreshToken: Secret(rt), TokenType: str(body.TokenType),
+		Scope: str(body.Scope), IDToken: Secret(str(body.IDToken)),
+		ExpiresAt: now, RefreshExpiresAt: now.Add(RefreshTokenLifetime), ObtainedAt: now, Grant: grant,
+	}
+	if p.TokenType == "" {
+		p.TokenType = "Bearer"
+	}
+	if p.Scope == "" {
+		p.Scope = c.scope
+	}
+	if at == "" {
+		return p, false
+	}
+	p.ExpiresAt = now.Add(expiresIn(body.ExpiresIn))
+	return p, true
 }
 
 // pairFrom builds the pair from a token x/oauth2 accepted, stamped with c.now at receipt.
@@ -320,10 +415,7 @@ func (c *Client) pairFrom(op string, grant Grant, tok *oauth2.Token, resp *respo
 	case resp.oversized:
 		return malformed("body larger than 1 MiB")
 	}
-	ttl, err := expiresIn(tok)
-	if err != nil {
-		return malformed(err.Error())
-	}
+	ttl := expiresIn(tok.Extra("expires_in"))
 	now := c.now()
 	scope := extraString(tok, "scope")
 	if scope == "" {
@@ -342,33 +434,35 @@ func (c *Client) pairFrom(op string, grant Grant, tok *oauth2.Token, resp *respo
 	}, nil
 }
 
-// expiresIn reads expires_in from the raw response. tok.ExpiresIn is not enough: x/oauth2
-// fills it only for JSON, caps it at MaxInt32 and cannot tell 0 from absent.
-func expiresIn(tok *oauth2.Token) (time.Duration, error) {
+// expiresIn reads expires_in from the raw response, never failing: the answer to a refresh
+// carries the only live refresh token, so a strange expires_in changes the time the keeper
+// believes, never whether it keeps the tokens. Fractions are dropped; absent, unparsable,
+// zero or negative values are defaultExpiresIn; values above maxExpiresIn are capped.
+// tok.ExpiresIn is not enough: x/oauth2 fills it only for JSON, caps it at MaxInt32 and
+// cannot tell 0 from absent.
+func expiresIn(raw any) time.Duration {
 	var secs float64
-	switch v := tok.Extra("expires_in").(type) {
-	case nil:
-		return defaultExpiresIn, nil
+	switch v := raw.(type) {
 	case float64: // JSON number
 		secs = v
 	case int64: // form-encoded number
 		secs = float64(v)
 	case string: // JSON string (x/oauth2 accepts "3600"), or form value that is not a number
-		if strings.TrimSpace(v) == "" {
-			return defaultExpiresIn, nil // form-encoded without expires_in
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil {
-			return 0, errors.New("expires_in is not an integer")
+			return defaultExpiresIn
 		}
-		secs = float64(n)
+		secs = n
 	default:
-		return 0, errors.New("expires_in is not a number")
+		return defaultExpiresIn
 	}
-	if secs != math.Trunc(secs) || secs <= 0 || secs > maxExpiresIn.Seconds() {
-		return 0, fmt.Errorf("expires_in out of range (0, %d]", int64(maxExpiresIn.Seconds()))
+	switch {
+	case math.IsNaN(secs) || secs < 1:
+		return defaultExpiresIn
+	case secs > maxExpiresIn.Seconds():
+		return maxExpiresIn
 	}
-	return time.Duration(secs) * time.Second, nil
+	return time.Duration(math.Trunc(secs)) * time.Second
 }
 
 // extraString reads a string field of the raw response.
@@ -507,13 +601,25 @@ func retryAfter(resp *responseInfo, now time.Time) time.Duration {
 	return 0
 }
 
-// responseInfo is what inspectTransport saw of one token response.
+// responseInfo is what inspectTransport saw of one token request and its response.
 type responseInfo struct {
+	wrote      bool   // the request was written to the connection: VBC may have seen it
 	status     int    // 0: no response arrived
 	html       bool   // an HTML (or other markup) page, not a token response
 	oversized  bool   // longer than maxTokenBody
 	readErr    error  // the body could not be read in full (truncated, timed out)
 	retryAfter string // the Retry-After header
+	body       []byte // a 2xx body, for salvage; holds secrets, never printed
+}
+
+// certainlyNotProcessed reports whether VBC certainly did not act on the request: it was
+// never written to a connection, or VBC answered 429/503 with a Retry-After (throttled
+// before the grant handler ran).
+func (r *responseInfo) certainlyNotProcessed() bool {
+	if r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable {
+		return strings.TrimSpace(r.retryAfter) != ""
+	}
+	return !r.wrote && r.status == 0
 }
 
 type responseInfoKey struct{}
@@ -528,13 +634,21 @@ type inspectTransport struct{ base http.RoundTripper }
 
 // RoundTrip implements http.RoundTripper.
 func (t *inspectTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
 	info, _ := req.Context().Value(responseInfoKey{}).(*responseInfo)
 	if info == nil {
-		return resp, nil
+		return t.base.RoundTrip(req)
+	}
+	// Whether the request left this machine decides whether a code may be sent again.
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(w httptrace.WroteRequestInfo) {
+		if w.Err == nil {
+			wrote.Store(true)
+		}
+	}}
+	resp, err := t.base.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	info.wrote = wrote.Load()
+	if err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody+1))
 	resp.Body.Close()
@@ -549,6 +663,9 @@ func (t *inspectTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		body = body[:maxTokenBody]
 	}
 	info.html = isMarkup(resp.Header.Get("Content-Type"), body)
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		info.body = body
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	return resp, nil

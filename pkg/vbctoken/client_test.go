@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -451,7 +452,8 @@ func TestFailureClasses(t *testing.T) {
 		want         error
 		wantStatus   int
 		wantCode     string
-		wantAttempts int
+		wantAttempts int    // of a refresh; a code or password is sent once unless throttled
+		throttled    bool   // a 429/503 with Retry-After: VBC certainly did not act on it
 		wantInMsg    string // a safe detail that should survive
 	}{
 		{
@@ -553,6 +555,15 @@ func TestFailureClasses(t *testing.T) {
 			want:         vbctoken.ErrTransient,
 			wantStatus:   429,
 			wantAttempts: maxAttempts,
+			throttled:    true,
+		},
+		{
+			name:         "503 with Retry-After",
+			replies:      []clReply{{status: 503, contentType: "text/html", body: "<html>busy</html>", header: map[string]string{"Retry-After": "1"}}},
+			want:         vbctoken.ErrTransient,
+			wantStatus:   503,
+			wantAttempts: maxAttempts,
+			throttled:    true,
 		},
 		{
 			name:         "malformed JSON 200",
@@ -571,34 +582,6 @@ func TestFailureClasses(t *testing.T) {
 		{
 			name:         "200 empty body",
 			replies:      []clReply{clJSON(200, "")},
-			want:         vbctoken.ErrMalformedResponse,
-			wantStatus:   200,
-			wantAttempts: 1,
-		},
-		{
-			name:         "200 negative expires_in",
-			replies:      []clReply{clJSON(200, `{"access_token":"`+clNewAccess+`","refresh_token":"`+clNewRefresh+`","expires_in":-5}`)},
-			want:         vbctoken.ErrMalformedResponse,
-			wantStatus:   200,
-			wantAttempts: 1,
-		},
-		{
-			name:         "200 zero expires_in",
-			replies:      []clReply{clJSON(200, `{"access_token":"`+clNewAccess+`","refresh_token":"`+clNewRefresh+`","expires_in":0}`)},
-			want:         vbctoken.ErrMalformedResponse,
-			wantStatus:   200,
-			wantAttempts: 1,
-		},
-		{
-			name:         "200 absurd expires_in",
-			replies:      []clReply{clJSON(200, `{"access_token":"`+clNewAccess+`","refresh_token":"`+clNewRefresh+`","expires_in":9000000000}`)},
-			want:         vbctoken.ErrMalformedResponse,
-			wantStatus:   200,
-			wantAttempts: 1,
-		},
-		{
-			name:         "200 fractional expires_in",
-			replies:      []clReply{clJSON(200, `{"access_token":"`+clNewAccess+`","refresh_token":"`+clNewRefresh+`","expires_in":3600.5}`)},
 			want:         vbctoken.ErrMalformedResponse,
 			wantStatus:   200,
 			wantAttempts: 1,
@@ -646,6 +629,14 @@ func TestFailureClasses(t *testing.T) {
 
 				pair, err := g.call(c)
 
+				attempts := tc.wantAttempts
+				if g.name != "refresh" && tc.want == vbctoken.ErrTransient && !tc.throttled {
+					// A code or password that may have reached VBC is never sent again.
+					attempts = 1
+					if !errors.Is(err, vbctoken.ErrOutcomeUnknown) {
+						t.Errorf("error %v does not match ErrOutcomeUnknown", err)
+					}
+				}
 				if pair != nil {
 					t.Fatalf("got a pair (%v) with error %v", pair, err)
 				}
@@ -656,12 +647,12 @@ func TestFailureClasses(t *testing.T) {
 				if !errors.As(err, &ue) {
 					t.Fatalf("error %v is not an *UpstreamError", err)
 				}
-				if ue.Op != g.name || ue.StatusCode != tc.wantStatus || ue.Code != tc.wantCode || ue.Attempts != tc.wantAttempts {
+				if ue.Op != g.name || ue.StatusCode != tc.wantStatus || ue.Code != tc.wantCode || ue.Attempts != attempts {
 					t.Errorf("UpstreamError{Op:%q Status:%d Code:%q Attempts:%d}, want {%q %d %q %d}",
-						ue.Op, ue.StatusCode, ue.Code, ue.Attempts, g.name, tc.wantStatus, tc.wantCode, tc.wantAttempts)
+						ue.Op, ue.StatusCode, ue.Code, ue.Attempts, g.name, tc.wantStatus, tc.wantCode, attempts)
 				}
-				if n := len(ts.Requests()); n != tc.wantAttempts {
-					t.Errorf("server saw %d requests, want %d", n, tc.wantAttempts)
+				if n := len(ts.Requests()); n != attempts {
+					t.Errorf("server saw %d requests, want %d", n, attempts)
 				}
 				if tc.wantInMsg != "" && !strings.Contains(err.Error(), tc.wantInMsg) {
 					t.Errorf("error %q lacks %q", err, tc.wantInMsg)
@@ -674,6 +665,91 @@ func TestFailureClasses(t *testing.T) {
 				clAssertNoSecrets(t, err)
 			})
 		}
+	}
+}
+
+// An expires_in VBC should not send changes the time the client believes, never whether it
+// keeps the pair: a 200 to a refresh carries the only live refresh token.
+func TestExpiresInIsClampedNotRejected(t *testing.T) {
+	cases := []struct {
+		name      string
+		expiresIn string
+		want      time.Duration
+	}{
+		{"absent", ``, time.Hour},
+		{"negative", `,"expires_in":-5`, time.Hour},
+		{"zero", `,"expires_in":0`, time.Hour},
+		{"fractional", `,"expires_in":3600.5`, time.Hour},
+		{"below a second", `,"expires_in":0.5`, time.Hour},
+		{"string", `,"expires_in":"7200"`, 2 * time.Hour},
+		{"not a number", `,"expires_in":"soon"`, time.Hour},
+		{"an object", `,"expires_in":{"s":1}`, time.Hour},
+		{"WSO2 reuse", `,"expires_in":82566`, 82566 * time.Second},
+		{"absurd", `,"expires_in":9000000000`, 24 * time.Hour},
+		{"a week", `,"expires_in":604800`, 24 * time.Hour},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newClServer(t, clJSON(200, `{"access_token":"`+clNewAccess+`","refresh_token":"`+clNewRefresh+`"`+tc.expiresIn+`}`))
+			c := newClClient(ts, newClClock(clT0))
+			pair, err := c.Refresh(context.Background(), clRefresh)
+			if err != nil {
+				t.Fatalf("Refresh: %v", err)
+			}
+			if pair.RefreshToken != clNewRefresh || pair.AccessToken != clNewAccess {
+				t.Errorf("the tokens were not kept")
+			}
+			if got := pair.ExpiresAt.Sub(pair.ObtainedAt); got != tc.want {
+				t.Errorf("access token lifetime %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A code that cannot be VBC's is refused before anything is sent.
+func TestExchangeRefusesImpossibleCodes(t *testing.T) {
+	for name, code := range map[string]vbctoken.Secret{
+		"empty":         "",
+		"too long":      vbctoken.Secret(strings.Repeat("a", 513)),
+		"control":       "abc\x00def",
+		"newline":       "abc\ndef",
+		"space":         "abc def",
+		"DEL":           "abc\x7fdef",
+		"unicode space": "abc\u2028def",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := newClServer(t, clJSON(200, clOKBody))
+			c := newClClient(ts, newClClock(clT0))
+			if _, err := c.Exchange(context.Background(), code, ""); !errors.Is(err, vbctoken.ErrBadInput) {
+				t.Fatalf("err = %v, want ErrBadInput", err)
+			}
+			if n := len(ts.Requests()); n != 0 {
+				t.Errorf("server saw %d requests, want none", n)
+			}
+		})
+	}
+}
+
+// A code is sent again only when the first request certainly never reached VBC: here the
+// connection was refused.
+func TestExchangeRetriesOnlyUndeliveredRequests(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every dial is refused
+	clock := newClClock(clT0)
+	c := vbctoken.NewClient(vbctoken.ClientConfig{
+		Endpoints:   vbctoken.Endpoints{AuthorizeURL: "http://" + addr + "/authorize", TokenURL: "http://" + addr + "/token"},
+		RedirectURL: "https://keeper.example/callback",
+		Retry:       vbctoken.RetryPolicy{MaxAttempts: 3, Sleep: clock.Sleep, Rand: func() float64 { return 0.5 }},
+		Now:         clock.Now,
+	}, vbctoken.Credentials{ClientID: clClientID, ClientSecret: clClientSecret})
+	_, err = c.Exchange(context.Background(), clCode, "")
+	var ue *vbctoken.UpstreamError
+	if !errors.As(err, &ue) || ue.Attempts != 3 || errors.Is(err, vbctoken.ErrOutcomeUnknown) || !errors.Is(err, vbctoken.ErrTransient) {
+		t.Fatalf("err = %v (%+v), want 3 attempts, transient, outcome known", err, ue)
 	}
 }
 

@@ -17,6 +17,11 @@ var (
 	// ErrTransient marks a failure worth retrying later: 5xx, 429, timeouts, HTML error pages,
 	// throttled or unavailable AWS calls.
 	ErrTransient = errors.New("transient failure")
+	// ErrOutcomeUnknown marks a token request that may have reached VBC although no usable
+	// answer came back (a timeout, a 5xx, a body cut short): VBC may have acted on it. Such
+	// errors also match ErrTransient. An authorization code or password is never sent again
+	// after one; for a refresh it means the chain is in doubt, not gone.
+	ErrOutcomeUnknown = errors.New("outcome unknown: VBC may have acted on the request")
 	// ErrMalformedResponse means the token endpoint answered 200 with a body that is not a
 	// usable token response (bad JSON, no access_token, bad expires_in).
 	ErrMalformedResponse = errors.New("malformed token response")
@@ -41,14 +46,23 @@ var (
 
 // UpstreamError describes a failed call to the VBC token endpoint without any secret in it.
 // It matches ErrTransient, ErrBadClient, ErrInvalidGrant, ErrMalformedResponse or
-// ErrUpstreamRejected through Is, as its Kind says.
+// ErrUpstreamRejected through Is, as its Kind says, and ErrOutcomeUnknown when an attempt
+// may have reached VBC without a usable answer.
 type UpstreamError struct {
 	Op         string // "exchange", "refresh", "password"
 	StatusCode int    // HTTP status, 0 when no response arrived
 	Code       string // OAuth error code (invalid_grant, …) when the body carried one
 	Kind       error  // one of the sentinels above
 	Attempts   int    // how many requests were made
-	Err        error  // the underlying cause; never holds a secret
+	// Unknown says this attempt, or an earlier one of the same call, may have reached VBC
+	// without a usable answer: an invalid_grant after it may mean VBC rotated the token
+	// and the answer was lost in transit.
+	Unknown bool
+	Err     error // the underlying cause; never holds a secret
+
+	// salvage is a pair rescued from a 200 that was otherwise unusable (a rotated refresh
+	// token without a usable access token): the keeper stores it rather than lose the chain.
+	salvage *Pair
 }
 
 func (e *UpstreamError) Error() string {
@@ -65,6 +79,9 @@ func (e *UpstreamError) Error() string {
 	if e.Attempts > 1 {
 		msg += fmt.Sprintf(" after %d attempts", e.Attempts)
 	}
+	if e.Unknown && e.Kind == ErrTransient {
+		msg += "; VBC may have acted on it"
+	}
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
@@ -74,8 +91,11 @@ func (e *UpstreamError) Error() string {
 // Unwrap exposes the cause.
 func (e *UpstreamError) Unwrap() error { return e.Err }
 
-// Is matches the error's Kind.
-func (e *UpstreamError) Is(target error) bool { return target == e.Kind }
+// Is matches the error's Kind, and ErrOutcomeUnknown for a transient failure that may have
+// reached VBC.
+func (e *UpstreamError) Is(target error) bool {
+	return target == e.Kind || target == ErrOutcomeUnknown && e.Unknown && e.Kind == ErrTransient
+}
 
 // SchemaError reports a stored value written by a newer vbctoken. It matches ErrNewerSchema.
 type SchemaError struct {

@@ -19,11 +19,11 @@ const (
 	credentialsFile = "credentials.json"
 	pairFile        = "pair.json"
 	accessFile      = "access.json"
-	// refreshLockFile is held by Lock for a whole refresh (which may take seconds).
-	refreshLockFile = ".lock"
-	// commitLockFile is held by CommitPair for its compare-and-write only. It is a separate
-	// file because flock(2) locks belong to an open file description: a process holding
-	// Lock could not take the same lock again in CommitPair without deadlocking itself.
+	// pendingFile is a pair write on its way to pairFile: written and synced in full, then
+	// renamed over pairFile. A process that dies in between leaves it behind, and LoadPair
+	// reports it as Pending.
+	pendingFile = "pair.pending.json"
+	// commitLockFile is held by CommitPair for its compare-and-write.
 	commitLockFile = ".commit.lock"
 )
 
@@ -36,9 +36,10 @@ const (
 // hex SHA-256 (first 16 bytes) of its file's bytes.
 //
 // CommitPair's compare-and-write holds an exclusive flock(2) on dir/.commit.lock, so two
-// processes (or goroutines) sharing the directory cannot interleave; Lock holds
-// dir/.lock for callers that serialise a whole refresh across processes. Locking needs a
-// unix system; NewFileStore fails elsewhere.
+// processes (or goroutines) sharing the directory cannot interleave. It writes the new pair
+// to pair.pending.json and renames it over pair.json; a pending file left by a process that
+// died in between is reported by LoadPair. Locking needs a unix system; NewFileStore fails
+// elsewhere.
 type FileStore struct {
 	dir    string
 	writes atomic.Int64 // pair versions written, for tests
@@ -60,7 +61,7 @@ func NewFileStore(dir string) (*FileStore, error) {
 	if err := restrict(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
-	for _, name := range []string{credentialsFile, pairFile, accessFile, refreshLockFile, commitLockFile} {
+	for _, name := range []string{credentialsFile, pairFile, accessFile, pendingFile, commitLockFile} {
 		if err := restrict(filepath.Join(dir, name), 0o600); err != nil {
 			return nil, fmt.Errorf("file store: %w", err)
 		}
@@ -146,20 +147,27 @@ func (s *FileStore) readPair() ([]byte, string, error) {
 	return data, fileVersion(data), nil
 }
 
-// LoadPair reads pair.json. A missing file is a not-connected pair with Version "".
+// LoadPair reads pair.json, and pair.pending.json when a write left it behind. A missing
+// pair file is a not-connected pair with Version "".
 func (s *FileStore) LoadPair(ctx context.Context) (Versioned, error) {
 	data, version, err := s.readPair()
 	if err != nil {
 		return Versioned{}, fmt.Errorf("load pair: %w", err)
 	}
-	if data == nil {
-		return Versioned{Pair: &Pair{}}, nil
+	v := Versioned{Pair: &Pair{}, Version: version}
+	if data != nil {
+		if v.Pair, err = DecodePair(data); err != nil {
+			return Versioned{}, fmt.Errorf("load pair from %s: %w", s.path(pairFile), err)
+		}
 	}
-	p, err := DecodePair(data)
-	if err != nil {
-		return Versioned{}, fmt.Errorf("load pair from %s: %w", s.path(pairFile), err)
+	pending, err := os.ReadFile(s.path(pendingFile))
+	if err == nil && !bytes.Equal(pending, data) {
+		// A pending file this build cannot read is left alone: it never becomes current.
+		if p, err := DecodePair(pending); err == nil {
+			v.Pending = p
+		}
 	}
-	return Versioned{Pair: p, Version: version}, nil
+	return v, nil
 }
 
 // CommitPair writes p if pair.json is still at version prev ("" when there is no file),
@@ -186,7 +194,12 @@ func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (strin
 		return "", fmt.Errorf("commit pair: %w", err)
 	}
 	if bytes.Equal(cur, data) && cur != nil {
-		return curVersion, nil // already stored: a retry of a commit that landed
+		// Already stored: a retry of a commit that landed. A pending file left by an
+		// earlier write is obsolete now.
+		if err := os.Remove(s.path(pendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("commit pair: %w", err)
+		}
+		return curVersion, nil
 	}
 	if curVersion != prev {
 		return "", fmt.Errorf("commit pair: %w: %s is at version %q, not %q", ErrConflict, s.path(pairFile), curVersion, prev)
@@ -196,7 +209,10 @@ func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (strin
 			return "", fmt.Errorf("commit pair: %w", err)
 		}
 	}
-	if err := s.replace(pairFile, data); err != nil {
+	if err := s.replace(pendingFile, data); err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	if err := s.rename(pendingFile, pairFile); err != nil {
 		return "", fmt.Errorf("commit pair: %w", err)
 	}
 	s.writes.Add(1)
@@ -226,17 +242,6 @@ func (s *FileStore) LoadAccess(ctx context.Context) (AccessToken, error) {
 		return AccessToken{}, fmt.Errorf("load access token from %s: %w", s.path(accessFile), err)
 	}
 	return a, nil
-}
-
-// Lock takes the store's refresh lock (an exclusive flock on dir/.lock), waiting until it is
-// free or ctx ends, so that a whole refresh (read, call VBC, commit) runs in one process at a
-// time. CommitPair may be called while holding it. unlock is safe to call more than once.
-func (s *FileStore) Lock(ctx context.Context) (unlock func(), err error) {
-	unlock, err = s.flock(ctx, refreshLockFile)
-	if err != nil {
-		return nil, fmt.Errorf("lock file store: %w", err)
-	}
-	return unlock, nil
 }
 
 // flock opens dir/name and takes an exclusive lock on it, polling so that ctx can end the wait.
@@ -271,6 +276,14 @@ func (s *FileStore) flock(ctx context.Context, name string) (func(), error) {
 			f.Close() // closing the descriptor releases the flock
 		}
 	}, nil
+}
+
+// rename renames dir/from over dir/to and makes it durable.
+func (s *FileStore) rename(from, to string) error {
+	if err := os.Rename(s.path(from), s.path(to)); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
 }
 
 // replace atomically replaces dir/name with data: a 0600 temporary file in the same

@@ -78,11 +78,6 @@ func TestFileStorePermissions(t *testing.T) {
 	if err := s.PutAccess(ctx, storetest.NewPair().Access()); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := s.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock()
 	// THEN the directory is 0700 and every file 0600
 	wantMode(t, dir, 0o700)
 	entries, err := os.ReadDir(dir)
@@ -150,52 +145,6 @@ func TestFileStoreRefusesToOverwriteNewerSchema(t *testing.T) {
 	}
 }
 
-func TestFileStoreLock(t *testing.T) {
-	t.Parallel()
-	s := newFileStore(t, t.TempDir())
-	ctx := context.Background()
-	unlock, err := s.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// A commit inside the lock does not deadlock on it.
-	if _, err := s.CommitPair(ctx, storetest.NewPair(), ""); err != nil {
-		t.Fatalf("CommitPair while holding Lock: %v", err)
-	}
-
-	// Another holder waits, and gives up with its context.
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if _, err := s.Lock(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Lock: err = %v, want DeadlineExceeded", err)
-	}
-
-	got := make(chan error, 1)
-	go func() {
-		u, err := s.Lock(ctx)
-		if err == nil {
-			u()
-		}
-		got <- err
-	}()
-	select {
-	case err := <-got:
-		t.Fatalf("second Lock returned (%v) while the first is held", err)
-	case <-time.After(30 * time.Millisecond):
-	}
-	unlock()
-	unlock() // harmless
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("second Lock still waiting after unlock")
-	}
-}
-
 func TestNewFileStoreRejectsEmptyDir(t *testing.T) {
 	t.Parallel()
 	if _, err := vbctoken.NewFileStore(""); !errors.Is(err, vbctoken.ErrBadInput) {
@@ -217,7 +166,7 @@ func TestFileStoreTwoProcesses(t *testing.T) {
 		t.Skip("the file store needs flock")
 	}
 	t.Parallel()
-	for _, mode := range []string{"cas", "lock"} {
+	for _, mode := range []string{"cas"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
@@ -256,9 +205,6 @@ func TestFileStoreTwoProcesses(t *testing.T) {
 			}
 			if got.Pair.Scope != strconv.Itoa(2*helperIncs) {
 				t.Errorf("counter = %s after 2×%d increments: updates were lost", got.Pair.Scope, helperIncs)
-			}
-			if mode == "lock" && conflicts != 0 {
-				t.Errorf("%d conflicts while every update held Lock, want 0", conflicts)
 			}
 			t.Logf("%s: %d conflicts resolved by re-reading", mode, conflicts)
 		})
@@ -318,13 +264,6 @@ func TestHelperProcess(t *testing.T) {
 }
 
 func increment(ctx context.Context, s *vbctoken.FileStore, mode string) error {
-	if mode == "lock" {
-		unlock, err := s.Lock(ctx)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
 	cur, err := s.LoadPair(ctx)
 	if err != nil {
 		return err
@@ -332,9 +271,6 @@ func increment(ctx context.Context, s *vbctoken.FileStore, mode string) error {
 	n, err := strconv.Atoi(cur.Pair.Scope)
 	if err != nil {
 		return err
-	}
-	if mode == "lock" {
-		time.Sleep(time.Millisecond) // widen the window an unlocked writer would slip into
 	}
 	_, err = s.CommitPair(ctx, cur.Pair.WithTokens(counterPair(n+1)), cur.Version)
 	return err

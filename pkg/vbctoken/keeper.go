@@ -12,21 +12,15 @@ import (
 	"time"
 )
 
-// TokenClient is what the keeper needs from the VBC OAuth client; *Client implements it.
-type TokenClient interface {
+// tokenClient is what the keeper needs from the VBC OAuth client; *Client implements it.
+type tokenClient interface {
 	AuthCodeURL(state, verifier string) string
 	Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error)
 	Refresh(ctx context.Context, refreshToken Secret) (*Pair, error)
 	Password(ctx context.Context, username string, password Secret) (*Pair, error)
 }
 
-var _ TokenClient = (*Client)(nil)
-
-// locker is implemented by stores that can serialise whole operations across processes
-// (FileStore). Secrets Manager has no lock; there compare-and-swap alone keeps the chain.
-type locker interface {
-	Lock(ctx context.Context) (unlock func(), err error)
-}
+var _ tokenClient = (*Client)(nil)
 
 // Defaults of the keeper.
 const (
@@ -34,39 +28,46 @@ const (
 	// freshly issued pair: the token call must finish before it, so that a pair VBC issued
 	// always has time to be written.
 	DefaultStoreReserve = 10 * time.Second
-	// DefaultSupersedeAttempts: with the default store backoff (200 ms doubling, capped at
-	// 10 s, full jitter) about 20 s on average, well inside a refresher's timeout, and far
-	// longer than a concurrent writer needs to store a pair it already has.
-	DefaultSupersedeAttempts = 9
 	// maxConsentNonces bounds the used-nonce list kept in the pair secret.
 	maxConsentNonces = 100
 	// maxCommitRounds bounds compare-and-swap rounds against concurrent writers.
 	maxCommitRounds = 32
+	// claimAttempts bounds the tries to write a lease: nothing is spent yet, so a store
+	// that keeps failing means "try again next run".
+	claimAttempts = 3
+	// leasePollInitial and leasePollMax pace the re-reads of a keeper waiting for
+	// another's lease.
+	leasePollInitial = 250 * time.Millisecond
+	leasePollMax     = 2 * time.Second
 )
 
-// KeeperConfig configures a Keeper. Store and Client are required.
+// errLeaseHeld is what a keeper waiting for another's lease retries on.
+var errLeaseHeld = errors.New("another keeper holds the refresh lease")
+
+// KeeperConfig configures a Keeper. Store is required.
 type KeeperConfig struct {
 	Store Store
 	// Client builds the OAuth client once the credentials are loaded from the store.
-	Client ClientConfig
-	// NewClient overrides how a TokenClient is built (tests); default NewClient(Client, creds).
-	NewClient func(Credentials) TokenClient
-	Policy    Policy        // default DefaultPolicy()
-	StateTTL  time.Duration // default DefaultStateTTL
+	Client   ClientConfig
+	Policy   Policy        // default DefaultPolicy()
+	StateTTL time.Duration // default DefaultStateTTL
 	// StoreRetry retries transient store failures; its Sleep is swapped in tests.
 	StoreRetry   RetryPolicy
 	StoreReserve time.Duration // default DefaultStoreReserve
-	// SupersedeAttempts bounds the re-reads after VBC rejected a refresh token, waiting for
-	// a concurrent writer that used it to store its pair; default DefaultSupersedeAttempts.
-	SupersedeAttempts int
-	Now               func() time.Time
-	Logger            *slog.Logger
+	// Holder names this keeper in the refresh leases it writes, for operators (for example
+	// the Lambda function's name, or "cli"); each operation adds a random suffix. Default
+	// "keeper".
+	Holder string
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Keeper owns the token pair: it completes consents, refreshes the pair on its policy and
-// keeps the app-facing access secret in step. Every write of the pair is a
-// compare-and-swap; a Keeper is safe for concurrent use and any number of keepers (Lambda
-// execution environments, CLI runs) may run at once without breaking the chain.
+// keeps the app-facing access secret in step. A Keeper is safe for concurrent use, and any
+// number of keepers (Lambda execution environments, CLI runs, a local serve, a second
+// deployment on the same secrets) may run at once without breaking the chain: every write
+// of the pair is a compare-and-swap, and a keeper spends the refresh token only under a
+// lease it wrote into the pair secret (docs/chain-safety.md).
 type Keeper struct {
 	cfg   KeeperConfig
 	store Store
@@ -75,7 +76,7 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	creds  Credentials
-	client TokenClient
+	client tokenClient
 }
 
 // NewKeeper checks cfg and returns a Keeper. Credentials are loaded lazily, on the first
@@ -94,11 +95,11 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	if cfg.StateTTL <= 0 {
 		cfg.StateTTL = DefaultStateTTL
 	}
-	if cfg.SupersedeAttempts <= 0 {
-		cfg.SupersedeAttempts = DefaultSupersedeAttempts
-	}
 	if cfg.StoreReserve <= 0 {
 		cfg.StoreReserve = DefaultStoreReserve
+	}
+	if cfg.Holder == "" {
+		cfg.Holder = "keeper"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -106,15 +107,19 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	if cfg.Client.Now == nil {
 		cfg.Client.Now = cfg.Now
 	}
-	if cfg.NewClient == nil {
-		cc := cfg.Client
-		cfg.NewClient = func(c Credentials) TokenClient { return NewClient(cc, c) }
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Keeper{cfg: cfg, store: cfg.Store, log: log, now: cfg.Now}, nil
+}
+
+// newHolder names one operation's lease: the configured holder and a random suffix, so
+// that two claims never write identical content (which a store would take for one write).
+func (k *Keeper) newHolder() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return k.cfg.Holder + "/" + hex.EncodeToString(b[:])
 }
 
 // Outcome says what an operation did.
@@ -125,8 +130,11 @@ const (
 	OutcomeSkipped    Outcome = "skipped"            // the pair is fresh; nothing called
 	OutcomeRefreshed  Outcome = "refreshed"          // a new pair was obtained and stored
 	OutcomeSuperseded Outcome = "superseded"         // another writer stored a newer pair first
-	OutcomeConnected  Outcome = "connected"          // a consent or login stored a new chain
+	OutcomeConnected  Outcome = "connected"          // a consent or login stored a pair
 	OutcomeReconsent  Outcome = "reconsent_required" // the chain is gone
+	// OutcomeInDoubt: VBC did not answer a refresh usably, or the lease could not be
+	// written; the chain is in doubt, not gone, and the next run tries again.
+	OutcomeInDoubt Outcome = "in_doubt"
 )
 
 // Result reports an operation without any token: what happened and the stored pair's times.
@@ -147,84 +155,296 @@ func resultOf(o Outcome, reason Reason, p *Pair) Result {
 	return r
 }
 
-// Refresh runs the refresher's logic once: read the pair, decide by the policy (force
-// refreshes any live pair), refresh, store with compare-and-swap, update the access
-// secret. A lost race against another writer that stored a newer pair is OutcomeSuperseded
-// with a nil error. When the chain is gone the error matches ErrReconsentRequired.
+// Refresh runs the refresher's logic once: read the pair (finishing a write an earlier run
+// left pending), decide by the policy (force refreshes any live pair), claim the refresh
+// lease, refresh, store with compare-and-swap and update the access secret.
+//
+// Another keeper's newer pair, or its live lease that outlasts this run, is
+// OutcomeSuperseded with a nil error. A refresh whose outcome VBC left unknown (a timeout,
+// a 5xx) is OutcomeInDoubt with an error matching ErrTransient: the chain is in doubt, not
+// gone, and the next run tries again. Only when VBC rejected every refresh token the store
+// holds, under this keeper's lease, does the error match ErrReconsentRequired.
 func (k *Keeper) Refresh(ctx context.Context, force bool) (Result, error) {
-	unlock, err := k.lock(ctx)
+	ctx, cancel := withOpDeadline(ctx)
+	defer cancel()
+	res, err := k.refresh(ctx, force)
 	if err != nil {
-		return Result{}, fmt.Errorf("refresh: %w", err)
+		err = fmt.Errorf("refresh: %w", err)
 	}
-	defer unlock()
-
-	cur, err := k.loadPair(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("refresh: %w", err)
-	}
-	d := k.cfg.Policy.Decide(cur.Pair, k.now(), force)
-	if d.Reconsent {
-		k.log.ErrorContext(ctx, "re-consent required: the refresh chain is gone; an admin must run `vbctoken consent-url` and approve in the browser",
-			"reason", d.Reason, "pair", cur.Pair)
-		return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("refresh: %w (%s)", ErrReconsentRequired, d.Reason)
-	}
-	if !d.Refresh {
-		k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
-		if err := k.syncAccess(ctx, cur.Pair); err != nil {
-			return resultOf(OutcomeSkipped, d.Reason, cur.Pair), fmt.Errorf("refresh: %w", err)
-		}
-		return resultOf(OutcomeSkipped, d.Reason, cur.Pair), nil
-	}
-
-	fresh, err := k.withClient(ctx, func(tokenCtx context.Context, c TokenClient) (*Pair, error) {
-		return c.Refresh(tokenCtx, cur.Pair.RefreshToken)
-	})
-	if errors.Is(err, ErrInvalidGrant) {
-		// The refresh token is dead. Either another writer used it and is storing the new
-		// pair (fine), or the chain is really gone.
-		if latest, ok := k.awaitOtherWriter(ctx, cur); ok {
-			k.log.InfoContext(ctx, "refresh superseded: another writer refreshed first", "pair", latest.Pair)
-			return resultOf(OutcomeSuperseded, d.Reason, latest.Pair), nil
-		}
-		k.log.ErrorContext(ctx, "re-consent required: VBC rejected the stored refresh token; an admin must run `vbctoken consent-url` and approve in the browser",
-			"error", err)
-		return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("refresh: %w: %w", ErrReconsentRequired, err)
-	}
-	if err != nil {
-		return resultOf("", d.Reason, cur.Pair), fmt.Errorf("refresh: %w", err)
-	}
-
-	stored, out, err := k.commit(ctx, cur, fresh, false)
-	if err != nil {
-		return resultOf("", d.Reason, cur.Pair), fmt.Errorf("refresh: %w", err)
-	}
-	if out == OutcomeSuperseded {
-		return resultOf(out, d.Reason, stored), nil
-	}
-	k.log.InfoContext(ctx, "refreshed", "reason", d.Reason, "pair", stored)
-	return resultOf(OutcomeRefreshed, d.Reason, stored), nil
+	return res, err
 }
 
-// awaitOtherWriter re-reads the pair after VBC rejected cur's refresh token, giving a
-// concurrent writer that used the token a bounded time (SupersedeAttempts reads with the
-// store's backoff) to store the pair it got. It reports the newer stored pair, if any.
-func (k *Keeper) awaitOtherWriter(ctx context.Context, cur Versioned) (Versioned, bool) {
+func (k *Keeper) refresh(ctx context.Context, force bool) (Result, error) {
+	holder := k.newHolder()
+	cur, err := k.loadCurrent(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	first := cur.Pair.RefreshToken
+	for round := 0; round < maxCommitRounds; round++ {
+		now := k.now()
+		moved := cur.Pair.RefreshToken != first
+		d := k.cfg.Policy.Decide(cur.Pair, now, force && !moved)
+		switch {
+		case moved && !d.Refresh:
+			k.log.InfoContext(ctx, "refresh superseded: another keeper stored a new pair", "pair", cur.Pair)
+			return k.settle(ctx, OutcomeSuperseded, d.Reason, cur.Pair)
+		case cur.Pair.RefreshToken.IsZero() && len(cur.Pair.kept) == 0:
+			k.log.ErrorContext(ctx, "re-consent required: no token pair is stored; an admin must run `vbctoken consent-url` and approve in the browser",
+				"reason", d.Reason)
+			return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("%w (%s)", ErrReconsentRequired, d.Reason)
+		case !d.Refresh && !d.Reconsent:
+			k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
+			return k.settle(ctx, OutcomeSkipped, d.Reason, cur.Pair)
+		}
+		// A refresh is due. When the records say the refresh token has expired, VBC still
+		// decides: re-consent is declared only after it rejects the token.
+		if l := cur.Pair.lease; l.liveFor(holder, now) {
+			k.log.InfoContext(ctx, "another keeper holds the refresh lease; waiting for its result",
+				"holder", l.Holder, "lease_expires_at", l.ExpiresAt)
+			latest, err := k.awaitLease(ctx, cur, holder)
+			if err != nil {
+				k.log.InfoContext(ctx, "the other keeper's lease outlasts this run; leaving the refresh to it",
+					"holder", l.Holder, "lease_expires_at", l.ExpiresAt)
+				return resultOf(OutcomeSuperseded, ReasonLeased, cur.Pair), nil
+			}
+			cur = latest
+			continue
+		}
+		leased, err := k.claim(ctx, cur, holder)
+		if errors.Is(err, ErrConflict) {
+			if cur, err = k.loadCurrent(ctx); err != nil {
+				return Result{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return resultOf(OutcomeInDoubt, d.Reason, cur.Pair), fmt.Errorf("claim the refresh lease: %w", err)
+		}
+		return k.spend(ctx, leased, d.Reason)
+	}
+	return Result{}, fmt.Errorf("%w: too many concurrent writers", ErrConflict)
+}
+
+// claim writes the pair back with this keeper's lease (compare-and-swap on cur's version).
+// The lease ends with the operation's deadline: past it this keeper writes nothing, so a
+// keeper that finds the lease expired may take over.
+func (k *Keeper) claim(ctx context.Context, cur Versioned, holder string) (Versioned, error) {
+	deadline, _ := ctx.Deadline()
+	next := cur.Pair.Clone()
+	// Rounded up to the second the store keeps: the lease may outlive the deadline by
+	// under a second, never end before it.
+	until := k.now().Add(time.Until(deadline) + time.Second - 1).Truncate(time.Second)
+	next.lease = &lease{Holder: holder, ExpiresAt: until}
+	var version string
 	policy := k.cfg.StoreRetry
-	policy.MaxAttempts = k.cfg.SupersedeAttempts
-	var latest Versioned
-	errUnchanged := errors.New("stored refresh token unchanged")
+	policy.MaxAttempts = claimAttempts // nothing is spent yet: give up early, retry next run
 	_, err := policy.Do(ctx, func(int) (time.Duration, error) {
-		v, err := k.store.LoadPair(ctx)
+		var err error
+		version, err = k.store.CommitPair(ctx, next, cur.Version)
+		return 0, err
+	}, func(err error) bool { return errors.Is(err, ErrTransient) })
+	if err != nil {
+		return Versioned{}, err
+	}
+	return Versioned{Pair: next, Version: version}, nil
+}
+
+// spend refreshes under the lease held in leased: first the stored refresh token, then,
+// only if VBC rejects it, each kept pair. From the first request on it runs on a context
+// that ignores cancellation (SIGINT, shutdown) until the deadline: VBC may issue a pair,
+// and a pair VBC issued must reach the store.
+func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Result, error) {
+	work, stop := shield(ctx)
+	defer stop()
+	stored := leased.Pair
+	candidates := make([]*Pair, 0, 1+len(stored.kept))
+	if !stored.RefreshToken.IsZero() {
+		candidates = append(candidates, stored)
+	}
+	candidates = append(candidates, stored.kept...)
+	var rejected error
+	lostInTransit := false
+	for _, c := range candidates {
+		fresh, err := k.withClient(work, func(tokenCtx context.Context, tc tokenClient) (*Pair, error) {
+			return tc.Refresh(tokenCtx, c.RefreshToken)
+		})
+		var ue *UpstreamError
+		if errors.As(err, &ue) && ue.salvage != nil {
+			// A 200 whose refresh token may or may not be real: keep it beside the stored
+			// pair, which stays current; the next run finds out which one VBC accepts.
+			k.log.WarnContext(ctx, "VBC answered the refresh with a refresh token but no usable access token; it is kept beside the stored pair and the next run settles which one lives",
+				"error", err)
+			k.keepAndRelease(work, leased, successor(c, ue.salvage))
+			return resultOf(OutcomeInDoubt, reason, stored), err
+		}
+		switch {
+		case err == nil:
+			next := successor(c, fresh)
+			if c != stored {
+				k.log.WarnContext(ctx, "VBC rejected the stored refresh token; recovered the chain from a pair kept beside it")
+				next.retired = compactRetired(append([]string{tokenHash(stored.RefreshToken)}, next.retired...), next.RefreshToken)
+			}
+			for _, other := range stored.kept {
+				// VBC accepted c: whatever shared its turn of the chain is dead.
+				if other != c && !c.related(other) && !stored.related(other) {
+					next.kept = append(next.kept, other)
+				}
+			}
+			next, _ = next.withKept(nil, k.now())
+			return k.commitRefresh(work, leased, next, reason)
+		case errors.Is(err, ErrInvalidGrant):
+			rejected = err
+			lostInTransit = lostInTransit || (ue != nil && ue.Unknown)
+			// A keeper whose expired lease this one took over may have stored its pair
+			// since, or left it pending: look before trying anything else.
+			latest, lerr := k.loadCurrent(work)
+			if lerr == nil && latest.Pair.RefreshToken != stored.RefreshToken && !latest.Pair.RefreshToken.IsZero() {
+				k.log.InfoContext(ctx, "refresh superseded: another keeper stored a new pair", "pair", latest.Pair)
+				return k.settle(work, OutcomeSuperseded, reason, latest.Pair)
+			}
+		default:
+			k.release(work, leased)
+			if errors.Is(err, ErrTransient) {
+				k.log.WarnContext(ctx, "refresh outcome unknown: VBC did not answer usably; the chain is in doubt, not gone, and the next run tries again",
+					"error", err)
+				return resultOf(OutcomeInDoubt, reason, stored), err
+			}
+			return resultOf("", reason, stored), err
+		}
+	}
+	// VBC rejected every refresh token the store holds, nothing newer was stored, and this
+	// keeper's lease means no other keeper is spending one: the chain is gone.
+	dead := stored.Clone()
+	dead.kept = nil
+	k.release(work, Versioned{Pair: dead, Version: leased.Version})
+	cause := "VBC rejected the stored refresh token"
+	if lostInTransit {
+		cause = "VBC rejected the stored refresh token after an earlier attempt got no usable answer: VBC rotated it and the answer was lost in transit"
+	}
+	k.log.ErrorContext(ctx, "re-consent required: "+cause+"; an admin must run `vbctoken consent-url` and approve in the browser",
+		"error", rejected)
+	return resultOf(OutcomeReconsent, reason, stored), fmt.Errorf("%w: %w", ErrReconsentRequired, rejected)
+}
+
+// commitRefresh stores next, the successor of the pair leased (whose lease this keeper
+// holds), with compare-and-swap, retrying transient failures until the deadline, then
+// updates the access secret. On a conflict it re-reads:
+//   - the stored refresh token is still the leased one (only bookkeeping moved, such as a
+//     consent nonce, or a keeper took over a lease it thought expired): rebase and retry;
+//   - the stored pair already is next (a retried write that had landed): done;
+//   - the stored chain has moved past next: OutcomeSuperseded;
+//   - another pair was stored (a consent, or a sibling from a race): keep next beside it,
+//     to be tried before any re-consent, and report OutcomeSuperseded.
+func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair, reason Reason) (Result, error) {
+	base := leased
+	for round := 0; round < maxCommitRounds; round++ {
+		var write *Pair
+		outcome := OutcomeRefreshed
+		switch cur := base.Pair; {
+		case cur.SameTokens(next):
+			return k.settle(ctx, OutcomeRefreshed, reason, cur)
+		case cur.RefreshToken == leased.Pair.RefreshToken:
+			write = cur.WithTokens(next)
+		case cur.retires(next):
+			return k.settle(ctx, OutcomeSuperseded, reason, cur)
+		default:
+			kept, changed := cur.withKept(next, k.now())
+			if !changed {
+				return k.settle(ctx, OutcomeSuperseded, reason, cur)
+			}
+			k.log.WarnContext(ctx, "another keeper stored a different pair first; ours is kept beside it and tried before any re-consent",
+				"stored", cur)
+			write, outcome = kept, OutcomeSuperseded
+		}
+		write.ConsentNonces = pruneNonces(write.ConsentNonces, k.now())
+		_, err := k.commitRetried(ctx, write, base.Version)
+		if err == nil {
+			if outcome == OutcomeRefreshed {
+				k.log.InfoContext(ctx, "refreshed", "reason", reason, "pair", write)
+			}
+			return k.settle(ctx, outcome, reason, write)
+		}
+		if !errors.Is(err, ErrConflict) {
+			// The new pair may be the only live one. Say so loudly, without the pair.
+			k.log.ErrorContext(ctx, "could not store the new token pair before the deadline; if the write reached the store, the next run finishes it, else the refresh chain may be lost",
+				"error", err, "pair", next)
+			return resultOf("", reason, leased.Pair), fmt.Errorf("store new pair: %w", err)
+		}
+		if base, err = k.loadPair(ctx); err != nil {
+			k.log.ErrorContext(ctx, "could not re-read the pair after a conflict; the new token pair may be lost",
+				"error", err, "pair", next)
+			return resultOf("", reason, leased.Pair), fmt.Errorf("re-read after conflict: %w", err)
+		}
+	}
+	return Result{}, fmt.Errorf("store new pair: %w: too many concurrent writers", ErrConflict)
+}
+
+// awaitLease waits, re-reading the pair, until the other keeper's lease on cur's refresh
+// token is released or expired, or the stored token changed. It returns the pair read
+// last, or an error when this run's time is up first.
+func (k *Keeper) awaitLease(ctx context.Context, cur Versioned, holder string) (Versioned, error) {
+	policy := k.cfg.StoreRetry
+	policy.Initial, policy.Max, policy.Multiplier, policy.MaxAttempts = leasePollInitial, leasePollMax, 2, -1
+	latest := cur
+	_, err := policy.Do(ctx, func(int) (time.Duration, error) {
+		v, err := k.loadCurrent(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if v.Pair == nil || v.Pair.RefreshToken == cur.Pair.RefreshToken || !v.Pair.Connected(k.now()) {
-			return 0, errUnchanged
-		}
 		latest = v
-		return 0, nil
-	}, func(err error) bool { return err == errUnchanged || errors.Is(err, ErrTransient) })
-	return latest, err == nil
+		if v.Pair.RefreshToken != cur.Pair.RefreshToken || !v.Pair.lease.liveFor(holder, k.now()) {
+			return 0, nil
+		}
+		return 0, errLeaseHeld
+	}, func(err error) bool { return errors.Is(err, errLeaseHeld) || errors.Is(err, ErrTransient) })
+	return latest, err
+}
+
+// keepAndRelease stores p beside the leased pair and drops the lease, re-reading on
+// conflicts (best effort beyond the deadline: the error is logged).
+func (k *Keeper) keepAndRelease(ctx context.Context, leased Versioned, p *Pair) {
+	base := leased
+	for round := 0; round < maxCommitRounds; round++ {
+		next, _ := base.Pair.withKept(p, k.now())
+		if next.lease != nil && next.lease.Holder == leased.Pair.lease.Holder {
+			next.lease = nil
+		}
+		_, err := k.commitRetried(ctx, next, base.Version)
+		if !errors.Is(err, ErrConflict) {
+			if err != nil {
+				k.log.ErrorContext(ctx, "could not keep a pair VBC may have issued", "error", err, "pair", p)
+			}
+			return
+		}
+		if base, err = k.loadPair(ctx); err != nil {
+			k.log.ErrorContext(ctx, "could not keep a pair VBC may have issued", "error", err, "pair", p)
+			return
+		}
+	}
+}
+
+// release drops this keeper's lease (best effort: the lease expires by itself anyway).
+func (k *Keeper) release(ctx context.Context, leased Versioned) {
+	next := leased.Pair.Clone()
+	next.lease = nil
+	if _, err := k.commitRetried(ctx, next, leased.Version); err != nil {
+		k.log.DebugContext(ctx, "could not release the refresh lease; it expires by itself", "error", err)
+	}
+}
+
+// settle brings the access secret in step with p, the pair now stored, and returns the
+// result of the operation: a pair this keeper just stored has its access token written;
+// otherwise the access secret is checked and repaired only when it is behind.
+func (k *Keeper) settle(ctx context.Context, o Outcome, reason Reason, p *Pair) (Result, error) {
+	res := resultOf(o, reason, p)
+	var err error
+	if o == OutcomeRefreshed || o == OutcomeConnected {
+		err = k.putAccessSettled(ctx, p)
+	} else {
+		err = k.syncAccess(ctx, p)
+	}
+	return res, err
 }
 
 // ConsentURL mints a signed, single-use consent state and returns the authorize URL an admin
@@ -247,12 +467,19 @@ func (k *Keeper) ConsentURL(ctx context.Context) (string, error) {
 }
 
 // CompleteConsent is the callback's logic: verify the state, spend its nonce (a replay is
-// ErrStateReused), exchange the code and store the new pair. Nothing is written when the
-// state is bad. A consent always wins over a concurrent refresh: it is the admin's newest
-// intent, and its pair is live.
+// ErrStateReused), exchange the code and store the pair. Nothing is written when the state
+// or the code is bad. The code is never sent twice: when VBC's answer is lost the error
+// matches ErrOutcomeUnknown and the stored chain is kept.
+//
+// VBC may answer with the token it already issued for this client and user (WSO2 reuses
+// an active token): the stored chain then stays as it is, its expiry included, and a pair
+// the stored chain has already moved past is never stored over it. A consent that starts
+// a new chain replaces the stored one: it is the admin's newest grant.
 func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret) (Result, error) {
-	if code.IsZero() {
-		return Result{}, fmt.Errorf("consent: %w: empty code", ErrBadInput)
+	ctx, cancel := withOpDeadline(ctx)
+	defer cancel()
+	if err := checkCode(code); err != nil {
+		return Result{}, fmt.Errorf("consent: %w", err)
 	}
 	creds, _, err := k.clientFor(ctx)
 	if err != nil {
@@ -263,13 +490,6 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 	if err != nil {
 		return Result{}, fmt.Errorf("consent: %w", err)
 	}
-
-	unlock, err := k.lock(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("consent: %w", err)
-	}
-	defer unlock()
-
 	reserved, err := k.spendNonce(ctx, claims)
 	if err != nil {
 		return Result{}, fmt.Errorf("consent: %w", err)
@@ -278,23 +498,33 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 	if k.cfg.Client.PKCE {
 		verifier = signer.PKCEVerifier(claims.Nonce)
 	}
-	fresh, err := k.withClient(ctx, func(tokenCtx context.Context, c TokenClient) (*Pair, error) {
+	work, stop := shield(ctx)
+	defer stop()
+	fresh, err := k.withClient(work, func(tokenCtx context.Context, c tokenClient) (*Pair, error) {
 		return c.Exchange(tokenCtx, code, verifier)
 	})
 	if err != nil {
+		if errors.Is(err, ErrOutcomeUnknown) {
+			k.log.WarnContext(ctx, "consent outcome unknown: VBC may have issued a pair whose answer was lost; the code is not sent again (VBC would revoke its token) and the stored chain is kept",
+				"error", err)
+		}
 		return Result{}, fmt.Errorf("consent: exchange code: %w", err)
 	}
-	stored, _, err := k.commit(ctx, reserved, fresh, true)
+	res, err := k.commitGrant(work, reserved, fresh)
 	if err != nil {
-		return Result{}, fmt.Errorf("consent: %w", err)
+		return res, fmt.Errorf("consent: %w", err)
 	}
-	k.log.InfoContext(ctx, "connected by consent", "pair", stored)
-	return resultOf(OutcomeConnected, "", stored), nil
+	k.log.InfoContext(ctx, "connected by consent", "pair", fresh)
+	return res, nil
 }
 
 // Login bootstraps the chain with the password grant (server-to-server use only). The
-// username gets "@vbc.prod" appended when it has no domain.
+// username gets "@vbc.prod" appended when it has no domain. The password is sent once: a
+// rejected one is never retried (VBC locks the account after a few failures). Re-grants
+// are handled as in CompleteConsent.
 func (k *Keeper) Login(ctx context.Context, username string, password Secret) (Result, error) {
+	ctx, cancel := withOpDeadline(ctx)
+	defer cancel()
 	user, err := NormalizeUsername(username)
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
@@ -302,27 +532,75 @@ func (k *Keeper) Login(ctx context.Context, username string, password Secret) (R
 	if password.IsZero() {
 		return Result{}, fmt.Errorf("login: %w: empty password", ErrBadInput)
 	}
-	unlock, err := k.lock(ctx)
+	cur, err := k.loadCurrent(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
 	}
-	defer unlock()
-	cur, err := k.loadPair(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("login: %w", err)
-	}
-	fresh, err := k.withClient(ctx, func(tokenCtx context.Context, c TokenClient) (*Pair, error) {
+	work, stop := shield(ctx)
+	defer stop()
+	fresh, err := k.withClient(work, func(tokenCtx context.Context, c tokenClient) (*Pair, error) {
 		return c.Password(tokenCtx, user, password)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
 	}
-	stored, _, err := k.commit(ctx, cur, fresh, true)
+	res, err := k.commitGrant(work, cur, fresh)
 	if err != nil {
-		return Result{}, fmt.Errorf("login: %w", err)
+		return res, fmt.Errorf("login: %w", err)
 	}
-	k.log.InfoContext(ctx, "connected by password grant", "pair", stored)
-	return resultOf(OutcomeConnected, "", stored), nil
+	k.log.InfoContext(ctx, "connected by password grant", "pair", fresh)
+	return res, nil
+}
+
+// commitGrant stores the answer to a code or password grant on top of base with
+// compare-and-swap, re-reading on conflicts, then updates the access secret:
+//   - a refresh token the stored chain has retired (WSO2 handed back a token a refresh
+//     rotated meanwhile) is dead: the stored pair stays;
+//   - the stored refresh token itself (reuse): its access token is taken, the stored
+//     refresh expiry and age stay (WSO2 does not restart the 7 days);
+//   - any other token starts the stored chain anew. When its access token has clearly
+//     less than 24 hours left, WSO2 reused a token of unknown age: the refresh expiry is
+//     set conservatively to the access token's and the policy refreshes at the next run,
+//     which restarts a known 7-day window.
+func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (Result, error) {
+	for round := 0; round < maxCommitRounds; round++ {
+		var write *Pair
+		switch cur := base.Pair; {
+		case cur.retires(fresh):
+			k.log.InfoContext(ctx, "VBC answered the grant with a token the stored chain has already rotated; the stored, newer pair stays",
+				"stored", cur)
+			return k.settle(ctx, OutcomeConnected, "", cur)
+		case cur.SameTokens(fresh):
+			return k.settle(ctx, OutcomeConnected, "", cur)
+		case fresh.RefreshToken == cur.RefreshToken:
+			write = cur.Clone()
+			write.AccessToken, write.TokenType, write.Scope, write.ExpiresAt = fresh.AccessToken, fresh.TokenType, fresh.Scope, fresh.ExpiresAt
+			if !fresh.IDToken.IsZero() {
+				write.IDToken = fresh.IDToken
+			}
+		default:
+			write = cur.WithTokens(successor(cur, fresh))
+			if reusedGrant(fresh) {
+				write.RefreshExpiresAt, write.estimated = fresh.ExpiresAt, true
+			}
+		}
+		write.ConsentNonces = pruneNonces(write.ConsentNonces, k.now())
+		_, err := k.commitRetried(ctx, write, base.Version)
+		if err == nil {
+			return k.settle(ctx, OutcomeConnected, "", write)
+		}
+		if !errors.Is(err, ErrConflict) {
+			k.log.ErrorContext(ctx, "could not store the new token pair before the deadline; if the write reached the store, the next run finishes it",
+				"error", err, "pair", fresh)
+			return Result{}, fmt.Errorf("store new pair: %w", err)
+		}
+		if base, err = k.loadPair(ctx); err != nil {
+			k.log.ErrorContext(ctx, "could not re-read the pair after a conflict; the new token pair may be lost",
+				"error", err, "pair", fresh)
+			return Result{}, fmt.Errorf("re-read after conflict: %w", err)
+		}
+	}
+	return Result{}, fmt.Errorf("store new pair: %w: too many concurrent writers", ErrConflict)
 }
 
 // Status describes the stored pair for operators; it never holds a token.
@@ -336,6 +614,12 @@ type Status struct {
 	NextRefresh time.Time `json:"next_refresh,omitzero"`
 	Reason      Reason    `json:"reason"`
 	Now         time.Time `json:"now"`
+	// RefreshingBy and RefreshingUntil name the keeper holding a live refresh lease, if
+	// any, and when the lease ends.
+	RefreshingBy    string    `json:"refreshing_by,omitempty"`
+	RefreshingUntil time.Time `json:"refreshing_until,omitzero"`
+	// KeptPairs counts the pairs kept after a lost race, tried before any re-consent.
+	KeptPairs int `json:"kept_pairs,omitempty"`
 }
 
 // Status reads the pair and reports its state by the policy.
@@ -346,7 +630,10 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 	}
 	now := k.now()
 	d := k.cfg.Policy.Decide(cur.Pair, now, false)
-	st := Status{Connected: !d.Reconsent, Reason: d.Reason, Now: now}
+	st := Status{Connected: !d.Reconsent, Reason: d.Reason, Now: now, KeptPairs: len(cur.Pair.kept)}
+	if l := cur.Pair.lease; l.liveFor("", now) {
+		st.RefreshingBy, st.RefreshingUntil = l.Holder, l.ExpiresAt
+	}
 	if p := cur.Pair; p != nil && !p.RefreshToken.IsZero() {
 		st.Grant, st.ObtainedAt, st.AccessExpiresAt, st.RefreshExpiresAt = p.Grant, p.ObtainedAt, p.ExpiresAt, p.RefreshExpiresAt
 		if !d.Reconsent {
@@ -354,56 +641,6 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	return st, nil
-}
-
-// commit stores fresh on top of base with compare-and-swap, retrying transient failures
-// until ctx's deadline, then updates the access secret. On a conflict it re-reads:
-//   - the stored tokens are still base's (only bookkeeping such as consent nonces moved):
-//     rebase fresh onto the stored pair and try again;
-//   - the stored pair already is fresh (a retried write that had landed): done;
-//   - another live pair was stored: for a refresh that is OutcomeSuperseded; a consent or
-//     login (wins) rebases and overwrites it, because it is the admin's newest grant.
-func (k *Keeper) commit(ctx context.Context, base Versioned, fresh *Pair, wins bool) (*Pair, Outcome, error) {
-	for round := 0; round < maxCommitRounds; round++ {
-		next := base.Pair.WithTokens(fresh)
-		next.ConsentNonces = pruneNonces(next.ConsentNonces, k.now())
-		_, err := k.retryStore(ctx, func(ctx context.Context) error {
-			_, err := k.store.CommitPair(ctx, next, base.Version)
-			return err
-		})
-		if err == nil {
-			if err := k.putAccessSettled(ctx, next); err != nil {
-				return next, OutcomeRefreshed, err
-			}
-			return next, OutcomeRefreshed, nil
-		}
-		if !errors.Is(err, ErrConflict) {
-			// The new pair is the only live one and it is not stored. Say so loudly,
-			// without the pair itself.
-			k.log.ErrorContext(ctx, "could not store the new token pair before the deadline; the refresh chain may be lost",
-				"error", err, "pair", fresh)
-			return nil, "", fmt.Errorf("store new pair: %w", err)
-		}
-		latest, lerr := k.loadPair(ctx)
-		if lerr != nil {
-			k.log.ErrorContext(ctx, "could not re-read the pair after a conflict; the new token pair may be lost",
-				"error", lerr, "pair", fresh)
-			return nil, "", fmt.Errorf("re-read after conflict: %w", lerr)
-		}
-		switch {
-		case latest.Pair.SameTokens(fresh):
-			if err := k.putAccessSettled(ctx, latest.Pair); err != nil {
-				return latest.Pair, OutcomeRefreshed, err
-			}
-			return latest.Pair, OutcomeRefreshed, nil
-		case latest.Pair.RefreshToken == base.Pair.RefreshToken || wins:
-			base = latest
-		default:
-			k.log.WarnContext(ctx, "another writer stored a different pair first; keeping theirs", "stored", latest.Pair)
-			return latest.Pair, OutcomeSuperseded, nil
-		}
-	}
-	return nil, "", fmt.Errorf("store new pair: %w: too many concurrent writers", ErrConflict)
 }
 
 // spendNonce records the state's nonce in the pair secret before the code is exchanged, so
@@ -526,6 +763,66 @@ func (k *Keeper) putAccess(ctx context.Context, p *Pair) error {
 	return nil
 }
 
+// loadCurrent reads the pair and finishes what an earlier run left pending in the store: a
+// write that reached the store but never became current (its process died, or the final
+// step failed until its deadline). A pending pair that follows the stored one (it retired
+// the stored refresh token), or a newer code or password grant, is made current before any
+// refresh token is spent; one the stored chain has moved past is dropped; any other is kept
+// beside the stored pair and tried before re-consent. A failed clean-up is left for the next
+// run; a failed promotion is an error (spending the stored token would be wrong).
+func (k *Keeper) loadCurrent(ctx context.Context) (Versioned, error) {
+	cur, err := k.loadPair(ctx)
+	if err != nil || cur.Pending == nil {
+		return cur, err
+	}
+	p := cur.Pending
+	cur.Pending = nil
+	var next *Pair
+	promote := false
+	switch {
+	case p.RefreshToken.IsZero() || p.RefreshToken == cur.Pair.RefreshToken || cur.Pair.retires(p):
+		// A bookkeeping write (a lease, a nonce) or a pair the chain has moved past:
+		// nothing to finish. The next commit takes the pending label off it.
+		return cur, nil
+	case p.retires(cur.Pair) || (p.Grant != GrantRefreshToken && p.ObtainedAt.After(cur.Pair.ObtainedAt)):
+		next = cur.Pair.WithTokens(p)
+		next.lease = nil
+		promote = true
+	default:
+		var changed bool
+		if next, changed = cur.Pair.withKept(p, k.now()); !changed {
+			return cur, nil
+		}
+	}
+	version, err := k.commitRetried(ctx, next, cur.Version)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return k.loadPair(ctx) // another keeper moved the pair; it saw the same pending write
+	case err != nil && promote:
+		return Versioned{}, fmt.Errorf("finish a pending pair write: %w", err)
+	case err != nil:
+		k.log.DebugContext(ctx, "could not keep a pending pair write; the next run tries again", "error", err)
+		return cur, nil
+	case !promote:
+		k.log.WarnContext(ctx, "kept a token pair an earlier run left pending in the store; it is tried before any re-consent", "pending", p)
+		return Versioned{Pair: next, Version: version}, nil
+	}
+	k.log.WarnContext(ctx, "finished storing a token pair an earlier run left pending in the store", "pair", next)
+	promoted := Versioned{Pair: next, Version: version}
+	return promoted, k.putAccessSettled(ctx, next)
+}
+
+// commitRetried is one compare-and-swap write of the pair, retrying transient failures.
+func (k *Keeper) commitRetried(ctx context.Context, p *Pair, prev string) (string, error) {
+	var version string
+	_, err := k.retryStore(ctx, func(ctx context.Context) error {
+		var err error
+		version, err = k.store.CommitPair(ctx, p, prev)
+		return err
+	})
+	return version, err
+}
+
 func (k *Keeper) loadPair(ctx context.Context) (Versioned, error) {
 	var v Versioned
 	_, err := k.retryStore(ctx, func(ctx context.Context) error {
@@ -553,23 +850,12 @@ func (k *Keeper) retryStore(ctx context.Context, op func(context.Context) error)
 		func(err error) bool { return errors.Is(err, ErrTransient) })
 }
 
-func (k *Keeper) lock(ctx context.Context) (func(), error) {
-	if l, ok := k.store.(locker); ok {
-		unlock, err := l.Lock(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("lock store: %w", err)
-		}
-		return unlock, nil
-	}
-	return func() {}, nil
-}
-
 func (k *Keeper) signer(c Credentials) *StateSigner {
 	return NewStateSigner(StateKeyFromClientSecret(c.ClientSecret), k.cfg.StateTTL)
 }
 
 // clientFor returns the cached credentials and client, loading them on first use.
-func (k *Keeper) clientFor(ctx context.Context) (Credentials, TokenClient, error) {
+func (k *Keeper) clientFor(ctx context.Context) (Credentials, tokenClient, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.client != nil {
@@ -584,12 +870,12 @@ func (k *Keeper) clientFor(ctx context.Context) (Credentials, TokenClient, error
 	if err != nil {
 		return Credentials{}, nil, fmt.Errorf("load credentials: %w", err)
 	}
-	k.creds, k.client = creds, k.cfg.NewClient(creds)
+	k.creds, k.client = creds, NewClient(k.cfg.Client, creds)
 	return k.creds, k.client, nil
 }
 
-// forgetClient drops cached credentials so the next call reloads them (after an admin
-// rotated the client secret). It reports whether the reloaded credentials differ.
+// reloadClient drops cached credentials and loads them again (after an admin rotated the
+// client secret). It reports whether the reloaded credentials differ.
 func (k *Keeper) reloadClient(ctx context.Context) (bool, error) {
 	k.mu.Lock()
 	old := k.creds
@@ -605,7 +891,7 @@ func (k *Keeper) reloadClient(ctx context.Context) (bool, error) {
 // withClient calls the token endpoint through op with a context whose deadline keeps
 // StoreReserve back for storing the result. When VBC rejects the client and the
 // credentials secret has changed since it was cached, it retries once with the new ones.
-func (k *Keeper) withClient(ctx context.Context, op func(context.Context, TokenClient) (*Pair, error)) (*Pair, error) {
+func (k *Keeper) withClient(ctx context.Context, op func(context.Context, tokenClient) (*Pair, error)) (*Pair, error) {
 	_, client, err := k.clientFor(ctx)
 	if err != nil {
 		return nil, err
@@ -633,4 +919,35 @@ func (k *Keeper) tokenContext(ctx context.Context) (context.Context, context.Can
 		reserve = left / 2
 	}
 	return context.WithDeadline(ctx, deadline.Add(-reserve))
+}
+
+// withOpDeadline gives an operation without a deadline defaultOpTimeout: leases end with
+// their holder's deadline, so every operation must have one.
+func withOpDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultOpTimeout)
+}
+
+// shield returns a context that keeps ctx's values and deadline but ignores its
+// cancellation: once a grant is sent, VBC may issue a pair, and that pair must reach the
+// store even when the process is asked to stop (SIGINT, SIGTERM, Lambda shutdown). It ends
+// when ctx's deadline passes (ctx ending with DeadlineExceeded counts, so a clock that is
+// not the wall clock still bounds it) or when stop is called.
+func shield(ctx context.Context) (context.Context, func()) {
+	deadline, ok := ctx.Deadline()
+	base := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
+	if ok {
+		base, cancel = context.WithDeadline(base, deadline)
+	} else {
+		base, cancel = context.WithCancel(base)
+	}
+	stopAfter := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return base, func() { stopAfter(); cancel() }
 }

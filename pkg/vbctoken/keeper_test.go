@@ -348,14 +348,18 @@ func TestRefreshReconsentCases(t *testing.T) {
 		w := newWorld(t)
 		k := w.keeper(false)
 		w.connect(k)
-		w.vbc.Revoke(w.stored().RefreshToken.Reveal())
-		w.store.ResetCalls()
+		before := w.stored()
+		w.vbc.Revoke(before.RefreshToken.Reveal())
 		res, err := k.Refresh(context.Background(), true)
 		if !errors.Is(err, vbctoken.ErrReconsentRequired) || !errors.Is(err, vbctoken.ErrInvalidGrant) || res.Outcome != vbctoken.OutcomeReconsent {
 			t.Fatalf("%+v %v", res, err)
 		}
-		if w.store.Calls(memstore.OpCommitPair) != 0 {
-			t.Error("a failed refresh wrote")
+		// The lease was written and released; the tokens are as they were.
+		if after := w.stored(); !after.SameTokens(before) {
+			t.Error("a failed refresh changed the stored tokens")
+		}
+		if st, err := k.Status(context.Background()); err != nil || st.RefreshingBy != "" {
+			t.Errorf("lease left behind: %+v %v", st, err)
 		}
 	})
 }
@@ -392,13 +396,17 @@ func TestStaleRefresherIsSuperseded(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := w.keeperWith(&staleFirstRead{Store: w.store, stale: stale}, false)
-	w.store.ResetCalls()
+	commits, grants := len(w.store.Committed()), w.vbc.Stats().Requests["refresh_token"]
 	res, err := late.Refresh(context.Background(), false)
 	if err != nil || res.Outcome != vbctoken.OutcomeSuperseded {
 		t.Fatalf("late refresher: %+v %v", res, err)
 	}
-	if w.store.Calls(memstore.OpCommitPair) != 0 {
-		t.Error("the late refresher wrote")
+	// Its lease claim lost the compare-and-swap: it never spent the old token.
+	if n := len(w.store.Committed()); n != commits {
+		t.Errorf("the late refresher stored %d pairs", n-commits)
+	}
+	if n := w.vbc.Stats().Requests["refresh_token"]; n != grants {
+		t.Errorf("the late refresher made %d token requests, want none", n-grants)
 	}
 	w.assertChainLive()
 }
@@ -409,8 +417,12 @@ func TestStoreFailuresAfterIssueAreRetried(t *testing.T) {
 		fault func(fails *int) memstore.Fault
 	}{
 		{"commit fails before landing", func(fails *int) memstore.Fault {
+			commits := 0
 			return memstore.Fault{Before: func(op memstore.Op) error {
-				if op == memstore.OpCommitPair && *fails < 3 {
+				if op != memstore.OpCommitPair {
+					return nil
+				}
+				if commits++; commits > 1 && *fails < 3 { // the lease claim goes through
 					*fails++
 					return fmt.Errorf("throttled: %w", vbctoken.ErrTransient)
 				}

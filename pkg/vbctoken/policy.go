@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Default policy values (DESIGN.md: VBC_REFRESH_MARGIN, VBC_REFRESH_MAX_AGE).
+// Default policy values (docs/design.md "Configuration": VBC_REFRESH_MARGIN, VBC_REFRESH_MAX_AGE).
 const (
 	DefaultRefreshMargin = 2 * time.Hour
 	DefaultRefreshMaxAge = 24 * time.Hour
@@ -20,7 +20,8 @@ type Policy struct {
 	MaxAge time.Duration
 }
 
-// DefaultPolicy is the policy of DESIGN.md.
+// DefaultPolicy refreshes when the access token has less than 2 hours left or the pair is
+// a day old (docs/design.md "Configuration").
 func DefaultPolicy() Policy {
 	return Policy{Margin: DefaultRefreshMargin, MaxAge: DefaultRefreshMaxAge}
 }
@@ -48,6 +49,15 @@ const (
 	ReasonRefreshWindow  Reason = "refresh_expiring" // refresh token inside the margin of its end
 	ReasonForced         Reason = "forced"           // the operator asked
 	ReasonFresh          Reason = "fresh"            // nothing to do
+	// ReasonUnknownWindow: a re-grant handed back a refresh token of unknown age; one
+	// refresh restarts a known 7-day window.
+	ReasonUnknownWindow Reason = "unknown_window"
+	// ReasonAmbiguous: a pair beside the stored one may be the live one (a refresh
+	// answered twice, or an answer only partly usable); the next refresh tells.
+	ReasonAmbiguous Reason = "ambiguous"
+	// ReasonLeased: another keeper holds the refresh lease (a Refresh result, not a
+	// decision of Decide).
+	ReasonLeased Reason = "leased"
 )
 
 // Decision is the outcome of Decide.
@@ -62,10 +72,14 @@ func (p Policy) Decide(pair *Pair, now time.Time, force bool) Decision {
 	switch {
 	case pair == nil || pair.RefreshToken.IsZero():
 		return Decision{Reconsent: true, Reason: ReasonNotConnected}
-	case !now.Before(pair.RefreshExpiresAt):
+	case !now.Before(pair.latestRefreshExpiry()):
 		return Decision{Reconsent: true, Reason: ReasonRefreshExpired}
 	case force:
 		return Decision{Refresh: true, Reason: ReasonForced}
+	case pair.inDoubt():
+		return Decision{Refresh: true, Reason: ReasonAmbiguous}
+	case pair.estimated:
+		return Decision{Refresh: true, Reason: ReasonUnknownWindow}
 	case pair.ExpiresAt.Sub(now) < p.Margin:
 		return Decision{Refresh: true, Reason: ReasonAccessExpiring}
 	case now.Sub(pair.ObtainedAt) >= p.MaxAge:
@@ -79,6 +93,9 @@ func (p Policy) Decide(pair *Pair, now time.Time, force bool) Decision {
 // NextRefresh is the earliest time a rule of the policy fires for pair; a scheduled
 // refresher acts on its first run at or after it.
 func (p Policy) NextRefresh(pair *Pair) time.Time {
+	if pair.inDoubt() || pair.estimated {
+		return pair.ObtainedAt
+	}
 	next := pair.ExpiresAt.Add(-p.Margin)
 	if t := pair.ObtainedAt.Add(p.MaxAge); t.Before(next) {
 		next = t

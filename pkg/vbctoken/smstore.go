@@ -21,7 +21,8 @@ const (
 	// StageCurrent is the label Secrets Manager readers (apps, the SDK caches) follow.
 	StageCurrent = "AWSCURRENT"
 	// StagePending labels a pair version written by CommitPair but not yet made current, so
-	// that PutSecretValue does not move AWSCURRENT by itself.
+	// that PutSecretValue does not move AWSCURRENT by itself. The label stays on the version
+	// once it is current; on any other version it marks a write LoadPair reports as Pending.
 	StagePending = "VBCTOKEN_PENDING"
 )
 
@@ -109,8 +110,14 @@ func (s *SecretsManagerStore) LoadCredentials(ctx context.Context) (Credentials,
 	return c, nil
 }
 
-// LoadPair reads the AWSCURRENT version of the pair secret (one GetSecretValue). A secret
-// that does not exist or has no value yet is a not-connected pair with Version "".
+// LoadPair reads the AWSCURRENT version of the pair secret. A secret that does not exist or
+// has no value yet is a not-connected pair with Version "".
+//
+// Every commit labels its new version StagePending before making it current, so the
+// current version normally carries StagePending too, and LoadPair makes one call. When it
+// does not, a later write reached the store without becoming current (its writer died
+// between the two calls, or the move kept failing): LoadPair reads that version as well and
+// returns it as Pending.
 func (s *SecretsManagerStore) LoadPair(ctx context.Context) (Versioned, error) {
 	out, err := s.getCurrent(ctx, s.ids.Pair)
 	if errors.Is(err, ErrNotFound) {
@@ -123,7 +130,27 @@ func (s *SecretsManagerStore) LoadPair(ctx context.Context) (Versioned, error) {
 	if err != nil {
 		return Versioned{}, fmt.Errorf("load pair from %s: %w", s.ids.Pair, err)
 	}
-	return Versioned{Pair: p, Version: aws.ToString(out.VersionId)}, nil
+	v := Versioned{Pair: p, Version: aws.ToString(out.VersionId)}
+	if slices.Contains(out.VersionStages, StagePending) {
+		return v, nil
+	}
+	pending, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId:     aws.String(s.ids.Pair),
+		VersionStage: aws.String(StagePending),
+	})
+	switch {
+	case isCode(err, "ResourceNotFoundException"):
+		return v, nil // no version carries the label (the secret's placeholder, never committed)
+	case err != nil:
+		return Versioned{}, fmt.Errorf("load pair: pending version: %w", smError("GetSecretValue", s.ids.Pair, err))
+	case aws.ToString(pending.VersionId) == v.Version || pending.SecretString == nil:
+		return v, nil
+	}
+	// A pending version this build cannot read is left alone: it never becomes current.
+	if pp, err := DecodePair([]byte(*pending.SecretString)); err == nil {
+		v.Pending = pp
+	}
+	return v, nil
 }
 
 // pairToken derives the ClientRequestToken (and so the VersionId) of a pair write from the

@@ -125,7 +125,9 @@ func TestSecretsManagerStoreCallSequence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantCalls(t, "LoadPair", f.calls.take(), "Get")
+		// The placeholder does not carry the pending label: LoadPair looks for a pending
+		// write (a first consent whose stage move failed) and finds none.
+		wantCalls(t, "LoadPair", f.calls.take(), "Get", "Get")
 
 		v1, err := f.store.CommitPair(ctx, storetest.NewPair(), cur.Version)
 		if err != nil {
@@ -456,8 +458,9 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 		wantSeen  int32
 		operation func(s *vbctoken.SecretsManagerStore) error
 	}{
+		// The fourth GetSecretValue looks for a pending write: the placeholder has no label.
 		{"throttled twice, then served", &sdkProxy{target: "GetSecretValue", fail: 2, status: 400, code: "ThrottlingException"},
-			nil, 3, func(s *vbctoken.SecretsManagerStore) error { _, err := s.LoadPair(ctx); return err }},
+			nil, 4, func(s *vbctoken.SecretsManagerStore) error { _, err := s.LoadPair(ctx); return err }},
 		{"unavailable throughout", &sdkProxy{target: "GetSecretValue", fail: 99, status: 503, code: "ServiceUnavailable"},
 			vbctoken.ErrTransient, 3, func(s *vbctoken.SecretsManagerStore) error { _, err := s.LoadPair(ctx); return err }},
 		{"throttled throughout", &sdkProxy{target: "UpdateSecretVersionStage", fail: 99, status: 400, code: "ThrottlingException"},

@@ -55,9 +55,15 @@ func DecodeCredentials(data []byte) (Credentials, error) {
 // Versioned is a pair as read from a store, with the version a compare-and-swap write must
 // name. Pair is an empty, not-connected pair when nothing was stored yet; Version is "" when
 // the store holds no version at all.
+//
+// Pending is a pair whose write reached the store but never became current (the writer
+// died, or the write's last step kept failing), when the store can tell; nil otherwise. The
+// keeper decides what to do with it (docs/chain-safety.md); a store whose writes are
+// atomic never reports one.
 type Versioned struct {
 	Pair    *Pair
 	Version string
+	Pending *Pair
 }
 
 // Store keeps the three secrets of the design: credentials, the pair (source of truth,
@@ -68,7 +74,8 @@ type Versioned struct {
 type Store interface {
 	// LoadCredentials returns the client credentials, ErrNoCredentials when unset.
 	LoadCredentials(ctx context.Context) (Credentials, error)
-	// LoadPair returns the current pair and its version.
+	// LoadPair returns the current pair and its version, and a pending write that never
+	// became current, if any.
 	LoadPair(ctx context.Context) (Versioned, error)
 	// CommitPair stores p as the current pair if the current version is still prev
 	// ("" when nothing was stored), and returns the new version. It returns an error

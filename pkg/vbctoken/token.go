@@ -44,6 +44,22 @@ type Pair struct {
 	// replayed link is refused. Stored as "consent_nonces".
 	ConsentNonces []UsedNonce
 
+	// The keeper's bookkeeping of the chain (docs/design.md "The pair secret"), kept
+	// unexported: only the keeper reads or changes it.
+	//
+	// lease is a keeper's claim on the refresh token ("lease"): while it is live, no other
+	// keeper spends the token.
+	lease *lease
+	// retired are short hashes of the refresh tokens this chain has spent or replaced,
+	// newest first ("retired"): a pair whose refresh token is among them is dead.
+	retired []string
+	// kept are pairs VBC issued that lost a race to the stored one ("kept"): tried before
+	// re-consent is ever declared.
+	kept []*Pair
+	// estimated says RefreshExpiresAt is a conservative guess, not VBC's
+	// ("refresh_expiry_estimated"): a re-grant reused a refresh token of unknown age.
+	estimated bool
+
 	// extra keeps fields written by other versions, so a rewrite preserves them.
 	extra map[string]json.RawMessage
 }
@@ -75,6 +91,18 @@ func (p *Pair) Clone() *Pair {
 	}
 	c := *p
 	c.ConsentNonces = append([]UsedNonce(nil), p.ConsentNonces...)
+	c.retired = append([]string(nil), p.retired...)
+	c.kept = make([]*Pair, 0, len(p.kept))
+	for _, k := range p.kept {
+		c.kept = append(c.kept, k.Clone())
+	}
+	if len(c.kept) == 0 {
+		c.kept = nil
+	}
+	if p.lease != nil {
+		l := *p.lease
+		c.lease = &l
+	}
 	if p.extra != nil {
 		c.extra = make(map[string]json.RawMessage, len(p.extra))
 		for k, v := range p.extra {
@@ -86,11 +114,14 @@ func (p *Pair) Clone() *Pair {
 
 // WithTokens returns a copy of p carrying the tokens of fresh, keeping p's bookkeeping
 // (consent nonces, unknown fields). It is how a new pair is rebased onto the stored one.
+// The chain's bookkeeping (lease, retired and kept tokens, estimated expiry) is fresh's.
 func (p *Pair) WithTokens(fresh *Pair) *Pair {
 	out := p.Clone()
 	if out == nil {
 		out = &Pair{}
 	}
+	f := fresh.Clone()
+	out.lease, out.retired, out.kept, out.estimated = f.lease, f.retired, f.kept, f.estimated
 	out.AccessToken = fresh.AccessToken
 	out.RefreshToken = fresh.RefreshToken
 	out.TokenType = fresh.TokenType
@@ -153,6 +184,32 @@ type pairWire struct {
 	ObtainedAt       *time.Time  `json:"obtained_at,omitempty"`
 	Grant            Grant       `json:"grant,omitempty"`
 	ConsentNonces    []UsedNonce `json:"consent_nonces,omitempty"`
+	Lease            *leaseWire  `json:"lease,omitempty"`
+	Retired          []string    `json:"retired,omitempty"`
+	Kept             []keptWire  `json:"kept,omitempty"`
+	Estimated        bool        `json:"refresh_expiry_estimated,omitempty"`
+}
+
+// leaseWire is the stored form of a lease.
+type leaseWire struct {
+	Holder    string     `json:"holder"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// keptWire is the stored form of a kept pair: its tokens and times, no bookkeeping but the
+// refresh tokens it retired.
+type keptWire struct {
+	AccessToken      string     `json:"access_token"`
+	RefreshToken     string     `json:"refresh_token"`
+	TokenType        string     `json:"token_type,omitempty"`
+	Scope            string     `json:"scope,omitempty"`
+	IDToken          string     `json:"id_token,omitempty"`
+	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
+	RefreshExpiresAt *time.Time `json:"refresh_expires_at,omitempty"`
+	ObtainedAt       *time.Time `json:"obtained_at,omitempty"`
+	Grant            Grant      `json:"grant,omitempty"`
+	Retired          []string   `json:"retired,omitempty"`
+	Estimated        bool       `json:"refresh_expiry_estimated,omitempty"`
 }
 
 // knownPairFields lists pairWire's JSON names, so everything else is kept as extra.
@@ -160,6 +217,7 @@ var knownPairFields = map[string]bool{
 	"version": true, "access_token": true, "refresh_token": true, "token_type": true,
 	"scope": true, "id_token": true, "expires_at": true, "refresh_expires_at": true,
 	"obtained_at": true, "grant": true, "consent_nonces": true,
+	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true,
 }
 
 func utcPtr(t time.Time) *time.Time {
@@ -195,6 +253,19 @@ func EncodePair(p *Pair) ([]byte, error) {
 		ObtainedAt:       utcPtr(p.ObtainedAt),
 		Grant:            p.Grant,
 		ConsentNonces:    p.ConsentNonces,
+		Retired:          p.retired,
+		Estimated:        p.estimated,
+	}
+	if p.lease != nil {
+		w.Lease = &leaseWire{Holder: p.lease.Holder, ExpiresAt: utcPtr(p.lease.ExpiresAt)}
+	}
+	for _, k := range p.kept {
+		w.Kept = append(w.Kept, keptWire{
+			AccessToken: k.AccessToken.Reveal(), RefreshToken: k.RefreshToken.Reveal(),
+			TokenType: k.TokenType, Scope: k.Scope, IDToken: k.IDToken.Reveal(),
+			ExpiresAt: utcPtr(k.ExpiresAt), RefreshExpiresAt: utcPtr(k.RefreshExpiresAt),
+			ObtainedAt: utcPtr(k.ObtainedAt), Grant: k.Grant, Retired: k.retired, Estimated: k.estimated,
+		})
 	}
 	known, err := json.Marshal(w)
 	if err != nil {
@@ -256,8 +327,31 @@ func DecodePair(data []byte) (*Pair, error) {
 		ObtainedAt:       timeOf(w.ObtainedAt),
 		Grant:            w.Grant,
 		ConsentNonces:    w.ConsentNonces,
+		retired:          w.Retired,
+		estimated:        w.Estimated,
 	}
-	for _, t := range []time.Time{p.ExpiresAt, p.RefreshExpiresAt, p.ObtainedAt} {
+	times := []time.Time{p.ExpiresAt, p.RefreshExpiresAt, p.ObtainedAt}
+	if w.Lease != nil {
+		if w.Lease.Holder == "" || w.Lease.ExpiresAt == nil {
+			return nil, fmt.Errorf("decode pair: %w: lease without holder or expires_at", ErrMalformedSecret)
+		}
+		p.lease = &lease{Holder: w.Lease.Holder, ExpiresAt: timeOf(w.Lease.ExpiresAt)}
+		times = append(times, p.lease.ExpiresAt)
+	}
+	for _, k := range w.Kept {
+		kp := &Pair{
+			AccessToken: Secret(k.AccessToken), RefreshToken: Secret(k.RefreshToken),
+			TokenType: k.TokenType, Scope: k.Scope, IDToken: Secret(k.IDToken),
+			ExpiresAt: timeOf(k.ExpiresAt), RefreshExpiresAt: timeOf(k.RefreshExpiresAt),
+			ObtainedAt: timeOf(k.ObtainedAt), Grant: k.Grant, retired: k.Retired, estimated: k.Estimated,
+		}
+		if kp.RefreshToken.IsZero() || kp.RefreshExpiresAt.IsZero() {
+			return nil, fmt.Errorf("decode pair: %w: kept pair without refresh_token or refresh_expires_at", ErrMalformedSecret)
+		}
+		p.kept = append(p.kept, kp)
+		times = append(times, kp.ExpiresAt, kp.RefreshExpiresAt, kp.ObtainedAt)
+	}
+	for _, t := range times {
 		if y := t.Year(); !t.IsZero() && (y < 0 || y > 9999) {
 			// A time JSON allows whose UTC year EncodePair could not write back.
 			return nil, fmt.Errorf("decode pair: %w: invalid JSON or time value", ErrMalformedSecret)

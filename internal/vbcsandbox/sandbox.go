@@ -84,20 +84,23 @@ type Options struct {
 	// that build many sandboxes may share one key to save the generation time).
 	SigningKey *rsa.PrivateKey
 
+	// The knobs below refine ModeLenient and ModeStrict; ModeWSO2 fixes them and New
+	// panics if one is set with it.
+
 	// NoTokenReuse turns off VBC's repeated-grant quirk: by default a password grant for a
 	// client, user and scope that still has an active access token answers with that same
 	// pair and the remaining expires_in.
 	NoTokenReuse bool
 	// RevokeOnConsent makes each authorization code exchange revoke every older chain of
-	// the same client. Default false: older chains stay valid until they expire, which is
-	// what we assume VBC does (its docs say nothing either way).
+	// the same client. Default false: older chains stay valid until they expire (VBC's docs
+	// say nothing either way). ModeStrict sets it.
 	RevokeOnConsent bool
 	// RevokeOnCodeReuse makes a second redemption of an authorization code revoke the chain
 	// the first redemption created (RFC 6749 §4.1.2 "SHOULD"). Default false.
 	RevokeOnCodeReuse bool
 	// RefreshRevokesAccess makes a refresh revoke the access tokens issued earlier in the
-	// same chain. Default false: they live until they expire. VBC's behaviour is unknown;
-	// apps must re-read the access token on a 401 either way.
+	// same chain. Default false: they live until they expire. ModeStrict sets it, and WSO2
+	// (ModeWSO2) does it; apps must re-read the access token on a 401 either way.
 	RefreshRevokesAccess bool
 	// IgnorePKCE models a server without PKCE: code_challenge is ignored at /authorize and
 	// code_verifier at /token. Default false (PKCE S256 is enforced when a challenge is sent).

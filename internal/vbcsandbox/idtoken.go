@@ -3,9 +3,11 @@ package vbcsandbox
 import (
 	"crypto"
 	"crypto/rsa"
+	"crypto/sha1" // WSO2's x5t is a SHA-1 thumbprint; nothing relies on its strength
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -24,6 +26,20 @@ type jwtHeader struct {
 	Alg string `json:"alg"`
 	Typ string `json:"typ"`
 	Kid string `json:"kid"`
+	X5t string `json:"x5t,omitempty"` // ModeWSO2 only
+}
+
+// wso2Thumbprint is the x5t WSO2 puts in id_token headers: base64url of the HEX string of
+// a SHA-1 thumbprint, not of the thumbprint's bytes (RFC 7515 wants the bytes). WSO2
+// hashes its signing certificate; the sandbox has no certificate and hashes the public
+// key's PKIX encoding.
+func wso2Thumbprint(pub *rsa.PublicKey) string {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return ""
+	}
+	sum := sha1.Sum(der)
+	return base64.RawURLEncoding.EncodeToString([]byte(hex.EncodeToString(sum[:])))
 }
 
 // keyID is a stable identifier of the public key (the "kid" header).
@@ -38,7 +54,7 @@ func keyID(pub *rsa.PublicKey) string {
 
 // signIDToken returns a compact RS256 JWT.
 func (s *Sandbox) signIDToken(sub, aud string, iat, exp time.Time) (string, error) {
-	h, err := json.Marshal(jwtHeader{Alg: "RS256", Typ: "JWT", Kid: s.kid})
+	h, err := json.Marshal(jwtHeader{Alg: "RS256", Typ: "JWT", Kid: s.kid, X5t: s.x5t})
 	if err != nil {
 		return "", err
 	}

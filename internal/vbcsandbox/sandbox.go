@@ -19,7 +19,14 @@ const (
 	AuthorizePath = "/authorize"
 	TokenPath     = "/token"
 	WhoAmIPath    = "/api/whoami"
+	// RevokePath is WSO2's revocation endpoint (RFC 7009), served in ModeWSO2 only.
+	RevokePath = "/revoke"
 )
+
+// TagHeader is a request header whose value the sandbox copies into the IssuedPair (or
+// Reuse) a token request produced, so a test or the soak can tell which of its requests
+// got which pair. The sandbox never echoes it.
+const TagHeader = "X-Vbcsandbox-Tag"
 
 // Defaults applied by New to zero fields of Options.
 const (
@@ -51,6 +58,8 @@ type Client struct {
 
 // Options configure a Sandbox. The zero value of every field is usable.
 type Options struct {
+	// Mode selects the behaviour: ModeLenient (zero value), ModeStrict or ModeWSO2.
+	Mode Mode
 	// Clients are the registered applications.
 	Clients []Client
 	// Users maps user names to passwords for the password grant. A key may be written with
@@ -75,26 +84,44 @@ type Options struct {
 	// that build many sandboxes may share one key to save the generation time).
 	SigningKey *rsa.PrivateKey
 
+	// The knobs below refine ModeLenient and ModeStrict; ModeWSO2 fixes them and New
+	// panics if one is set with it.
+
 	// NoTokenReuse turns off VBC's repeated-grant quirk: by default a password grant for a
 	// client, user and scope that still has an active access token answers with that same
 	// pair and the remaining expires_in.
 	NoTokenReuse bool
 	// RevokeOnConsent makes each authorization code exchange revoke every older chain of
-	// the same client. Default false: older chains stay valid until they expire, which is
-	// what we assume VBC does (its docs say nothing either way).
+	// the same client. Default false: older chains stay valid until they expire (VBC's docs
+	// say nothing either way). ModeStrict sets it.
 	RevokeOnConsent bool
 	// RevokeOnCodeReuse makes a second redemption of an authorization code revoke the chain
 	// the first redemption created (RFC 6749 §4.1.2 "SHOULD"). Default false.
 	RevokeOnCodeReuse bool
 	// RefreshRevokesAccess makes a refresh revoke the access tokens issued earlier in the
-	// same chain. Default false: they live until they expire. VBC's behaviour is unknown;
-	// apps must re-read the access token on a 401 either way.
+	// same chain. Default false: they live until they expire. ModeStrict sets it, and WSO2
+	// (ModeWSO2) does it; apps must re-read the access token on a 401 either way.
 	RefreshRevokesAccess bool
 	// IgnorePKCE models a server without PKCE: code_challenge is ignored at /authorize and
 	// code_verifier at /token. Default false (PKCE S256 is enforced when a challenge is sent).
 	IgnorePKCE bool
 	// FaultDelay is how long a Delay fault sleeps when the Fault does not say. Default 1s.
 	FaultDelay time.Duration
+
+	// ClusterLag (ModeWSO2) is how long, on the sandbox clock, after a refresh consumed a
+	// refresh token a second refresh presenting it is a race (decided by Race) rather than
+	// a plain invalid_grant. A refresh still being answered is always raced. Default
+	// DefaultClusterLag; negative: only requests still being answered race.
+	ClusterLag time.Duration
+	// Race (ModeWSO2) decides each refresh race. Default FixedRace(RaceInvalidGrant).
+	// Sandbox.SetRace changes it later.
+	Race RaceFunc
+	// LockAfter (ModeWSO2) is how many failed password-grant attempts in a row lock a
+	// user. Default DefaultLockAfter; negative: never lock.
+	LockAfter int
+	// LockFor (ModeWSO2) is how long a lock lasts after the LAST attempt: every attempt
+	// during a lock, right or wrong password, restarts it. Default DefaultLockFor.
+	LockFor time.Duration
 }
 
 // Sandbox is an in-memory stand-in for VBC's OAuth server. It is an http.Handler; all of
@@ -104,6 +131,7 @@ type Sandbox struct {
 	clients map[string]Client
 	key     *rsa.PrivateKey
 	kid     string
+	x5t     string // ModeWSO2
 	mux     *http.ServeMux
 
 	mu      sync.Mutex
@@ -116,6 +144,9 @@ type Sandbox struct {
 	stats   Stats
 	faultFn FaultFunc
 	queue   []Fault
+	reqSeq  int
+	raceFn  RaceFunc
+	locks   map[string]*lockState // password lock-out per user (ModeWSO2)
 }
 
 var _ http.Handler = (*Sandbox)(nil)
@@ -129,8 +160,18 @@ type chain struct {
 	scope    string
 	revoked  bool
 	current  string         // the newest refresh token
-	accesses []*accessEntry // every access token issued in the chain
+	accesses []*accessEntry // every access token issued in the chain, oldest first
 }
+
+// head is the chain's newest access token: the pair WSO2 holds as the active row.
+func (c *chain) head() *accessEntry { return c.accesses[len(c.accesses)-1] }
+
+// Code states, as WSO2 keeps them.
+const (
+	codeActive   = iota
+	codeRevoked  // an exchange was attempted and failed: spent
+	codeInactive // exchanged: issued records the pair
+)
 
 type authCode struct {
 	clientID    string
@@ -140,12 +181,19 @@ type authCode struct {
 	expiresAt   time.Time
 	used        bool
 	chain       *chain // set when redeemed
+	state       int
+	issued      *accessEntry // the pair the exchange answered with (ModeWSO2)
 }
 
 type refreshEntry struct {
 	chain     *chain
+	issuedAt  time.Time
 	expiresAt time.Time
 	used      bool
+	usedAt    time.Time
+	inflight  int  // requests that consumed it and are still being answered
+	killed    bool // expired by a racing refresh (ModeWSO2)
+	pair      int  // index in Sandbox.issued of the newest pair carrying it
 }
 
 type accessEntry struct {
@@ -154,6 +202,13 @@ type accessEntry struct {
 	chain     *chain
 	expiresAt time.Time
 	revoked   bool
+	pair      int // index in Sandbox.issued
+}
+
+// lockState is one user's password lock-out (ModeWSO2).
+type lockState struct {
+	failures int
+	until    time.Time
 }
 
 type reuseKey struct{ clientID, subject, scope string }
@@ -183,6 +238,30 @@ func New(opts Options) *Sandbox {
 	if opts.FaultDelay <= 0 {
 		opts.FaultDelay = DefaultFaultDelay
 	}
+	switch opts.Mode {
+	case ModeLenient:
+	case ModeStrict:
+		opts.RevokeOnConsent, opts.RefreshRevokesAccess = true, true
+	case ModeWSO2:
+		if opts.NoTokenReuse || opts.RevokeOnConsent || opts.RevokeOnCodeReuse || opts.RefreshRevokesAccess {
+			panic("vbcsandbox: ModeWSO2 fixes NoTokenReuse, RevokeOnConsent, RevokeOnCodeReuse and RefreshRevokesAccess: leave them unset")
+		}
+		opts.RefreshRevokesAccess = true
+		if opts.ClusterLag == 0 {
+			opts.ClusterLag = DefaultClusterLag
+		}
+		if opts.LockAfter == 0 {
+			opts.LockAfter = DefaultLockAfter
+		}
+		if opts.LockFor <= 0 {
+			opts.LockFor = DefaultLockFor
+		}
+	default:
+		panic(fmt.Sprintf("vbcsandbox: unknown %v", opts.Mode))
+	}
+	if opts.Race == nil {
+		opts.Race = FixedRace(RaceInvalidGrant)
+	}
 	// Own copies: the caller may reuse its slices and maps.
 	opts.Clients = slices.Clone(opts.Clients)
 	opts.Users = maps.Clone(opts.Users)
@@ -195,6 +274,8 @@ func New(opts Options) *Sandbox {
 		access:  make(map[string]*accessEntry),
 		latest:  make(map[reuseKey]*accessEntry),
 		stats:   newStats(),
+		raceFn:  opts.Race,
+		locks:   make(map[string]*lockState),
 	}
 	for i, c := range opts.Clients {
 		if c.ID == "" || c.Secret == "" {
@@ -215,23 +296,46 @@ func New(opts Options) *Sandbox {
 		s.key = key
 	}
 	s.kid = keyID(&s.key.PublicKey)
+	if opts.Mode == ModeWSO2 {
+		s.x5t = wso2Thumbprint(&s.key.PublicKey)
+	}
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+AuthorizePath, s.handleAuthorizeGet)
 	s.mux.HandleFunc("POST "+AuthorizePath, s.handleAuthorizePost)
 	s.mux.HandleFunc("POST "+TokenPath, s.handleToken)
 	s.mux.HandleFunc("GET "+WhoAmIPath, s.handleWhoAmI)
+	if opts.Mode == ModeWSO2 {
+		s.mux.HandleFunc("POST "+RevokePath, s.handleRevoke)
+	}
 	s.mux.HandleFunc("GET /{$}", s.handleIndex)
 	return s
 }
 
-// ServeHTTP serves /authorize, /token, /api/whoami and a short index page at /.
+// ServeHTTP serves /authorize, /token, /api/whoami, in ModeWSO2 /revoke, and a short index
+// page at /.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
 // PublicKey returns the key that verifies id_token signatures (RS256).
 func (s *Sandbox) PublicKey() *rsa.PublicKey { return &s.key.PublicKey }
+
+// Mode returns the sandbox's mode.
+func (s *Sandbox) Mode() Mode { return s.opts.Mode }
+
+func (s *Sandbox) wso2() bool { return s.opts.Mode == ModeWSO2 }
+
+// SetRace replaces the RaceFunc that decides refresh races (ModeWSO2); nil restores
+// FixedRace(RaceInvalidGrant).
+func (s *Sandbox) SetRace(f RaceFunc) {
+	if f == nil {
+		f = FixedRace(RaceInvalidGrant)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.raceFn = f
+}
 
 func (s *Sandbox) now() time.Time { return s.opts.Now() }
 
@@ -264,7 +368,39 @@ func (e *accessEntry) validAt(now time.Time) bool {
 }
 
 func (e *refreshEntry) liveAt(now time.Time) bool {
-	return !e.used && !e.chain.revoked && now.Before(e.expiresAt)
+	return !e.used && !e.killed && !e.chain.revoked && now.Before(e.expiresAt)
+}
+
+// pairAliveLocked reports whether issued pair i still works in any way: its access token
+// is valid, or it is the newest pair carrying a live refresh token.
+func (s *Sandbox) pairAliveLocked(i int, now time.Time) bool {
+	p := s.issued[i]
+	if a := s.access[p.AccessToken]; a != nil && a.validAt(now) {
+		return true
+	}
+	r := s.refresh[p.RefreshToken]
+	return r != nil && r.pair == i && r.liveAt(now)
+}
+
+// killChainLocked revokes ch and records why on every pair of it that still worked.
+func (s *Sandbox) killChainLocked(ch *chain, now time.Time, why Kill, by int) {
+	if ch.revoked {
+		return
+	}
+	for _, a := range ch.accesses {
+		s.markKilledLocked(a.pair, now, why, by)
+	}
+	ch.revoked = true
+}
+
+// markKilledLocked records on issued pair i, if it still works, that why ended it.
+func (s *Sandbox) markKilledLocked(i int, now time.Time, why Kill, by int) {
+	if p := &s.issued[i]; p.Killed == KillNone && s.pairAliveLocked(i, now) {
+		p.Killed, p.KilledAt = why, now
+		if by >= 0 {
+			p.KilledBy = by + 1
+		}
+	}
 }
 
 // IsLiveRefreshToken reports whether rt would be accepted by a refresh grant now: known,
@@ -306,16 +442,23 @@ func (s *Sandbox) LiveChains() int {
 // token it issued die at once, as when an administrator withdraws an app's access.
 // An unknown token is ignored.
 func (s *Sandbox) Revoke(refreshToken string) {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.refresh[refreshToken]; ok {
-		e.chain.revoked = true
+		s.killChainLocked(e.chain, now, KillRevoked, -1)
 	}
 }
 
 // IssuedPair records one token pair the token endpoint issued. Token values are here for
 // tests to compare; String redacts them.
+//
+// Most fields are fixed once the pair is issued. Killed, KilledBy, KilledAt and Reuses
+// change later, when another request kills the pair or is answered with it again: read
+// Issued again to see them.
 type IssuedPair struct {
+	// Seq numbers the pair, from 1, in the order of Issued.
+	Seq int
 	// Chain numbers the grant the pair belongs to, from 1 in order of creation.
 	Chain        int
 	Grant        string // grant_type that issued the pair
@@ -324,24 +467,77 @@ type IssuedPair struct {
 	AccessToken  string
 	RefreshToken string
 	IssuedAt     time.Time // sandbox clock
+	// RefreshIssuedAt is when RefreshToken was first issued: IssuedAt, except for a
+	// RenewedAccess pair, whose refresh token keeps its original issue time (and expiry).
+	RefreshIssuedAt time.Time
+	// Request numbers the POST /token request that issued the pair (from 1, counting
+	// every token request), and Tag is that request's TagHeader.
+	Request int
+	Tag     string
 	// Replaces is the refresh token this pair replaced (refresh grant), else "".
 	Replaces string
+	// Prev is the Seq of the pair this one follows in its chain (the pair whose refresh
+	// token was spent, or whose refresh token a RenewedAccess pair kept), 0 for the first.
+	Prev int
+	// RenewedAccess (ModeWSO2) marks a pair from a code or password grant that found the
+	// chain's access token expired but its refresh token live: the access token is new,
+	// the refresh token is the chain's (RefreshToken equals the Prev pair's), Replaces is "".
+	RenewedAccess bool
+	// Race (ModeWSO2) marks a pair issued to the losing request of a refresh race
+	// (RaceBothSucceed); issuing it killed the chain's previous pair (Killed == KillRace).
+	Race bool
 	// Lost is true when a ProcessedButLost fault dropped the response carrying the pair.
+	Lost bool
+	// Reuses lists the later code or password grants answered with this same pair.
+	Reuses []Reuse
+	// Killed says why the pair stopped working early, KilledAt when, and KilledBy is the
+	// Seq of the pair whose issue killed it (0 if none did).
+	Killed   Kill
+	KilledBy int
+	KilledAt time.Time
+}
+
+// Reuse is one grant answered with an already-issued pair (token reuse).
+type Reuse struct {
+	Grant   string
+	At      time.Time // sandbox clock
+	Request int
+	Tag     string
+	// ExpiresIn is the expires_in sent: the access token's remaining seconds.
+	ExpiresIn int64
+	// Lost is true when a ProcessedButLost fault dropped the response.
 	Lost bool
 }
 
 // String describes the pair without its token values.
 func (p IssuedPair) String() string {
-	return fmt.Sprintf("IssuedPair{chain=%d grant=%s client=%s at=%s replaces=%t lost=%t}",
-		p.Chain, p.Grant, p.ClientID, p.IssuedAt.UTC().Format(time.RFC3339), p.Replaces != "", p.Lost)
+	s := fmt.Sprintf("IssuedPair{#%d chain=%d grant=%s client=%s at=%s replaces=%t lost=%t",
+		p.Seq, p.Chain, p.Grant, p.ClientID, p.IssuedAt.UTC().Format(time.RFC3339), p.Replaces != "", p.Lost)
+	if p.RenewedAccess {
+		s += " renewed_access"
+	}
+	if p.Race {
+		s += " race"
+	}
+	if n := len(p.Reuses); n > 0 {
+		s += fmt.Sprintf(" reused=%d", n)
+	}
+	if p.Killed != KillNone {
+		s += fmt.Sprintf(" killed=%s by=%d", p.Killed, p.KilledBy)
+	}
+	return s + "}"
 }
 
-// Issued returns every pair issued so far, oldest first. A password grant answered with an
-// already-issued pair (the repeated-grant quirk) adds nothing.
+// Issued returns every pair issued so far, oldest first. A grant answered with an
+// already-issued pair (token reuse) adds nothing; it is in that pair's Reuses.
 func (s *Sandbox) Issued() []IssuedPair {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]IssuedPair(nil), s.issued...)
+	out := append([]IssuedPair(nil), s.issued...)
+	for i := range out {
+		out[i].Reuses = slices.Clone(out[i].Reuses)
+	}
+	return out
 }
 
 // Stats counts what the sandbox did. Maps are never nil in a value returned by
@@ -357,8 +553,22 @@ type Stats struct {
 	Errors map[string]int
 	// Faults counts injected faults by kind.
 	Faults map[FaultKind]int
-	// Reused counts password grants answered with an already-issued pair.
+	// Reused counts grants answered with an already-issued pair: password grants, and in
+	// ModeWSO2 code exchanges too.
 	Reused int
+	// RenewedAccess counts ModeWSO2 code or password grants answered with a new access
+	// token and the chain's existing refresh token.
+	RenewedAccess int
+	// Races counts refresh races by outcome (ModeWSO2).
+	Races map[RaceOutcome]int
+	// CodeReplays counts exchanges of an already-exchanged authorization code, and
+	// CodeReplayKills those of them that killed a pair still in use.
+	CodeReplays, CodeReplayKills int
+	// Revocations counts POST /revoke requests that revoked a live chain (ModeWSO2).
+	Revocations int
+	// Lockouts counts users locked by failed password attempts; LockedAttempts counts
+	// password attempts refused (and the lock extended) because the user was locked.
+	Lockouts, LockedAttempts int
 	// Approved and Declined count consent decisions (page or Approve/Decline).
 	Approved, Declined int
 }
@@ -369,6 +579,7 @@ func newStats() Stats {
 		Successes: map[string]int{},
 		Errors:    map[string]int{},
 		Faults:    map[FaultKind]int{},
+		Races:     map[RaceOutcome]int{},
 	}
 }
 
@@ -381,6 +592,7 @@ func (s *Sandbox) Stats() Stats {
 	out.Successes = maps.Clone(s.stats.Successes)
 	out.Errors = maps.Clone(s.stats.Errors)
 	out.Faults = maps.Clone(s.stats.Faults)
+	out.Races = maps.Clone(s.stats.Races)
 	return out
 }
 

@@ -56,14 +56,26 @@ func errServer(desc string) *oauthError {
 	return &oauthError{Status: http.StatusInternalServerError, Code: "server_error", Description: desc}
 }
 
-// issue is a processed grant: the response to send, and where its pair sits in the log
-// (-1 when the pair was not newly issued).
+// issue is a processed grant: the response to send, and where its pair sits in the log:
+// logIndex is the pair's index in Sandbox.issued when newly issued, reuse the index of the
+// pair handed out again (else -1), reuseAt the index in that pair's Reuses.
 type issue struct {
 	resp     TokenResponse
 	subject  string
 	clientID string
 	iat, exp time.Time
 	logIndex int
+	reuse    int
+	reuseAt  int
+	release  func() // called, unlocked, once the answer is written; may be nil
+}
+
+// tokenReq is one POST /token request.
+type tokenReq struct {
+	r    *http.Request
+	form url.Values
+	seq  int    // from 1, every token request
+	tag  string // TagHeader
 }
 
 func (s *Sandbox) handleToken(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +84,8 @@ func (s *Sandbox) handleToken(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.stats.Requests[grant]++
+	s.reqSeq++
+	req := &tokenReq{r: r, form: form, seq: s.reqSeq, tag: r.Header.Get(TagHeader)}
 	s.mu.Unlock()
 
 	fault := s.nextFault(r, grant)
@@ -93,7 +107,10 @@ func (s *Sandbox) handleToken(w http.ResponseWriter, r *http.Request) {
 	var res *issue
 	oerr := perr
 	if oerr == nil {
-		res, oerr = s.processGrant(r, form, grant)
+		res, oerr = s.processGrant(req, grant)
+	}
+	if res != nil && res.release != nil {
+		defer res.release()
 	}
 	idToken := ""
 	if oerr == nil && res.resp.Scope == "openid" {
@@ -108,8 +125,13 @@ func (s *Sandbox) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.stats.Errors[oerr.Code]++
 	} else {
 		s.stats.Successes[grant]++
-		if fault.Kind == ProcessedButLost && res.logIndex >= 0 {
-			s.issued[res.logIndex].Lost = true
+		if fault.Kind == ProcessedButLost {
+			if res.logIndex >= 0 {
+				s.issued[res.logIndex].Lost = true
+			}
+			if res.reuse >= 0 {
+				s.issued[res.reuse].Reuses[res.reuseAt].Lost = true
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -145,16 +167,20 @@ func parseTokenForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthE
 	return r.PostForm, nil
 }
 
-func (s *Sandbox) processGrant(r *http.Request, form url.Values, grant string) (*issue, *oauthError) {
+func (s *Sandbox) processGrant(req *tokenReq, grant string) (*issue, *oauthError) {
+	if s.wso2() {
+		return s.wso2Grant(req, grant)
+	}
+	r, form := req.r, req.form
 	switch grant {
 	case "":
 		return nil, errRequest("grant_type is missing")
 	case GrantAuthorizationCode:
-		return s.grantCode(r, form)
+		return s.grantCode(req, r, form)
 	case GrantRefreshToken:
-		return s.grantRefresh(r, form)
+		return s.grantRefresh(req, r, form)
 	case GrantPassword:
-		return s.grantPassword(r, form)
+		return s.grantPassword(req, r, form)
 	default:
 		return nil, &oauthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type",
 			Description: "grant_type must be authorization_code, refresh_token or password"}
@@ -215,7 +241,7 @@ func unescape(s string) string {
 	return u
 }
 
-func (s *Sandbox) grantCode(r *http.Request, form url.Values) (*issue, *oauthError) {
+func (s *Sandbox) grantCode(req *tokenReq, r *http.Request, form url.Values) (*issue, *oauthError) {
 	c, oerr := s.authBasic(r, form)
 	if oerr != nil {
 		return nil, oerr
@@ -234,8 +260,12 @@ func (s *Sandbox) grantCode(r *http.Request, form url.Values) (*issue, *oauthErr
 	case ac.clientID != c.ID:
 		return nil, errGrant("authorization code was issued to another client")
 	case ac.used:
-		if s.opts.RevokeOnCodeReuse && ac.chain != nil {
-			ac.chain.revoked = true
+		if ac.chain != nil {
+			s.stats.CodeReplays++
+		}
+		if s.opts.RevokeOnCodeReuse && ac.chain != nil && !ac.chain.revoked {
+			s.stats.CodeReplayKills++
+			s.killChainLocked(ac.chain, now, KillCodeReplay, -1)
 		}
 		return nil, errGrant("authorization code was already used")
 	case !now.Before(ac.expiresAt):
@@ -256,7 +286,7 @@ func (s *Sandbox) grantCode(r *http.Request, form url.Values) (*issue, *oauthErr
 		}
 	}
 	ch := &chain{clientID: c.ID, subject: s.opts.ConsentSubject, scope: ac.scope}
-	res, oerr := s.issueLocked(ch, now, GrantAuthorizationCode, "")
+	res, oerr := s.issueLocked(req, ch, now, GrantAuthorizationCode, nil)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -264,14 +294,14 @@ func (s *Sandbox) grantCode(r *http.Request, form url.Values) (*issue, *oauthErr
 	if s.opts.RevokeOnConsent {
 		for _, old := range s.chains {
 			if old != ch && old.clientID == c.ID {
-				old.revoked = true
+				s.killChainLocked(old, now, KillConsent, res.logIndex)
 			}
 		}
 	}
 	return res, nil
 }
 
-func (s *Sandbox) grantRefresh(r *http.Request, form url.Values) (*issue, *oauthError) {
+func (s *Sandbox) grantRefresh(req *tokenReq, r *http.Request, form url.Values) (*issue, *oauthError) {
 	c, oerr := s.authBody(r, form)
 	if oerr != nil {
 		return nil, oerr
@@ -296,16 +326,16 @@ func (s *Sandbox) grantRefresh(r *http.Request, form url.Values) (*issue, *oauth
 	case !now.Before(e.expiresAt):
 		return nil, errGrant("refresh token expired")
 	}
-	e.used = true
+	e.used, e.usedAt = true, now
 	if s.opts.RefreshRevokesAccess {
 		for _, a := range e.chain.accesses {
 			a.revoked = true
 		}
 	}
-	return s.issueLocked(e.chain, now, GrantRefreshToken, rt)
+	return s.issueLocked(req, e.chain, now, GrantRefreshToken, e)
 }
 
-func (s *Sandbox) grantPassword(r *http.Request, form url.Values) (*issue, *oauthError) {
+func (s *Sandbox) grantPassword(req *tokenReq, r *http.Request, form url.Values) (*issue, *oauthError) {
 	c, oerr := s.authBody(r, form)
 	if oerr != nil {
 		return nil, oerr
@@ -330,20 +360,30 @@ func (s *Sandbox) grantPassword(r *http.Request, form url.Values) (*issue, *oaut
 	defer s.mu.Unlock()
 	if !s.opts.NoTokenReuse {
 		if a := s.latest[reuseKey{c.ID, user, scope}]; a != nil && a.validAt(now) && s.refresh[a.refresh].liveAt(now) {
-			s.stats.Reused++
-			return &issue{
-				resp: TokenResponse{
-					AccessToken:  a.token,
-					RefreshToken: a.refresh,
-					Scope:        scope,
-					TokenType:    "Bearer",
-					ExpiresIn:    int64(a.expiresAt.Sub(now) / time.Second),
-				},
-				subject: user, clientID: c.ID, iat: now, exp: a.expiresAt, logIndex: -1,
-			}, nil
+			return s.reuseLocked(req, a, now, GrantPassword), nil
 		}
 	}
-	return s.issueLocked(&chain{clientID: c.ID, subject: user, scope: scope}, now, GrantPassword, "")
+	return s.issueLocked(req, &chain{clientID: c.ID, subject: user, scope: scope}, now, GrantPassword, nil)
+}
+
+// reuseLocked answers a grant with the already-issued pair of access token a and records
+// the reuse.
+func (s *Sandbox) reuseLocked(req *tokenReq, a *accessEntry, now time.Time, grant string) *issue {
+	s.stats.Reused++
+	expiresIn := int64(a.expiresAt.Sub(now) / time.Second)
+	p := &s.issued[a.pair]
+	p.Reuses = append(p.Reuses, Reuse{Grant: grant, At: now, Request: req.seq, Tag: req.tag, ExpiresIn: expiresIn})
+	return &issue{
+		resp: TokenResponse{
+			AccessToken:  a.token,
+			RefreshToken: a.refresh,
+			Scope:        a.chain.scope,
+			TokenType:    "Bearer",
+			ExpiresIn:    expiresIn,
+		},
+		subject: a.chain.subject, clientID: a.chain.clientID, iat: now, exp: a.expiresAt,
+		logIndex: -1, reuse: a.pair, reuseAt: len(p.Reuses) - 1,
+	}
 }
 
 // grantedScope is what VBC echoes: "openid" when asked for, else "default".
@@ -356,33 +396,59 @@ func grantedScope(requested string) string {
 	return "default"
 }
 
-// issueLocked mints a new pair in ch and logs it. A chain not yet registered (id 0) is
+// issueLocked mints a new pair in ch and logs it. spent is the refresh token a refresh
+// grant consumed (nil for a chain's first pair). A chain not yet registered (id 0) is
 // registered only once its first pair exists.
-func (s *Sandbox) issueLocked(ch *chain, now time.Time, grant, replaces string) (*issue, *oauthError) {
+func (s *Sandbox) issueLocked(req *tokenReq, ch *chain, now time.Time, grant string, spent *refreshEntry) (*issue, *oauthError) {
+	return s.mintLocked(req, ch, now, grant, spent, nil)
+}
+
+// mintLocked mints a new access token in ch and logs the pair. With keep, the pair keeps
+// that refresh token (ModeWSO2's renewed access); otherwise a new refresh token is minted.
+func (s *Sandbox) mintLocked(req *tokenReq, ch *chain, now time.Time, grant string, spent, keep *refreshEntry) (*issue, *oauthError) {
 	at, err := s.newValueLocked()
 	if err != nil {
 		return nil, errServer("could not generate a token")
 	}
 	a := &accessEntry{token: at, chain: ch, expiresAt: now.Add(s.opts.AccessTTL)}
 	s.access[at] = a // reserve before drawing the next value
-	rt, err := s.newValueLocked()
-	if err != nil {
-		delete(s.access, at)
-		return nil, errServer("could not generate a token")
+	var rt string
+	prev := -1
+	if keep != nil {
+		rt, prev = ch.current, keep.pair
+	} else {
+		if rt, err = s.newValueLocked(); err != nil {
+			delete(s.access, at)
+			return nil, errServer("could not generate a token")
+		}
+		if spent != nil {
+			prev = spent.pair
+		}
 	}
 	if ch.id == 0 {
 		s.chains = append(s.chains, ch)
 		ch.id = len(s.chains)
 	}
-	a.refresh = rt
-	s.refresh[rt] = &refreshEntry{chain: ch, expiresAt: now.Add(s.opts.RefreshTTL)}
+	idx := len(s.issued)
+	a.refresh, a.pair = rt, idx
+	re := keep
+	if re == nil {
+		re = &refreshEntry{chain: ch, issuedAt: now, expiresAt: now.Add(s.opts.RefreshTTL)}
+		s.refresh[rt] = re
+	}
+	re.pair = idx
 	ch.current = rt
 	ch.accesses = append(ch.accesses, a)
 	s.latest[reuseKey{ch.clientID, ch.subject, ch.scope}] = a
-	s.issued = append(s.issued, IssuedPair{
-		Chain: ch.id, Grant: grant, ClientID: ch.clientID, Subject: ch.subject,
-		AccessToken: at, RefreshToken: rt, IssuedAt: now, Replaces: replaces,
-	})
+	p := IssuedPair{
+		Seq: idx + 1, Chain: ch.id, Grant: grant, ClientID: ch.clientID, Subject: ch.subject,
+		AccessToken: at, RefreshToken: rt, IssuedAt: now, RefreshIssuedAt: re.issuedAt,
+		Request: req.seq, Tag: req.tag, RenewedAccess: keep != nil, Prev: prev + 1,
+	}
+	if spent != nil {
+		p.Replaces = s.issued[spent.pair].RefreshToken
+	}
+	s.issued = append(s.issued, p)
 	return &issue{
 		resp: TokenResponse{
 			AccessToken:  at,
@@ -392,7 +458,7 @@ func (s *Sandbox) issueLocked(ch *chain, now time.Time, grant, replaces string) 
 			ExpiresIn:    int64(s.opts.AccessTTL / time.Second),
 		},
 		subject: ch.subject, clientID: ch.clientID, iat: now, exp: a.expiresAt,
-		logIndex: len(s.issued) - 1,
+		logIndex: idx, reuse: -1,
 	}, nil
 }
 

@@ -39,6 +39,7 @@ type Store struct {
 	pair    []byte
 	version string
 	pending []byte // a write that reached the store but never became current
+	skip    int    // commits to let through before stranding (see StrandCommits)
 	strand  int    // how many coming commits to leave pending (see StrandCommits)
 	access  []byte
 	calls   map[Op]int
@@ -58,14 +59,14 @@ func New(creds vbctoken.Credentials) *Store {
 	return s
 }
 
-// StrandCommits makes the next n commits that would succeed reach the store without
-// becoming current, as when a writer dies between Secrets Manager's two calls or the
-// second keeps failing: the pair is kept as pending (LoadPair reports it) and the commit
-// fails with a transient error.
-func (s *Store) StrandCommits(n int) {
+// StrandCommits lets the next skip commits that would succeed through, then makes the n
+// after them reach the store without becoming current, as when a writer dies between
+// Secrets Manager's two calls or the second keeps failing: the pair is kept as pending
+// (LoadPair reports it) and the commit fails with a transient error.
+func (s *Store) StrandCommits(skip, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.strand = n
+	s.skip, s.strand = skip, n
 }
 
 // SetFault installs fault hooks (zero Fault removes them).
@@ -199,7 +200,9 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 	if s.version != prev {
 		return "", fmt.Errorf("memstore: commit pair: %w", vbctoken.ErrConflict)
 	}
-	if s.strand > 0 {
+	if s.skip > 0 {
+		s.skip--
+	} else if s.strand > 0 {
 		s.strand--
 		s.pending = data
 		return "", fmt.Errorf("memstore: commit pair: stranded as pending: %w", vbctoken.ErrTransient)

@@ -45,16 +45,22 @@ type world struct {
 
 type syncBuffer = testutil.Buffer
 
-func newWorld(t *testing.T) *world {
+// newWorld builds a world on a lenient sandbox; mods change the sandbox's options (for
+// example its Mode).
+func newWorld(t *testing.T, mods ...func(*vbcsandbox.Options)) *world {
 	t.Helper()
 	clock := testutil.NewClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
 	clock.Yield = time.Millisecond
-	vbc := vbcsandbox.New(vbcsandbox.Options{
+	opts := vbcsandbox.Options{
 		Clients:    []vbcsandbox.Client{{ID: testClientID, Secret: testClientSecret, RedirectURLs: []string{testRedirect}}},
 		Users:      map[string]string{testUser: testPassword},
 		Now:        clock.Now,
 		SigningKey: testutil.SigningKey(),
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	vbc := vbcsandbox.New(opts)
 	srv := httptest.NewServer(vbc)
 	t.Cleanup(srv.Close)
 	w := &world{t: t, clock: clock, vbc: vbc, srv: srv, store: memstore.New(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret}), logs: &syncBuffer{}}
@@ -69,21 +75,30 @@ func (w *world) keeper(pkce bool) *vbctoken.Keeper {
 
 func (w *world) keeperWith(store vbctoken.Store, pkce bool) *vbctoken.Keeper {
 	w.t.Helper()
+	return w.build(store, func(c *vbctoken.KeeperConfig) { c.Client.PKCE = pkce })
+}
+
+// build returns a keeper over store whose configuration mods may change.
+func (w *world) build(store vbctoken.Store, mods ...func(*vbctoken.KeeperConfig)) *vbctoken.Keeper {
+	w.t.Helper()
 	// Deadlines are real (context.WithTimeout), so the retry policy keeps the real Now;
 	// only its sleeps are fake.
 	retry := vbctoken.RetryPolicy{Sleep: w.clock.Sleep}
-	k, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
+	cfg := vbctoken.KeeperConfig{
 		Store: store,
 		Client: vbctoken.ClientConfig{
 			Endpoints:   vbctoken.Endpoints{AuthorizeURL: w.srv.URL + "/authorize", TokenURL: w.srv.URL + "/token"},
 			RedirectURL: testRedirect,
-			PKCE:        pkce,
 			Retry:       retry,
 		},
 		StoreRetry: retry,
 		Now:        w.clock.Now,
 		Logger:     slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	k, err := vbctoken.NewKeeper(cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -1,0 +1,585 @@
+package vbctoken_test
+
+// Chain safety against VBC's real token server (WSO2): one test per way the chain was
+// lost before the refresh lease, pending-write recovery and re-grant rules (issue 10). The
+// sandbox runs in ModeWSO2 unless a test says otherwise.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+
+	"github.com/vbctoken/vbctoken/internal/memstore"
+	"github.com/vbctoken/vbctoken/internal/motoserver"
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// wso2 runs the sandbox as VBC's token server behaves; race picks how it answers a second
+// refresh of a token it is refreshing.
+func wso2(race vbcsandbox.RaceOutcome) func(*vbcsandbox.Options) {
+	return func(o *vbcsandbox.Options) {
+		o.Mode = vbcsandbox.ModeWSO2
+		o.Race = vbcsandbox.FixedRace(race)
+	}
+}
+
+// roundTrip adapts a function to http.RoundTripper.
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// via makes a keeper send its token requests through rt.
+func via(rt http.RoundTripper) func(*vbctoken.KeeperConfig) {
+	return func(c *vbctoken.KeeperConfig) { c.Client.HTTPClient = &http.Client{Transport: rt} }
+}
+
+// named sets the keeper's lease holder name.
+func named(holder string) func(*vbctoken.KeeperConfig) {
+	return func(c *vbctoken.KeeperConfig) { c.Holder = holder }
+}
+
+// fakeBudget makes the keeper's store retries measure their time on the world's clock, so a
+// store that keeps failing gives up after a minute of fake time without real waiting.
+func (w *world) fakeBudget(c *vbctoken.KeeperConfig) { c.StoreRetry.Now = w.clock.Now }
+
+// afterCommit is a store that calls fn after each successful CommitPair.
+type afterCommit struct {
+	vbctoken.Store
+	fn func(p *vbctoken.Pair)
+}
+
+func (s *afterCommit) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
+	v, err := s.Store.CommitPair(ctx, p, prev)
+	if err == nil {
+		s.fn(p)
+	}
+	return v, err
+}
+
+// wait receives from ch, failing the test if that takes absurdly long (a broken keeper
+// would otherwise hang it). No assertion depends on how long it takes.
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("gave up waiting: %s", what)
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// 1. Two keepers at once (the Lambda and an operator's `refresh --force`): WSO2 would answer
+// both 200 and kill the first pair. The second keeper finds the first's lease, never calls
+// VBC, waits for the result and reports superseded.
+func TestSecondKeeperWaitsForTheLeaseInsteadOfRefreshing(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceBothSucceed))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	initial := w.stored()
+
+	atVBC, release, stored := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var storedOnce, releaseOnce sync.Once
+	lambda := w.build(&afterCommit{Store: w.store, fn: func(p *vbctoken.Pair) {
+		if p.RefreshToken != initial.RefreshToken {
+			storedOnce.Do(func() { close(stored) })
+		}
+	}}, named("lambda"), via(roundTrip(func(r *http.Request) (*http.Response, error) {
+		close(atVBC) // the lease is claimed: the request is on its way
+		wait(t, release, "the operator's keeper to wait for the lease")
+		return http.DefaultTransport.RoundTrip(r)
+	})))
+	// The operator's keeper waits (its backoff sleeps) until the Lambda stored its pair.
+	operator := w.build(w.store, named("cli"), func(c *vbctoken.KeeperConfig) {
+		c.StoreRetry.Sleep = func(ctx context.Context, d time.Duration) error {
+			releaseOnce.Do(func() { close(release) })
+			select {
+			case <-stored:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+
+	lambdaDone := make(chan struct{})
+	var lambdaRes vbctoken.Result
+	var lambdaErr error
+	go func() {
+		defer close(lambdaDone)
+		lambdaRes, lambdaErr = lambda.Refresh(ctxFor(t), false)
+	}()
+	wait(t, atVBC, "the Lambda's token request")
+	opRes, opErr := operator.Refresh(ctxFor(t), true)
+	wait(t, lambdaDone, "the Lambda's refresh")
+
+	if lambdaErr != nil || lambdaRes.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("lambda: %+v %v", lambdaRes, lambdaErr)
+	}
+	if opErr != nil || opRes.Outcome != vbctoken.OutcomeSuperseded {
+		t.Fatalf("operator: %+v %v", opRes, opErr)
+	}
+	if n := w.vbc.Stats().Requests["refresh_token"]; n != 1 {
+		t.Errorf("VBC saw %d refresh requests, want 1", n)
+	}
+	w.assertChainLive()
+}
+
+// 1b. Any number of keepers at once, each forced, against every way WSO2's cluster answers
+// racing refreshes: one refresh per round, the chain alive after each.
+func TestManyKeepersAtOnceKeepTheChain(t *testing.T) {
+	for _, race := range []vbcsandbox.RaceOutcome{vbcsandbox.RaceBothSucceed, vbcsandbox.RaceInvalidGrant, vbcsandbox.RaceServerError} {
+		t.Run(race.String(), func(t *testing.T) {
+			w := newWorld(t, wso2(race))
+			w.connect(w.keeper(false))
+			for round := 0; round < 4; round++ {
+				w.clock.Advance(23 * time.Hour)
+				var wg sync.WaitGroup
+				results := make([]vbctoken.Result, 4)
+				errs := make([]error, len(results))
+				for i := range results {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						results[i], errs[i] = w.keeper(false).Refresh(ctxFor(t), i == 0)
+					}()
+				}
+				wg.Wait()
+				refreshed := 0
+				for i, r := range results {
+					if errs[i] != nil {
+						t.Fatalf("round %d: keeper %d: %+v %v", round, i, r, errs[i])
+					}
+					if r.Outcome == vbctoken.OutcomeRefreshed {
+						refreshed++
+					}
+				}
+				if refreshed != 1 {
+					t.Errorf("round %d: %d refreshes, want 1: %+v", round, refreshed, results)
+				}
+				w.assertChainLive()
+			}
+			if n := len(w.vbc.Stats().Races); n != 0 {
+				t.Errorf("VBC saw racing refreshes: %v", w.vbc.Stats().Races)
+			}
+		})
+	}
+}
+
+// 2. A consent answered from the active token (WSO2 reuse) while a refresh rotates the
+// chain: the consent's pair is dead by the time it is stored, and must not replace the live
+// one. Either VBC hands back the active pair itself (nothing to write), or, when only the
+// access token had expired, a new access token on the same refresh token (a write that meets
+// the refresher's).
+func TestReusedConsentNeverOverwritesTheLiveSuccessor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+		stat  func(vbcsandbox.Stats) int
+	}{
+		{"the active pair handed back", 23 * time.Hour, func(s vbcsandbox.Stats) int { return s.Reused }},
+		{"a new access token on the same refresh token", 25 * time.Hour, func(s vbcsandbox.Stats) int { return s.RenewedAccess }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+			w.connect(w.keeper(false))
+			w.clock.Advance(tc.after)
+			refresher := w.keeper(false)
+			var refreshRes vbctoken.Result
+			var refreshErr error
+			consent := w.build(w.store, via(roundTrip(func(r *http.Request) (*http.Response, error) {
+				resp, err := http.DefaultTransport.RoundTrip(r)
+				// VBC answered the exchange; before the callback stores the answer, the
+				// refresher rotates the chain.
+				refreshRes, refreshErr = refresher.Refresh(ctxFor(t), false)
+				return resp, err
+			})))
+			q := w.consentQuery(consent)
+			res, err := consent.CompleteConsent(ctxFor(t), q.Get("state"), vbctoken.Secret(q.Get("code")))
+			if err != nil || res.Outcome != vbctoken.OutcomeConnected {
+				t.Fatalf("consent: %+v %v", res, err)
+			}
+			if refreshErr != nil || refreshRes.Outcome != vbctoken.OutcomeRefreshed {
+				t.Fatalf("refresh: %+v %v", refreshRes, refreshErr)
+			}
+			if tc.stat(w.vbc.Stats()) == 0 {
+				t.Fatal("the sandbox did not reuse the active token: the test proves nothing")
+			}
+			if got := w.stored(); got.Grant != vbctoken.GrantRefreshToken {
+				t.Errorf("stored pair came from %s, want the refresher's", got.Grant)
+			}
+			w.assertChainLive()
+		})
+	}
+}
+
+// 3. A pair whose write reached the store but never became current (every commit after the
+// lease claim fails until the deadline) is finished by the next run before any refresh
+// token is spent.
+func TestStrandedPairIsFinishedByTheNextRun(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	w.store.StrandCommits(1, 1<<20) // the lease claim lands; every later write is stranded
+	res, err := w.build(w.store, w.fakeBudget).Refresh(ctxFor(t), false)
+	if err == nil {
+		t.Fatalf("first run: %+v, want an error (nothing could be stored)", res)
+	}
+	w.store.StrandCommits(0, 0)
+	requests := w.vbc.Stats().Requests["refresh_token"]
+
+	res, err = w.keeper(false).Refresh(ctxFor(t), false)
+	if err != nil {
+		t.Fatalf("second run: %+v %v", res, err)
+	}
+	if n := w.vbc.Stats().Requests["refresh_token"] - requests; n != 0 {
+		t.Errorf("the second run sent %d refresh requests, want 0 (the pending pair is fresh)", n)
+	}
+	if got := w.stored(); got.Grant != vbctoken.GrantRefreshToken {
+		t.Errorf("stored %v, want the refreshed pair", got)
+	}
+	w.assertChainLive()
+	if !strings.Contains(w.logs.String(), "finished storing a token pair an earlier run left pending") {
+		t.Error("the recovery was not logged")
+	}
+}
+
+// throttledStages fails UpdateSecretVersionStage calls beyond the first `after` with
+// throttling, as a whole invocation's worth of Secrets Manager trouble would.
+type throttledStages struct {
+	vbctoken.SecretsAPI
+	after int32
+	n     atomic.Int32
+}
+
+func (s *throttledStages) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
+	if s.n.Add(1) > s.after {
+		return nil, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+	}
+	return s.SecretsAPI.UpdateSecretVersionStage(ctx, in, opts...)
+}
+
+// 3b. The same on Secrets Manager (moto): the stage move fails for a whole invocation.
+func TestStrandedPairOnSecretsManager(t *testing.T) {
+	moto := motoserver.Start(t)
+	for _, tc := range []struct {
+		name        string
+		movesOK     int32 // stage moves that work in the first run (1: the lease claim)
+		wantRequest bool  // the first run reaches VBC
+	}{
+		{"after the lease claim", 1, true},
+		{"from the first call", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+			ids := vbctoken.SecretIDs(moto.CreateStoreSecrets(t, true))
+			creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
+			moto.PutSecret(t, ids.Credentials, string(creds))
+			store := vbctoken.NewSecretsManagerStore(moto.Client(), ids)
+			res := w.connect(w.keeperWith(store, false))
+			w.clock.Advance(23 * time.Hour)
+
+			failing := vbctoken.NewSecretsManagerStore(&throttledStages{SecretsAPI: moto.Client(), after: tc.movesOK}, ids)
+			before := w.vbc.Stats().Requests["refresh_token"]
+			first, err := w.build(failing, w.fakeBudget).Refresh(ctxFor(t), false)
+			if err == nil {
+				t.Fatalf("first run: %+v, want an error", first)
+			}
+			if sent := w.vbc.Stats().Requests["refresh_token"] > before; sent != tc.wantRequest {
+				t.Fatalf("first run reached VBC: %v, want %v (%+v %v)", sent, tc.wantRequest, first, err)
+			}
+			if !tc.wantRequest && first.Outcome != vbctoken.OutcomeInDoubt {
+				t.Errorf("a run that could not write its lease: %s, want %s", first.Outcome, vbctoken.OutcomeInDoubt)
+			}
+
+			second, err := w.keeperWith(store, false).Refresh(ctxFor(t), false)
+			if err != nil {
+				t.Fatalf("second run: %+v %v", second, err)
+			}
+			cur, err := store.LoadPair(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !w.vbc.IsLiveRefreshToken(cur.Pair.RefreshToken.Reveal()) || !cur.Pair.ObtainedAt.After(res.ObtainedAt) {
+				t.Fatalf("after the second run the stored pair is %v (live: %v)", cur.Pair, w.vbc.IsLiveRefreshToken(cur.Pair.RefreshToken.Reveal()))
+			}
+			a, err := store.LoadAccess(context.Background())
+			if err != nil || !w.vbc.IsValidAccessToken(a.AccessToken.Reveal()) {
+				t.Fatalf("access secret: %v %v", a, err)
+			}
+			if cur.Pending != nil {
+				t.Errorf("a pending write is still reported")
+			}
+		})
+	}
+}
+
+// 4. The answer to a code exchange is lost after VBC processed it. The code is never sent
+// again (WSO2 would revoke the token it issued: with reuse, the live chain).
+func TestLostExchangeAnswerIsNeverReplayed(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(time.Hour)
+	k := w.keeper(false)
+	q := w.consentQuery(k)
+	w.vbc.InjectNext(vbcsandbox.ProcessedButLost)
+	_, err := k.CompleteConsent(ctxFor(t), q.Get("state"), vbctoken.Secret(q.Get("code")))
+	if !errors.Is(err, vbctoken.ErrOutcomeUnknown) {
+		t.Fatalf("err = %v, want ErrOutcomeUnknown", err)
+	}
+	if n := w.vbc.Stats().Requests["authorization_code"]; n != 2 { // the first consent and this one
+		t.Errorf("VBC saw %d code exchanges, want 2 (none repeated)", n)
+	}
+	if n := w.vbc.Stats().CodeReplays; n != 0 {
+		t.Errorf("%d code replays", n)
+	}
+	w.assertChainLive()
+}
+
+// 5. The process is asked to stop (SIGINT) right after VBC issued a new pair: the pair is
+// stored anyway.
+func TestCancelAfterVBCIssuedStillStores(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := w.build(ctxStore{w.store}, via(roundTrip(func(r *http.Request) (*http.Response, error) {
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		cancel() // Ctrl-C while the answer is on its way
+		return resp, err
+	})))
+	res, err := k.Refresh(ctx, false)
+	if err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("%+v %v", res, err)
+	}
+	w.assertChainLive()
+}
+
+// ctxStore fails every call whose context is done, as the AWS SDK does.
+type ctxStore struct{ vbctoken.Store }
+
+func (s ctxStore) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
+	if err := ctx.Err(); err != nil {
+		return vbctoken.Versioned{}, err
+	}
+	return s.Store.LoadPair(ctx)
+}
+
+func (s ctxStore) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return s.Store.CommitPair(ctx, p, prev)
+}
+
+func (s ctxStore) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Store.PutAccess(ctx, a)
+}
+
+// 6. A slow winner: its commit meets throttling for a while. The other keeper waits for
+// its lease and reports superseded; nobody declares re-consent.
+func TestSlowWinnerDoesNotMakeTheOtherDeclareReconsent(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	initial := w.stored()
+	atVBC, stored := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	commits := 0
+	slow := &flakyCommits{Store: w.store, fail: func() bool { commits++; return commits > 1 && commits <= 6 }}
+	winner := w.build(&afterCommit{Store: slow, fn: func(p *vbctoken.Pair) {
+		if p.RefreshToken != initial.RefreshToken {
+			once.Do(func() { close(stored) })
+		}
+	}}, via(roundTrip(func(r *http.Request) (*http.Response, error) {
+		close(atVBC)
+		return http.DefaultTransport.RoundTrip(r)
+	})))
+	loser := w.build(w.store, func(c *vbctoken.KeeperConfig) {
+		c.StoreRetry.Sleep = func(ctx context.Context, d time.Duration) error {
+			select {
+			case <-stored:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+	done := make(chan struct{})
+	var wres vbctoken.Result
+	var werr error
+	go func() {
+		defer close(done)
+		wres, werr = winner.Refresh(ctxFor(t), false)
+	}()
+	wait(t, atVBC, "the winner's token request")
+	lres, lerr := loser.Refresh(ctxFor(t), false)
+	wait(t, done, "the winner")
+	if werr != nil || wres.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("winner: %+v %v", wres, werr)
+	}
+	if lerr != nil || lres.Outcome != vbctoken.OutcomeSuperseded {
+		t.Fatalf("loser: %+v %v", lres, lerr)
+	}
+	if strings.Contains(w.logs.String(), "re-consent required") {
+		t.Error("re-consent was declared")
+	}
+	w.assertChainLive()
+}
+
+// flakyCommits fails CommitPair with a transient error while fail says so.
+type flakyCommits struct {
+	vbctoken.Store
+	mu   sync.Mutex
+	fail func() bool
+}
+
+func (s *flakyCommits) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
+	s.mu.Lock()
+	f := s.fail()
+	s.mu.Unlock()
+	if f {
+		return "", errors.Join(errors.New("throttled"), vbctoken.ErrTransient)
+	}
+	return s.Store.CommitPair(ctx, p, prev)
+}
+
+// 7. Re-grants answered with an active token (WSO2 reuse) do not restart the 7 days: the
+// same refresh token keeps the stored expiry; a token of unknown age gets a conservative
+// expiry and is refreshed at the next run.
+func TestReusedGrantsDoNotOverstateTheRefreshExpiry(t *testing.T) {
+	t.Run("same refresh token as stored", func(t *testing.T) {
+		w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+		k := w.keeper(false)
+		w.connect(k)
+		first := w.stored()
+		w.clock.Advance(5 * time.Hour)
+		res := w.connect(k) // VBC hands back the active pair with 19 h left
+		if w.vbc.Stats().Reused == 0 {
+			t.Fatal("no reuse: the test proves nothing")
+		}
+		if !res.RefreshExpiresAt.Equal(first.RefreshExpiresAt) || !w.stored().RefreshExpiresAt.Equal(first.RefreshExpiresAt) {
+			t.Errorf("refresh expiry %v, want the stored %v", res.RefreshExpiresAt, first.RefreshExpiresAt)
+		}
+	})
+	t.Run("unknown age", func(t *testing.T) {
+		w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+		// Another deployment logged in 5 hours ago; this one starts empty.
+		other := memstore.New(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
+		if _, err := w.keeperWith(other, false).Login(ctxFor(t), testUser, testPassword); err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Advance(5 * time.Hour)
+		k := w.keeper(false)
+		res, err := k.Login(ctxFor(t), testUser, testPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := w.clock.Now().Add(19 * time.Hour); res.RefreshExpiresAt.After(want.Add(time.Minute)) {
+			t.Errorf("refresh expiry %v, want no later than the access token's %v", res.RefreshExpiresAt, want)
+		}
+		st, err := k.Status(ctxFor(t))
+		if err != nil || !st.Connected || st.Reason != vbctoken.ReasonUnknownWindow {
+			t.Fatalf("status %+v %v, want connected with reason %s", st, err, vbctoken.ReasonUnknownWindow)
+		}
+		r, err := k.Refresh(ctxFor(t), false)
+		if err != nil || r.Outcome != vbctoken.OutcomeRefreshed || r.Reason != vbctoken.ReasonUnknownWindow {
+			t.Fatalf("refresh: %+v %v", r, err)
+		}
+		if want := w.clock.Now().Add(vbctoken.RefreshTokenLifetime); !r.RefreshExpiresAt.Equal(want) {
+			t.Errorf("after the refresh: refresh expiry %v, want %v", r.RefreshExpiresAt, want)
+		}
+		w.assertChainLive()
+	})
+}
+
+// 8. A refresh answered 200 with an expires_in VBC should not send keeps the rotated
+// refresh token (the only live one), with a clamped time.
+func TestOddExpiresInKeepsThePair(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	k := w.build(w.store, via(roundTrip(func(r *http.Request) (*http.Response, error) {
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return resp, err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = bytes.Replace(body, []byte(`"expires_in":86400`), []byte(`"expires_in":86399.75`), 1)
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		return resp, nil
+	})))
+	res, err := k.Refresh(ctxFor(t), false)
+	if err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if got := res.AccessExpiresAt.Sub(res.ObtainedAt); got != 86399*time.Second {
+		t.Errorf("access lifetime %v, want 86399s", got)
+	}
+	w.assertChainLive()
+}
+
+// A code that cannot be VBC's is refused before the consent link is spent: the same link
+// still works with the real code.
+func TestImpossibleCodeDoesNotSpendTheLink(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.keeper(false)
+	q := w.consentQuery(k)
+	for _, bad := range []string{strings.Repeat("c", 513), "abc\x00def", "abc\r\ndef"} {
+		if _, err := k.CompleteConsent(ctxFor(t), q.Get("state"), vbctoken.Secret(bad)); !errors.Is(err, vbctoken.ErrBadInput) {
+			t.Fatalf("code %q: err = %v, want ErrBadInput", bad[:5], err)
+		}
+	}
+	if n := w.vbc.Stats().Requests["authorization_code"]; n != 0 {
+		t.Fatalf("%d exchanges sent", n)
+	}
+	if _, err := k.CompleteConsent(ctxFor(t), q.Get("state"), vbctoken.Secret(q.Get("code"))); err != nil {
+		t.Fatalf("the real code after refused ones: %v", err)
+	}
+	w.assertChainLive()
+}
+
+// A 200 carrying a refresh token but no access token: the stored pair stays current, the
+// odd token is kept beside it, and the next run settles which one VBC accepts.
+func TestPartlyUsableAnswerIsKeptNotTrusted(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.keeper(false)
+	w.connect(k)
+	w.clock.Advance(23 * time.Hour)
+	w.vbc.InjectNext(vbcsandbox.MissingAccessToken)
+	res, err := k.Refresh(ctxFor(t), false)
+	if !errors.Is(err, vbctoken.ErrMalformedResponse) || res.Outcome != vbctoken.OutcomeInDoubt {
+		t.Fatalf("first run: %+v %v", res, err)
+	}
+	if st, _ := k.Status(ctxFor(t)); st.KeptPairs != 1 || st.Reason != vbctoken.ReasonAmbiguous {
+		t.Fatalf("status after: %+v, want one kept pair and reason %s", st, vbctoken.ReasonAmbiguous)
+	}
+	res, err = k.Refresh(ctxFor(t), false)
+	if err != nil || res.Outcome != vbctoken.OutcomeRefreshed || res.Reason != vbctoken.ReasonAmbiguous {
+		t.Fatalf("second run: %+v %v", res, err)
+	}
+	if st, _ := k.Status(ctxFor(t)); st.KeptPairs != 0 {
+		t.Errorf("kept pairs after the chain moved on: %d", st.KeptPairs)
+	}
+	w.assertChainLive()
+}

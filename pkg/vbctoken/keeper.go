@@ -188,14 +188,14 @@ func (k *Keeper) refresh(ctx context.Context, force bool) (Result, error) {
 		switch {
 		case moved && !d.Refresh:
 			k.log.InfoContext(ctx, "refresh superseded: another keeper stored a new pair", "pair", cur.Pair)
-			return k.settle(ctx, OutcomeSuperseded, d.Reason, cur.Pair)
+			return k.settle(ctx, OutcomeSuperseded, d.Reason, cur.Pair, false)
 		case cur.Pair.RefreshToken.IsZero() && len(cur.Pair.kept) == 0:
 			k.log.ErrorContext(ctx, "re-consent required: no token pair is stored; an admin must run `vbctoken consent-url` and approve in the browser",
 				"reason", d.Reason)
 			return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("%w (%s)", ErrReconsentRequired, d.Reason)
 		case !d.Refresh && !d.Reconsent:
 			k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
-			return k.settle(ctx, OutcomeSkipped, d.Reason, cur.Pair)
+			return k.settle(ctx, OutcomeSkipped, d.Reason, cur.Pair, false)
 		}
 		// A refresh is due. When the records say the refresh token has expired, VBC still
 		// decides: re-consent is declared only after it rejects the token.
@@ -301,7 +301,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 			latest, lerr := k.loadCurrent(work)
 			if lerr == nil && latest.Pair.RefreshToken != stored.RefreshToken && !latest.Pair.RefreshToken.IsZero() {
 				k.log.InfoContext(ctx, "refresh superseded: another keeper stored a new pair", "pair", latest.Pair)
-				return k.settle(work, OutcomeSuperseded, reason, latest.Pair)
+				return k.settle(work, OutcomeSuperseded, reason, latest.Pair, false)
 			}
 		default:
 			k.release(work, leased)
@@ -343,15 +343,15 @@ func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair
 		outcome := OutcomeRefreshed
 		switch cur := base.Pair; {
 		case cur.SameTokens(next):
-			return k.settle(ctx, OutcomeRefreshed, reason, cur)
+			return k.settle(ctx, OutcomeRefreshed, reason, cur, true) // a retried write had landed
 		case cur.RefreshToken == leased.Pair.RefreshToken:
 			write = cur.WithTokens(next)
 		case cur.retires(next):
-			return k.settle(ctx, OutcomeSuperseded, reason, cur)
+			return k.settle(ctx, OutcomeSuperseded, reason, cur, false)
 		default:
 			kept, changed := cur.withKept(next, k.now())
 			if !changed {
-				return k.settle(ctx, OutcomeSuperseded, reason, cur)
+				return k.settle(ctx, OutcomeSuperseded, reason, cur, false)
 			}
 			k.log.WarnContext(ctx, "another keeper stored a different pair first; ours is kept beside it and tried before any re-consent",
 				"stored", cur)
@@ -363,7 +363,7 @@ func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair
 			if outcome == OutcomeRefreshed {
 				k.log.InfoContext(ctx, "refreshed", "reason", reason, "pair", write)
 			}
-			return k.settle(ctx, outcome, reason, write)
+			return k.settle(ctx, outcome, reason, write, outcome == OutcomeRefreshed)
 		}
 		if !errors.Is(err, ErrConflict) {
 			// The new pair may be the only live one. Say so loudly, without the pair.
@@ -434,17 +434,14 @@ func (k *Keeper) release(ctx context.Context, leased Versioned) {
 }
 
 // settle brings the access secret in step with p, the pair now stored, and returns the
-// result of the operation: a pair this keeper just stored has its access token written;
-// otherwise the access secret is checked and repaired only when it is behind.
-func (k *Keeper) settle(ctx context.Context, o Outcome, reason Reason, p *Pair) (Result, error) {
+// result of the operation: when this keeper just stored p (wrote), p's access token is
+// written; otherwise the access secret is checked and repaired only when it is behind.
+func (k *Keeper) settle(ctx context.Context, o Outcome, reason Reason, p *Pair, wrote bool) (Result, error) {
 	res := resultOf(o, reason, p)
-	var err error
-	if o == OutcomeRefreshed || o == OutcomeConnected {
-		err = k.putAccessSettled(ctx, p)
-	} else {
-		err = k.syncAccess(ctx, p)
+	if wrote {
+		return res, k.putAccessSettled(ctx, p)
 	}
-	return res, err
+	return res, k.syncAccess(ctx, p)
 }
 
 // ConsentURL mints a signed, single-use consent state and returns the authorize URL an admin
@@ -569,9 +566,9 @@ func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (
 		case cur.retires(fresh):
 			k.log.InfoContext(ctx, "VBC answered the grant with a token the stored chain has already rotated; the stored, newer pair stays",
 				"stored", cur)
-			return k.settle(ctx, OutcomeConnected, "", cur)
+			return k.settle(ctx, OutcomeConnected, "", cur, false)
 		case cur.SameTokens(fresh):
-			return k.settle(ctx, OutcomeConnected, "", cur)
+			return k.settle(ctx, OutcomeConnected, "", cur, false)
 		case fresh.RefreshToken == cur.RefreshToken:
 			write = cur.Clone()
 			write.AccessToken, write.TokenType, write.Scope, write.ExpiresAt = fresh.AccessToken, fresh.TokenType, fresh.Scope, fresh.ExpiresAt
@@ -587,7 +584,7 @@ func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (
 		write.ConsentNonces = pruneNonces(write.ConsentNonces, k.now())
 		_, err := k.commitRetried(ctx, write, base.Version)
 		if err == nil {
-			return k.settle(ctx, OutcomeConnected, "", write)
+			return k.settle(ctx, OutcomeConnected, "", write, true)
 		}
 		if !errors.Is(err, ErrConflict) {
 			k.log.ErrorContext(ctx, "could not store the new token pair before the deadline; if the write reached the store, the next run finishes it",

@@ -70,13 +70,13 @@ func TestSkippedRunKeepsAConcurrentWritersAccessToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.clock.Advance(22 * time.Hour) // exactly the margin left: a run that reads now skips
+	w.clock.Advance(22*time.Hour - time.Second) // just outside the margin: a run that reads now skips
 	late := w.keeperWith(&staleFirstRead{Store: w.store, stale: stale}, false)
-	w.clock.Advance(time.Second)
+	w.clock.Advance(2 * time.Second)
 	if res, err := k.Refresh(context.Background(), false); err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
 		t.Fatalf("refresh: %+v %v", res, err)
 	}
-	w.clock.Advance(-time.Second) // the late run decided with its stale read
+	w.clock.Advance(-2 * time.Second) // the late run decided with its stale read
 	res, err := late.Refresh(context.Background(), false)
 	if err != nil || res.Outcome != vbctoken.OutcomeSkipped {
 		t.Fatalf("late run: %+v %v", res, err)

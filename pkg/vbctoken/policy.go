@@ -80,18 +80,19 @@ func (p Policy) Decide(pair *Pair, now time.Time, force bool) Decision {
 		return Decision{Refresh: true, Reason: ReasonAmbiguous}
 	case pair.estimated:
 		return Decision{Refresh: true, Reason: ReasonUnknownWindow}
-	case pair.ExpiresAt.Sub(now) < p.Margin:
+	case pair.ExpiresAt.Sub(now) <= p.Margin:
 		return Decision{Refresh: true, Reason: ReasonAccessExpiring}
 	case now.Sub(pair.ObtainedAt) >= p.MaxAge:
 		return Decision{Refresh: true, Reason: ReasonMaxAge}
-	case pair.RefreshExpiresAt.Sub(now) < p.Margin:
+	case pair.RefreshExpiresAt.Sub(now) <= p.Margin:
 		return Decision{Refresh: true, Reason: ReasonRefreshWindow}
 	}
 	return Decision{Reason: ReasonFresh}
 }
 
-// NextRefresh is the earliest time a rule of the policy fires for pair; a scheduled
-// refresher acts on its first run at or after it.
+// NextRefresh is the earliest time a rule of the policy fires for pair: Decide refreshes at
+// it and after it, so a scheduled refresher acts on its first run at or after it. A pair
+// in doubt or of unknown window is due at once.
 func (p Policy) NextRefresh(pair *Pair) time.Time {
 	if pair.inDoubt() || pair.estimated {
 		return pair.ObtainedAt

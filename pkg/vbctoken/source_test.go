@@ -793,7 +793,11 @@ func TestSourceReaderRule(t *testing.T) {
 	const step = 30 * time.Second // coarser than the benchmark's: this runs under -race
 	for _, sc := range readerScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			sim := simulateReader(t, sc, 3, step)
+			st := step
+			if sc.app == appTransport {
+				st = simTransportStep
+			}
+			sim := simulateReader(t, sc, 3, st)
 			t.Log(sim)
 			perDay := float64(sim.reads) / float64(sim.days*simApps)
 			var maxRevoked time.Duration

@@ -33,7 +33,7 @@ type trAPI struct {
 // trRequest is one request the API received, the token named without its prefix.
 type trRequest struct {
 	method, token, body string
-	status             int
+	status              int
 }
 
 func newTrAPI(valid ...string) *trAPI {

@@ -441,3 +441,31 @@ func (p *process) stop(t *testing.T) {
 		t.Fatalf("the app exited with %v\napp stderr:\n%s", err, p.stderr.String())
 	}
 }
+
+// README "Apps" shows the Python and Node readers as they are in the tested examples: the
+// region between the readme:begin and readme:end markers, as one fenced block.
+func TestREADMESnippets(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, comment, fence string }{
+		{"python/app.py", "#", "python"},
+		{"node/app.mjs", "//", "js"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			src, err := os.ReadFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, after, ok1 := strings.Cut(string(src), tc.comment+" --- readme:begin ---\n")
+			region, _, ok2 := strings.Cut(after, tc.comment+" --- readme:end ---\n")
+			if !ok1 || !ok2 || region == "" {
+				t.Fatalf("%s has no readme:begin/readme:end region", tc.file)
+			}
+			if block := "```" + tc.fence + "\n" + region + "```\n"; !strings.Contains(string(readme), block) {
+				t.Fatalf("README.md does not show the region of %s as it is; paste it between ```%s and ```:\n%s", tc.file, tc.fence, region)
+			}
+		})
+	}
+}

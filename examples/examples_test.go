@@ -40,7 +40,7 @@ const clientSecret = "example-client-secret-4711"
 func need(t *testing.T, what, install string) {
 	t.Helper()
 	if os.Getenv(motoserver.RequireEnv) == "1" {
-		t.Fatalf("%s is missing (%s=1); install: %s (.ci/run does)", what, motoserver.RequireEnv, install)
+		t.Fatalf("%s is missing (%s=1); install: %s", what, motoserver.RequireEnv, install)
 	}
 	t.Skipf("%s is missing; install: %s", what, install)
 }
@@ -66,7 +66,7 @@ var exampleApps = []exampleApp{
 			need(t, "python3", "apt-get install python3")
 		}
 		if out, err := exec.Command(py, "-c", "import boto3").CombinedOutput(); err != nil {
-			need(t, "boto3 ("+strings.TrimSpace(string(out))+")", "python3 -m pip install boto3")
+			need(t, "boto3 ("+strings.TrimSpace(string(out))+")", "python3 -m pip install boto3 (.ci/run does)")
 		}
 		return []string{py, "python/app.py"}
 	}},
@@ -76,7 +76,7 @@ var exampleApps = []exampleApp{
 			need(t, "node", "Node.js 20 or newer")
 		}
 		if _, err := os.Stat("node/node_modules/@aws-sdk/client-secrets-manager/package.json"); err != nil {
-			need(t, "examples/node/node_modules", "npm ci --prefix examples/node")
+			need(t, "examples/node/node_modules", "npm ci --prefix examples/node (make test does)")
 		}
 		return []string{node, "node/app.mjs"}
 	}},

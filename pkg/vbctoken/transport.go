@@ -60,7 +60,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody()
 		return nil, fmt.Errorf("vbctoken transport: %w", err)
 	}
-	// Take the replay body before the first attempt consumes req.Body.
+	// Whether the request can be sent twice: the first attempt consumes req.Body.
 	replay := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	res, err := t.base().RoundTrip(authorized(req, req.Body, tok.Type(), tok.AccessToken))
 	if err != nil || res.StatusCode != http.StatusUnauthorized {
@@ -90,7 +90,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base().RoundTrip(authorized(req, body, next.Type(), next.AccessToken))
 }
 
-// authorized returns a shallow copy of req with body and the Authorization header set; the
+// authorized returns a copy of req with body and the Authorization header set; the
 // caller's request and its headers are left as they were (RoundTripper contract).
 func authorized(req *http.Request, body io.ReadCloser, tokenType, token string) *http.Request {
 	r := req.Clone(req.Context())

@@ -13,7 +13,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 FUZZTIME ?= 3s
 NON_INFRA = $$($(GO) list ./... | grep -v '/infra')
 
-.PHONY: all test test-go test-infra test-fuzz lint build local bench soak fuzz synth invoke-callback invoke-refresher clean \
+.PHONY: all test test-go test-infra test-fuzz test-examples examples-deps lint build local bench soak fuzz synth invoke-callback invoke-refresher clean \
 	build-CallbackFunction build-RefresherFunction
 
 all: lint test
@@ -21,9 +21,26 @@ all: lint test
 ## test: everything CI runs (.ci/run calls exactly this)
 test: test-go test-infra test-fuzz
 
-test-go:
+# test-go includes ./examples: the example apps (Go, Python, Node) against moto and the VBC sandbox.
+test-go: examples-deps
 	$(GO) vet $(NON_INFRA)
 	$(GO) test -race -count=1 -timeout 8m $(NON_INFRA)
+
+## test-examples: only the example apps of examples/ (README "Apps")
+test-examples: examples-deps
+	$(GO) test -race -count=1 -v ./examples/...
+
+# The Node example's packages (package-lock.json, never node_modules, is committed). Python's
+# boto3 comes from pip (.ci/run installs it); the test says what is missing.
+EXAMPLES_NODE := examples/node
+examples-deps: $(EXAMPLES_NODE)/node_modules/.package-lock.json
+
+$(EXAMPLES_NODE)/node_modules/.package-lock.json: $(EXAMPLES_NODE)/package.json $(EXAMPLES_NODE)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(EXAMPLES_NODE) --no-audit --no-fund; \
+	else \
+		echo "npm not found: the Node example will be skipped (install Node.js 20+ with npm)"; \
+	fi
 
 test-infra:
 	$(GO) test -count=1 -timeout 8m ./infra/...

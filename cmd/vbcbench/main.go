@@ -13,7 +13,9 @@
 //   - warm handler work: the Go benchmarks of internal/bench (ns/op, allocs/op, CPU/op);
 //   - AWS and token-endpoint calls of one consent and of a day of hourly checks, counted by
 //     the in-process Secrets Manager (bench.FakeSecretsManager) and VBC (vbcsandbox);
-//   - the reader's hot path and reads per day: pkg/vbctoken's BenchmarkSource*.
+//   - the reader's hot path, and from its day simulation the reads of the access secret per
+//     app-day and the longest time a revoked token was served: pkg/vbctoken's
+//     BenchmarkSource* and BenchmarkTransportCached.
 //
 // Usage:
 //
@@ -175,8 +177,8 @@ func run(ctx context.Context, w io.Writer, o options) error {
 			return err
 		}
 		rep.Warm = summarize(res)
-		progress(w, "Go benchmarks: reader (pkg/vbctoken BenchmarkSource*), -count %d", o.count)
-		res, err = bench.RunGoBench(ctx, root, "./pkg/vbctoken", "^BenchmarkSource(TokenCached|ReadsPerDay)$", o.count, "")
+		progress(w, "Go benchmarks: reader (pkg/vbctoken BenchmarkSource*, BenchmarkTransportCached), -count %d", o.count)
+		res, err = bench.RunGoBench(ctx, root, "./pkg/vbctoken", "^Benchmark(SourceTokenCached|SourceReadsPerDay|TransportCached)$", o.count, "")
 		if err != nil {
 			return err
 		}

@@ -297,17 +297,20 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	if len(r.Reader) > 0 {
 		section("Reader (pkg/vbctoken Source)")
-		fmt.Fprintln(tw, "benchmark\tns/op\tallocs/op\treads/day\t")
+		fmt.Fprintln(tw, "benchmark\tns/op\tallocs/op\treads/app-day\trevoked token served, max\t401s/app-day\t")
 		for _, b := range r.Reader {
-			reads := "—"
-			if v, ok := b.Metrics["reads/day"]; ok {
-				reads = fmt.Sprintf("%.2f", v)
+			metric := func(unit, format string) string {
+				if v, ok := b.Metrics[unit]; ok {
+					return fmt.Sprintf(format, v)
+				}
+				return "—"
 			}
 			ns := fmt.Sprintf("%.1f", b.Metrics["ns/op"])
 			if strings.Contains(b.Name, "ReadsPerDay") {
 				ns = "(simulation)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t\n", strings.TrimPrefix(b.Name, "Benchmark"), ns, b.Metrics["allocs/op"], reads)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t\n", strings.TrimPrefix(b.Name, "Benchmark"), ns, b.Metrics["allocs/op"],
+				metric("reads/day", "%.2f"), metric("revoked-max-s", "%.0f s"), metric("401s/day", "%.1f"))
 		}
 	}
 

@@ -29,6 +29,14 @@ const (
 	// DefaultMinReread is the least time between two reads that may return the same token
 	// (after Invalidate, or while the keeper is late).
 	DefaultMinReread = time.Second
+	// DefaultRefreshGrace is how long after the keeper's planned refresh (the access
+	// secret's refresh_at) a Source re-reads the secret, and how often it re-reads while
+	// that time has passed and the keeper has not replaced the token yet.
+	DefaultRefreshGrace = time.Minute
+	// DefaultMaxCacheAge is the longest a Source serves one read of the secret: the bound
+	// on how long a token replaced without notice (an operator's forced refresh, or a
+	// keeper that writes no refresh_at) can be served to a caller that never reports a 401.
+	DefaultMaxCacheAge = time.Hour
 )
 
 // ErrNoValidToken means the access secret was read but holds no token that is valid now:
@@ -42,6 +50,8 @@ type sourceConfig struct {
 	now         func() time.Time
 	loadTimeout time.Duration
 	minReread   time.Duration
+	grace       time.Duration
+	maxAge      time.Duration
 }
 
 // SourceOption configures NewSource.
@@ -80,17 +90,45 @@ func WithMinReread(d time.Duration) SourceOption {
 	return func(c *sourceConfig) { c.minReread = max(d, 0) }
 }
 
+// WithRefreshGrace sets how long after the access secret's refresh_at the Source re-reads
+// it (the keeper's run takes a few seconds to write the new token), and how often it
+// re-reads once refresh_at has passed while the secret still holds the same token (the
+// keeper is late or its run failed). Default DefaultRefreshGrace; d < 0 is 0.
+func WithRefreshGrace(d time.Duration) SourceOption {
+	return func(c *sourceConfig) { c.grace = max(d, 0) }
+}
+
+// WithMaxCacheAge bounds how long one read of the secret is served, whatever its
+// refresh_at says: how long a token replaced without notice can be served to callers that
+// never report a 401 (the Transport does, and re-reads at once). Default
+// DefaultMaxCacheAge; d <= 0 keeps the default.
+func WithMaxCacheAge(d time.Duration) SourceOption {
+	return func(c *sourceConfig) {
+		if d > 0 {
+			c.maxAge = d
+		}
+	}
+}
+
 // Source is the reader apps use: an oauth2.TokenSource over the app-facing access secret
 // that the keeper rewrites about once a day. It never refreshes anything and holds no
-// client credentials; an app that gets a 401 calls Invalidate, never a refresh endpoint
-// (refresh tokens rotate, and only the keeper may use them).
+// client credentials. Most apps call through its Client, a Transport, which re-reads the
+// secret and retries once when the API answers 401; an app that uses the token another
+// way calls Invalidate on a 401, never a refresh endpoint (refresh tokens rotate, and only
+// the keeper may use them).
 //
-// A token is cached until its expires_at minus the early expiry (WithEarlyExpiry) on the
-// Source's clock, and an expired token is never returned. A token read when it is already
-// inside that window (the keeper is late) is returned while it is valid but re-read at
+// VBC kills the old access token the moment the keeper refreshes, so a Source caches one
+// read of the secret, on its own clock, until the earliest of
+//   - refresh_at plus WithRefreshGrace, when the secret carries the keeper's hint (once that
+//     time has passed with the token not yet replaced: WithRefreshGrace from the read);
+//   - WithMaxCacheAge after the read;
+//   - expires_at minus WithEarlyExpiry.
+//
+// An expired token is never returned. A token read when it is already inside the
+// early-expiry window (the keeper is late) is returned while it is valid but re-read at
 // least every WithMinReread; a token read when it has already expired is an error matching
-// ErrNoValidToken. When a re-read fails but the cached token is still valid, the cached
-// token is served for up to WithMinReread more before the next attempt.
+// ErrNoValidToken. When a re-read fails but the cached token is still valid and was not
+// rejected, it is served for up to WithMinReread more before the next attempt.
 //
 // A Source is safe for concurrent use. A valid cached token costs an atomic load and a clock
 // comparison; when the cache is stale, concurrent callers share one read of the secret.
@@ -99,8 +137,7 @@ func WithMinReread(d time.Duration) SourceOption {
 // shared pointer, as oauth2.ReuseTokenSource hands out, would save one small allocation
 // per call but is not safe here: ReuseTokenSource, used by oauth2.NewClient, writes to the
 // tokens it receives, so two clients built on one Source would race.) Its Expiry is when
-// the Source stops serving it from cache, at the latest expires_at minus the early expiry,
-// so wrappers that cache it too honour the early expiry.
+// the Source stops serving it from cache, so wrappers that cache it too follow the rule.
 type Source struct {
 	loader AccessLoader
 	cfg    sourceConfig
@@ -141,6 +178,8 @@ func NewSource(loader AccessLoader, opts ...SourceOption) *Source {
 		now:         time.Now,
 		loadTimeout: DefaultLoadTimeout,
 		minReread:   DefaultMinReread,
+		grace:       DefaultRefreshGrace,
+		maxAge:      DefaultMaxCacheAge,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -191,13 +230,20 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 // read per WithMinReread. Calls before the next read are no-ops. Invalidate never
 // refreshes anything.
 //
-// Invalidate reaches only callers that ask the Source for each request, such as
-// &oauth2.Transport{Source: src}; the client of oauth2.NewClient keeps its own copy of the
-// token (oauth2.ReuseTokenSource) until that copy's Expiry.
-func (s *Source) Invalidate() {
+// The Transport calls it for you. Invalidate reaches only callers that ask the Source for
+// each request; the client of oauth2.NewClient keeps its own copy of the token
+// (oauth2.ReuseTokenSource) until that copy's Expiry.
+func (s *Source) Invalidate() { s.invalidate(nil) }
+
+// reject is Invalidate for the token value rejected: it does nothing when the cache
+// already holds another token (a concurrent request's re-read found the successor), so
+// that many requests failing with one token at once cost one re-read.
+func (s *Source) reject(rejected string) { s.invalidate(&rejected) }
+
+func (s *Source) invalidate(rejected *string) {
 	for {
 		e := s.cur.Load()
-		if e == nil || e.invalidated {
+		if e == nil || e.invalidated || (rejected != nil && e.access != *rejected) {
 			return
 		}
 		n := *e
@@ -212,6 +258,19 @@ func (s *Source) Invalidate() {
 		}
 	}
 }
+
+// String describes the cache without the token: when the cached read ends, or that there
+// is none. (Printing the struct itself would race with concurrent callers.)
+func (s *Source) String() string {
+	e := s.cur.Load()
+	if e == nil {
+		return "vbctoken.Source{empty}"
+	}
+	return fmt.Sprintf("vbctoken.Source{cached_until=%s expires=%s}", e.until.UTC().Format(time.RFC3339), e.expiresAt.UTC().Format(time.RFC3339))
+}
+
+// GoString is String, so %#v prints no token and does not race.
+func (s *Source) GoString() string { return s.String() }
 
 // load runs one shared read of the secret and waits for it or for ctx.
 func (s *Source) load(ctx context.Context) (*oauth2.Token, error) {
@@ -258,12 +317,13 @@ func (s *Source) read(ctx context.Context) (*sourceEntry, error) {
 		access:    a.AccessToken.Reveal(),
 		tokenType: a.TokenType,
 		expiresAt: a.ExpiresAt,
-		until:     a.ExpiresAt.Add(-s.cfg.early),
+		until:     s.cfg.cacheUntil(a, now),
 		readAt:    now,
 	}
 	if !now.Before(n.until) {
-		// The keeper is late: the token is inside the early window. Use it while it is
-		// valid, but look for its successor every minReread.
+		// The keeper is late: the token is inside the early window (or the hint has passed
+		// and no grace is configured). Use it while it is valid, but look for its successor
+		// every minReread.
 		n.until = earliest(a.ExpiresAt, now.Add(s.cfg.minReread))
 		if !now.Before(n.until) { // minReread 0: serve this once, cache nothing
 			n.until = a.ExpiresAt
@@ -282,6 +342,21 @@ func noValidToken(a AccessToken) error {
 	}
 	return fmt.Errorf("token source: %w: the stored access token expired at %s and the keeper has not replaced it (check the refresher; an admin may need to consent again)",
 		ErrNoValidToken, a.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// cacheUntil is the reader rule: how long a token read at now is served from cache. The
+// examples in examples/python and examples/node implement the same rule; README "Apps"
+// states it.
+func (c *sourceConfig) cacheUntil(a AccessToken, now time.Time) time.Time {
+	until := now.Add(c.maxAge)
+	if !a.RefreshAt.IsZero() {
+		hint := a.RefreshAt.Add(c.grace)
+		if floor := now.Add(c.grace); hint.Before(floor) {
+			hint = floor // the keeper's run is overdue: look again every grace
+		}
+		until = earliest(until, hint)
+	}
+	return earliest(until, a.ExpiresAt.Add(-c.early))
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -2,8 +2,6 @@ package vbctoken_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/memstore"
 	"github.com/vbctoken/vbctoken/internal/testutil"
-	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -54,6 +51,12 @@ func (l *srcLoader) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error
 // srcAccess is a stored access token named name that expires at exp.
 func srcAccess(name string, exp time.Time) vbctoken.AccessToken {
 	return vbctoken.AccessToken{AccessToken: vbctoken.Secret(srcSecret + name), TokenType: "Bearer", ExpiresAt: exp}
+}
+
+// hinted is a with the keeper's refresh_at hint.
+func hinted(a vbctoken.AccessToken, refreshAt time.Time) vbctoken.AccessToken {
+	a.RefreshAt = refreshAt
+	return a
 }
 
 // srcStore is a memstore holding a (the keeper's last write).
@@ -158,6 +161,7 @@ func TestSourceRead(t *testing.T) {
 	tests := []struct {
 		name       string
 		start      time.Duration // the clock starts at srcT0+start
+		opts       []vbctoken.SourceOption
 		stored     vbctoken.AccessToken
 		wantErr    error
 		wantMsg    string        // in the error
@@ -165,10 +169,48 @@ func TestSourceRead(t *testing.T) {
 		cachedFor  time.Duration // a second Token call this much later still reads nothing
 	}{
 		{
-			name:       "fresh token is cached until expires_at minus the early expiry",
+			name:       "no hint: cached for the max cache age",
+			stored:     srcAccess("fresh", srcT0.Add(24*time.Hour)),
+			wantExpiry: srcT0.Add(vbctoken.DefaultMaxCacheAge),
+			cachedFor:  vbctoken.DefaultMaxCacheAge - time.Nanosecond,
+		},
+		{
+			name:       "no hint, long max cache age: cached until expires_at minus the early expiry",
+			opts:       []vbctoken.SourceOption{vbctoken.WithMaxCacheAge(48 * time.Hour)},
 			stored:     srcAccess("fresh", srcT0.Add(24*time.Hour)),
 			wantExpiry: srcT0.Add(24*time.Hour - early),
 			cachedFor:  24*time.Hour - early - time.Nanosecond,
+		},
+		{
+			name:       "hint soon: cached until the grace after it",
+			stored:     hinted(srcAccess("fresh", srcT0.Add(24*time.Hour)), srcT0.Add(20*time.Minute)),
+			wantExpiry: srcT0.Add(20*time.Minute + vbctoken.DefaultRefreshGrace),
+			cachedFor:  20*time.Minute + vbctoken.DefaultRefreshGrace - time.Nanosecond,
+		},
+		{
+			name:       "custom grace",
+			opts:       []vbctoken.SourceOption{vbctoken.WithRefreshGrace(5 * time.Second)},
+			stored:     hinted(srcAccess("fresh", srcT0.Add(24*time.Hour)), srcT0.Add(20*time.Minute)),
+			wantExpiry: srcT0.Add(20*time.Minute + 5*time.Second),
+			cachedFor:  20*time.Minute + 5*time.Second - time.Nanosecond,
+		},
+		{
+			name:       "hint far away: the max cache age still bounds it",
+			stored:     hinted(srcAccess("fresh", srcT0.Add(24*time.Hour)), srcT0.Add(22*time.Hour)),
+			wantExpiry: srcT0.Add(vbctoken.DefaultMaxCacheAge),
+			cachedFor:  vbctoken.DefaultMaxCacheAge - time.Nanosecond,
+		},
+		{
+			name:       "hint passed, token not replaced (keeper late): re-read after the grace",
+			stored:     hinted(srcAccess("old", srcT0.Add(90*time.Minute)), srcT0.Add(-30*time.Minute)),
+			wantExpiry: srcT0.Add(vbctoken.DefaultRefreshGrace),
+			cachedFor:  vbctoken.DefaultRefreshGrace - time.Nanosecond,
+		},
+		{
+			name:       "hint past the early expiry: never cached beyond it",
+			stored:     hinted(srcAccess("short", srcT0.Add(40*time.Minute)), srcT0.Add(50*time.Minute)),
+			wantExpiry: srcT0.Add(40*time.Minute - early),
+			cachedFor:  40*time.Minute - early - time.Nanosecond,
 		},
 		{
 			name:       "token inside the early window is used but re-read every second",
@@ -207,7 +249,8 @@ func TestSourceRead(t *testing.T) {
 			clock := newSrcClock()
 			clock.Advance(tt.start)
 			store := srcStore(t, tt.stored)
-			src := vbctoken.NewSource(store, vbctoken.WithClock(clock.Now), vbctoken.WithEarlyExpiry(early))
+			opts := append([]vbctoken.SourceOption{vbctoken.WithClock(clock.Now), vbctoken.WithEarlyExpiry(early)}, tt.opts...)
+			src := vbctoken.NewSource(store, opts...)
 
 			tok, err := src.Token()
 			srcNoSecret(t, err)
@@ -551,17 +594,19 @@ func TestSourceLoadTimeout(t *testing.T) {
 }
 
 // Property: whatever the clock, the keeper and the store do, a returned token is valid at
-// the time it is returned, its Expiry never goes past the stored expires_at, and a token
-// the store holds that is valid now never ends in an error unless the read failed.
+// the time it is returned, its Expiry never goes past the stored expires_at nor more than
+// the max cache age ahead, and a token the store holds that is valid now never ends in an
+// error unless the read failed.
 func TestSourceNeverReturnsExpiredToken(t *testing.T) {
 	configs := []struct {
-		name             string
-		early, minReread time.Duration
+		name                            string
+		early, minReread, grace, maxAge time.Duration
 	}{
-		{"defaults", vbctoken.DefaultEarlyExpiry, vbctoken.DefaultMinReread},
-		{"no early expiry", 0, vbctoken.DefaultMinReread},
-		{"no min re-read", vbctoken.DefaultEarlyExpiry, 0},
-		{"long windows", 3 * time.Hour, 10 * time.Minute},
+		{"defaults", vbctoken.DefaultEarlyExpiry, vbctoken.DefaultMinReread, vbctoken.DefaultRefreshGrace, vbctoken.DefaultMaxCacheAge},
+		{"no early expiry", 0, vbctoken.DefaultMinReread, vbctoken.DefaultRefreshGrace, vbctoken.DefaultMaxCacheAge},
+		{"no min re-read", vbctoken.DefaultEarlyExpiry, 0, vbctoken.DefaultRefreshGrace, vbctoken.DefaultMaxCacheAge},
+		{"no grace", vbctoken.DefaultEarlyExpiry, vbctoken.DefaultMinReread, 0, vbctoken.DefaultMaxCacheAge},
+		{"long windows", 3 * time.Hour, 10 * time.Minute, 30 * time.Minute, 48 * time.Hour},
 	}
 	for i, cfg := range configs {
 		t.Run(cfg.name, func(t *testing.T) {
@@ -581,14 +626,19 @@ func TestSourceNeverReturnsExpiredToken(t *testing.T) {
 				return stored, nil
 			}}
 			src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now),
-				vbctoken.WithEarlyExpiry(cfg.early), vbctoken.WithMinReread(cfg.minReread))
+				vbctoken.WithEarlyExpiry(cfg.early), vbctoken.WithMinReread(cfg.minReread),
+				vbctoken.WithRefreshGrace(cfg.grace), vbctoken.WithMaxCacheAge(cfg.maxAge))
 			var served, errs int
+			latest := srcT0 // the latest time the clock has read: no read happened after it
 			for n := range 20000 {
 				now := clock.Now()
 				switch r := rng.IntN(100); {
 				case r < 8: // the keeper writes a token, sometimes already stale or expired
 					name := fmt.Sprintf("k%d", n)
 					stored = srcAccess(name, now.Add(time.Duration(rng.Int64N(int64(26*time.Hour)))-2*time.Hour))
+					if rng.IntN(3) > 0 { // a hint, sometimes passed or past the expiry
+						stored.RefreshAt = now.Add(time.Duration(rng.Int64N(int64(28*time.Hour))) - 2*time.Hour)
+					}
 					expiries[stored.AccessToken.Reveal()] = stored.ExpiresAt
 				case r < 10:
 					stored = vbctoken.AccessToken{} // chain lost, placeholder rewritten
@@ -610,6 +660,9 @@ func TestSourceNeverReturnsExpiredToken(t *testing.T) {
 				failed = false
 				tok, err := src.Token()
 				now = clock.Now()
+				if now.After(latest) {
+					latest = now
+				}
 				if err != nil {
 					errs++
 					if !failed && stored.Valid(now) {
@@ -628,6 +681,8 @@ func TestSourceNeverReturnsExpiredToken(t *testing.T) {
 					t.Fatalf("step %d: Expiry %s is past the stored expiry %s", n, tok.Expiry, exp)
 				case !now.Before(tok.Expiry):
 					t.Fatalf("step %d: Expiry %s is not after now %s", n, tok.Expiry, now)
+				case tok.Expiry.After(latest.Add(max(cfg.maxAge, cfg.minReread))):
+					t.Fatalf("step %d: Expiry %s is more than the max cache age after any read (by %s)", n, tok.Expiry, latest)
 				}
 			}
 			t.Logf("%d tokens served, %d errors, %d reads", served, errs, loader.reads.Load())
@@ -727,108 +782,44 @@ func TestNewSecretsManagerSource(t *testing.T) {
 	}
 }
 
-// daySim is what a simulated app process saw.
-type daySim struct {
-	reads        int64 // reads of the access secret by the Source
-	calls        int   // Token calls
-	unauthorized int   // tokens the sandbox refused (then Invalidate and retry)
-	failures     int   // calls that ended without a working token
-}
-
-var (
-	srcKeyOnce sync.Once
-	srcKey     *rsa.PrivateKey
-)
-
-func srcSigningKey(tb testing.TB) *rsa.PrivateKey {
-	srcKeyOnce.Do(func() {
-		var err error
-		if srcKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			tb.Fatal(err)
-		}
-	})
-	return srcKey
-}
-
-// simulateDays runs a real keeper (hourly Refresh, DESIGN.md policy) against the VBC
-// sandbox and one app process that calls Token once per second, checking every token
-// against the sandbox as an API call would, for days simulated days on a fake clock.
-// With revoke, a refresh kills the previous access token, so the app meets 401s.
-func simulateDays(tb testing.TB, days int, revoke bool) daySim {
-	tb.Helper()
-	clock := newSrcClock()
-	sb := vbcsandbox.New(vbcsandbox.Options{
-		Clients:              []vbcsandbox.Client{{ID: "key", Secret: "secret", RedirectURLs: []string{"https://app.example/callback"}}},
-		Users:                map[string]string{"app": "pw"},
-		Now:                  clock.Now,
-		SigningKey:           srcSigningKey(tb),
-		RefreshRevokesAccess: revoke,
-	})
-	srv := httptest.NewServer(sb)
-	defer srv.Close()
-	store := memstore.New(vbctoken.Credentials{ClientID: "key", ClientSecret: "secret"})
-	keeper, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
-		Store: store,
-		Client: vbctoken.ClientConfig{
-			Endpoints:   vbctoken.Endpoints{AuthorizeURL: srv.URL + vbcsandbox.AuthorizePath, TokenURL: srv.URL + vbcsandbox.TokenPath},
-			RedirectURL: "https://app.example/callback",
-		},
-		Now: clock.Now,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := keeper.Login(ctx, "app", "pw"); err != nil {
-		tb.Fatal(err)
-	}
-	loader := &srcLoader{load: store.LoadAccess}
-	src := vbctoken.NewSource(loader, vbctoken.WithClock(clock.Now))
-
-	var sim daySim
-	for s := 1; s <= days*24*3600; s++ {
-		clock.Advance(time.Second)
-		if s%3600 == 0 { // the hourly refresher
-			if _, err := keeper.Refresh(ctx, false); err != nil {
-				tb.Fatalf("refresh at %s: %v", clock.Now(), err)
-			}
-		}
-		sim.calls++
-		tok, err := src.Token()
-		if err == nil && !sb.IsValidAccessToken(tok.AccessToken) {
-			sim.unauthorized++ // the API answered 401
-			src.Invalidate()
-			tok, err = src.Token()
-		}
-		if err != nil || !sb.IsValidAccessToken(tok.AccessToken) {
-			sim.failures++
-		}
-	}
-	sim.reads = loader.reads.Load()
-	return sim
-}
-
-// Under a realistic load (one Token call per second) an app process reads the access
-// secret about once a day, and never goes without a working token.
-func TestSourceReadsPerDay(t *testing.T) {
+// The reader rule on a week of keeper refreshes that kill the old token (WSO2): with the
+// keeper's refresh_at a Source serves a revoked token for at most the refresh grace, and
+// through the Transport the app never sees a 401; without the hint the max cache age
+// bounds it. BenchmarkSourceReadsPerDay reports the same figures per second of calls.
+func TestSourceReaderRule(t *testing.T) {
 	if testing.Short() {
-		t.Skip("simulates three days")
+		t.Skip("simulates three days per scenario")
 	}
-	const days = 3
-	for _, revoke := range []bool{false, true} {
-		t.Run(fmt.Sprintf("refresh_revokes_access=%v", revoke), func(t *testing.T) {
-			sim := simulateDays(t, days, revoke)
-			perDay := float64(sim.reads) / days
-			t.Logf("%d Token calls over %d days: %d secret reads (%.1f per process per day), %d 401s",
-				sim.calls, days, sim.reads, perDay, sim.unauthorized)
-			if perDay > 2 {
-				t.Errorf("%.1f secret reads per day, want at most 2", perDay)
+	const step = 30 * time.Second // coarser than the benchmark's: this runs under -race
+	for _, sc := range readerScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			st := step
+			if sc.app == appTransport {
+				st = simTransportStep
+			}
+			sim := simulateReader(t, sc, 3, st)
+			t.Log(sim)
+			perDay := float64(sim.reads) / float64(sim.days*simApps)
+			var maxRevoked time.Duration
+			var maxReads float64
+			switch {
+			case sc.app == appTransport:
+				maxReads = 30 // the max cache age, and one re-read per 401
+			case sc.hint == hintNone && len(sc.opts) > 0: // the old reader
+				maxRevoked, maxReads = 24*time.Hour, 2
+			case sc.hint == hintNone || sc.forced:
+				maxRevoked, maxReads = vbctoken.DefaultMaxCacheAge+step, 30
+			default:
+				maxRevoked, maxReads = vbctoken.DefaultRefreshGrace+step, 30
 			}
 			if sim.failures != 0 {
-				t.Errorf("%d calls ended without a working token", sim.failures)
+				t.Errorf("%d calls failed although the store held a valid token", sim.failures)
 			}
-			if !revoke && sim.unauthorized != 0 {
-				t.Errorf("%d tokens refused although old tokens live until they expire", sim.unauthorized)
+			if sim.longestRevoked > maxRevoked {
+				t.Errorf("a revoked token was served for %s, want at most %s", sim.longestRevoked, maxRevoked)
+			}
+			if perDay > maxReads {
+				t.Errorf("%.1f reads per day, want at most %.0f", perDay, maxReads)
 			}
 		})
 	}

@@ -409,12 +409,18 @@ func asTypeError(err error, target **json.UnmarshalTypeError) bool {
 	return ok
 }
 
-// AccessToken is what apps read from the access secret: a bearer token and its expiry.
-// Apps never see the refresh token.
+// AccessToken is what apps read from the access secret: a bearer token, its expiry and
+// when the keeper plans to replace it. Apps never see the refresh token.
 type AccessToken struct {
 	AccessToken Secret
 	TokenType   string
 	ExpiresAt   time.Time
+	// RefreshAt is the keeper's hint: the time of the scheduled refresher run that will
+	// replace this token (VBC kills the old access token the moment a refresh succeeds, see
+	// README "Apps"). Readers cache the token until shortly after it (Source). Zero means no hint (a
+	// keeper that predates the field, or a hand-written secret); an operator's forced
+	// refresh or a new consent may replace the token earlier. Stored as "refresh_at".
+	RefreshAt time.Time
 }
 
 // Valid reports whether the token is present and not expired at now.
@@ -427,39 +433,59 @@ func (a AccessToken) String() string {
 	if a.AccessToken.IsZero() {
 		return "vbctoken.AccessToken{none}"
 	}
-	return fmt.Sprintf("vbctoken.AccessToken{type=%s expires=%s}", a.TokenType, a.ExpiresAt.UTC().Format(time.RFC3339))
+	s := fmt.Sprintf("vbctoken.AccessToken{type=%s expires=%s", a.TokenType, a.ExpiresAt.UTC().Format(time.RFC3339))
+	if !a.RefreshAt.IsZero() {
+		s += " refresh_at=" + a.RefreshAt.UTC().Format(time.RFC3339)
+	}
+	return s + "}"
 }
 
 // GoString is String.
 func (a AccessToken) GoString() string { return a.String() }
 
-// LogValue logs the expiry only.
+// LogValue logs the times only.
 func (a AccessToken) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("token_type", a.TokenType), slog.Time("expires_at", a.ExpiresAt))
+	attrs := []slog.Attr{slog.String("token_type", a.TokenType), slog.Time("expires_at", a.ExpiresAt)}
+	if !a.RefreshAt.IsZero() {
+		attrs = append(attrs, slog.Time("refresh_at", a.RefreshAt))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // MarshalJSON redacts like String: the stored form comes only from EncodeAccess.
 func (a AccessToken) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
 
+// accessWire is the stored JSON of the access secret (schema version 1). refresh_at is
+// optional: readers of schema 1 ignore fields they do not know, so adding it needs no new
+// version.
 type accessWire struct {
 	Version     int        `json:"version"`
 	AccessToken string     `json:"access_token,omitempty"`
 	TokenType   string     `json:"token_type,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RefreshAt   *time.Time `json:"refresh_at,omitempty"`
 }
 
-// EncodeAccess returns the stored JSON of the app-facing access secret.
+// EncodeAccess returns the stored JSON of the app-facing access secret. Times are written
+// in RFC 3339 UTC, to the second.
 func EncodeAccess(a AccessToken) ([]byte, error) {
-	return json.Marshal(accessWire{
+	data, err := json.Marshal(accessWire{
 		Version:     SchemaVersion,
 		AccessToken: a.AccessToken.Reveal(),
 		TokenType:   a.TokenType,
 		ExpiresAt:   utcPtr(a.ExpiresAt),
+		RefreshAt:   utcPtr(a.RefreshAt),
 	})
+	if err != nil {
+		return nil, fmt.Errorf("encode access token: %w", err)
+	}
+	return data, nil
 }
 
 // DecodeAccess parses the access secret. A placeholder such as {"version":1} decodes to a
-// zero AccessToken (not connected yet).
+// zero AccessToken (not connected yet). Field names are matched exactly and unknown fields
+// are ignored; a known field of the wrong type, or a time EncodeAccess could not write
+// back, is ErrMalformedSecret.
 func DecodeAccess(data []byte) (AccessToken, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
@@ -468,11 +494,33 @@ func DecodeAccess(data []byte) (AccessToken, error) {
 	if _, err := decodeVersion(fields, "access token"); err != nil {
 		return AccessToken{}, err
 	}
+	// Only exact names are schema fields, as in DecodePair: encoding/json alone would also
+	// read "Refresh_At", which the Python and Node readers (examples/) would not.
+	known := make(map[string]json.RawMessage, len(fields))
+	for _, k := range []string{"access_token", "token_type", "expires_at", "refresh_at"} {
+		if v, ok := fields[k]; ok {
+			known[k] = v
+		}
+	}
+	exact, err := json.Marshal(known)
+	if err != nil {
+		return AccessToken{}, fmt.Errorf("decode access token: %w: not a JSON object", ErrMalformedSecret)
+	}
 	var w accessWire
-	if err := strictUnmarshal(data, &w); err != nil {
+	if err := strictUnmarshal(exact, &w); err != nil {
 		return AccessToken{}, fmt.Errorf("decode access token: %w: %s", ErrMalformedSecret, err)
 	}
-	a := AccessToken{AccessToken: Secret(w.AccessToken), TokenType: w.TokenType, ExpiresAt: timeOf(w.ExpiresAt)}
+	a := AccessToken{
+		AccessToken: Secret(w.AccessToken),
+		TokenType:   w.TokenType,
+		ExpiresAt:   timeOf(w.ExpiresAt),
+		RefreshAt:   timeOf(w.RefreshAt),
+	}
+	for _, t := range []time.Time{a.ExpiresAt, a.RefreshAt} {
+		if y := t.Year(); !t.IsZero() && (y < 0 || y > 9999) {
+			return AccessToken{}, fmt.Errorf("decode access token: %w: invalid JSON or time value", ErrMalformedSecret)
+		}
+	}
 	if !a.AccessToken.IsZero() && a.ExpiresAt.IsZero() {
 		return AccessToken{}, fmt.Errorf("decode access token: %w: access_token without expires_at", ErrMalformedSecret)
 	}

@@ -714,7 +714,7 @@ func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 		a, err = k.store.LoadAccess(ctx)
 		return err
 	})
-	if err == nil && a.AccessToken == p.AccessToken {
+	if err == nil && k.inStep(a, p) {
 		return nil
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrMalformedSecret) {
@@ -724,11 +724,31 @@ func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 	if lerr != nil {
 		return fmt.Errorf("check access secret: %w", lerr)
 	}
-	if err == nil && a.AccessToken == latest.Pair.AccessToken {
+	if err == nil && k.inStep(a, latest.Pair) {
 		return nil // a concurrent writer stored a newer pair and its access token
 	}
-	k.log.WarnContext(ctx, "the access secret did not hold the stored pair's access token; rewriting it", "pair", latest.Pair)
+	if err == nil && a.AccessToken == latest.Pair.AccessToken {
+		k.log.InfoContext(ctx, "the access secret's refresh hint was out of date; rewriting it", "pair", latest.Pair)
+	} else {
+		k.log.WarnContext(ctx, "the access secret did not hold the stored pair's access token; rewriting it", "pair", latest.Pair)
+	}
 	return k.putAccess(ctx, latest.Pair)
+}
+
+// access derives the access secret of p: its access token, and as refresh_at the time the
+// policy will next refresh it, until which readers may cache the token.
+func (k *Keeper) access(p *Pair) AccessToken {
+	a := p.Access()
+	if !p.RefreshToken.IsZero() {
+		a.RefreshAt = k.cfg.Policy.NextRefresh(p).UTC().Truncate(time.Second)
+	}
+	return a
+}
+
+// inStep reports whether the access secret a is what p derives.
+func (k *Keeper) inStep(a AccessToken, p *Pair) bool {
+	want := k.access(p)
+	return a.AccessToken == want.AccessToken && a.RefreshAt.Equal(want.RefreshAt)
 }
 
 // putAccessSettled writes p's access token, then re-reads the pair: writes of the access
@@ -751,7 +771,7 @@ func (k *Keeper) putAccessSettled(ctx context.Context, p *Pair) error {
 }
 
 func (k *Keeper) putAccess(ctx context.Context, p *Pair) error {
-	_, err := k.retryStore(ctx, func(ctx context.Context) error { return k.store.PutAccess(ctx, p.Access()) })
+	_, err := k.retryStore(ctx, func(ctx context.Context) error { return k.store.PutAccess(ctx, k.access(p)) })
 	if err != nil {
 		k.log.ErrorContext(ctx, "pair stored but the access secret could not be updated; apps may read an older token",
 			"error", err)

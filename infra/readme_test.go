@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"sort"
@@ -169,4 +171,24 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestCDKApp_WithoutGoSaysWhatToInstall(t *testing.T) {
+	// GIVEN cdk.json's app command, which the CDK CLI runs through /bin/sh
+	var cfg struct {
+		App string `json:"app"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, "cdk.json")), &cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	// WHEN it runs where no go command is in PATH
+	cmd := exec.Command("/bin/sh", "-c", cfg.App)
+	cmd.Env = []string{"PATH=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+
+	// THEN it fails, saying what to install
+	if err == nil || !strings.Contains(string(out), "https://go.dev/dl/") {
+		t.Errorf("app without go: err %v, output %q; want a failure naming https://go.dev/dl/", err, out)
+	}
 }

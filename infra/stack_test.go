@@ -374,9 +374,10 @@ func TestDashboard_ShowsLifetimeOutcomesErrorsDeadLettersAnd5xx(t *testing.T) {
 		"refresh token lifetime": `\"VBCToken\",\"RefreshTokenSecondsLeft\",\"FunctionName\"`,
 		"alarm threshold":        `259200`,
 		"outcomes per day, found by SEARCH (not a fixed list)": `SEARCH('{VBCToken,FunctionName,Outcome} MetricName=\\\"RefreshOutcome\\\" FunctionName=\\\"`,
-		"lambda errors": `\"AWS/Lambda\",\"Errors\"`,
-		"dead letters":  `\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`,
-		"callback 5xx":  `\"AWS/ApiGateway\",\"5xx\"`,
+		"outcome as each line's label":                         `\"label\":\"${PROP('Dim.Outcome')}\"`,
+		"lambda errors":                                        `\"AWS/Lambda\",\"Errors\"`,
+		"dead letters":                                         `\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`,
+		"callback 5xx":                                         `\"AWS/ApiGateway\",\"5xx\"`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("dashboard lacks %s (%s):\n%s", what, want, body)

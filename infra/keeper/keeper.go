@@ -612,7 +612,8 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 
 	// Every run reports one RefreshOutcome; none for two periods means the
 	// refresher does not run (schedule disabled, throttled, crashing at start,
-	// timing out) and nothing keeps the chain alive.
+	// timing out) and nothing keeps the chain alive. Right after deployment it
+	// is in ALARM until the schedule's first run (within the period).
 	alarm("RefresherNotReportingAlarm", AlarmRefresherNotReporting,
 		"the refresher reported no run for 2 periods: nothing is refreshing the token pair.",
 		k.metricRuns(period), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
@@ -682,7 +683,8 @@ func (k *TokenKeeper) createDashboard(c constructs.Construct) {
 		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s,%s,%s} MetricName="%s" %s="%s"', 'Sum', 86400)`,
 			contract.MetricNamespace, contract.MetricDimensionFunctionName, contract.MetricDimensionOutcome,
 			contract.MetricRefreshOutcome, contract.MetricDimensionFunctionName, *k.Refresher.FunctionName())),
-		Label:  jsii.String(""),
+		// A dynamic label: each line is named by its outcome.
+		Label:  jsii.String("${PROP('Dim." + contract.MetricDimensionOutcome + "')}"),
 		Period: day,
 	})
 	lambdaErrors := func(fn awslambda.Function, label string) awscloudwatch.IMetric {

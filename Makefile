@@ -6,9 +6,9 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 FUNCTIONS := callback refresher
 DIST := dist
-# Lambda: provided.al2023 on arm64, no RPC shim, reproducible, stripped.
-LAMBDA_GOFLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
-LAMBDA_ENV := CGO_ENABLED=0 GOOS=linux GOARCH=arm64
+# Lambda: provided.al2023 on arm64, no RPC shim, reproducible, stripped. The flags live in
+# internal/lambdabuild, which the CDK app's synth-time bundling uses too.
+LAMBDA_BUILD := $(GO) run ./internal/lambdabuild/cmd/lambdabuild -go $(GO)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 FUZZTIME ?= 3s
 NON_INFRA = $$($(GO) list ./... | grep -v '/infra')
@@ -42,6 +42,7 @@ $(EXAMPLES_NODE)/node_modules/.package-lock.json: $(EXAMPLES_NODE)/package.json 
 		echo "npm not found: the Node example will be skipped (install Node.js 20+ with npm)"; \
 	fi
 
+# The CDK stacks, cdk-nag's AwsSolutions and Serverless packs, cfn-lint and the SAM parity test.
 test-infra:
 	$(GO) test -count=1 -timeout 8m ./infra/...
 
@@ -73,8 +74,7 @@ lint:
 build: $(foreach f,$(FUNCTIONS),$(DIST)/$(f).zip)
 
 $(DIST)/%/bootstrap: FORCE
-	@mkdir -p $(@D)
-	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $@ ./functions/$*
+	$(LAMBDA_BUILD) -o $(@D) ./functions/$*
 
 $(DIST)/%.zip: $(DIST)/%/bootstrap
 	@rm -f $@
@@ -82,21 +82,23 @@ $(DIST)/%.zip: $(DIST)/%/bootstrap
 
 FORCE:
 
-# Keep the binaries: the CDK assets and `make synth` read dist/<function>/bootstrap.
+# Keep the binaries: `-c callbackCodeDir=../dist/callback -c refresherCodeDir=../dist/refresher`
+# deploys them as built here instead of building again at synth.
 .PRECIOUS: $(DIST)/%/bootstrap
 
 # SAM `BuildMethod: makefile` targets (sam build calls them with ARTIFACTS_DIR set).
 build-CallbackFunction:
-	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/callback
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR) ./functions/callback
 build-RefresherFunction:
-	$(LAMBDA_ENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/refresher
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR) ./functions/refresher
 
 ## local: the keeper on this machine — file store in .vbctoken/, VBC sandbox on the same port
 local:
 	$(GO) run ./cmd/vbctoken serve $(LOCAL_FLAGS)
 
-## synth: the CloudFormation of the CDK stack into cdk.out (offline, no account)
-synth: build
+## synth: the CloudFormation of the CDK stack into cdk.out (offline, no account); builds the
+## functions from source like `cdk synth`, and writes cdk-nag's reports next to the template
+synth:
 	cd infra && CDK_OUTDIR=../cdk.out $(GO) run .
 
 ## invoke-*: run a built function once through the local Lambda Runtime API (no SAM, no Docker)

@@ -5,8 +5,12 @@
 // Configuration comes from CDK context (`-c key=value` or cdk.json):
 // authorizeUrl, tokenUrl, scope, pkce, schedule, refreshMargin, refreshMaxAge,
 // alarmEmail, customDomainName with customDomainCertificateArn,
-// callbackCodeDir and refresherCodeDir (default ../dist/callback and
-// ../dist/refresher, written by `make build`), and stackName (default VbcToken).
+// callbackCodeDir and refresherCodeDir (directories holding prebuilt bootstrap
+// binaries, such as ../dist/callback and ../dist/refresher from `make build`;
+// by default synth builds both functions from source with the local Go
+// toolchain), stackName (default VbcToken), and nag (default true: cdk-nag's
+// AwsSolutions and Serverless packs check the stack at every synth; "false"
+// skips them).
 package main
 
 import (
@@ -44,8 +48,8 @@ func synth() (err error) {
 		return def
 	}
 	props := keeper.TokenKeeperProps{
-		CallbackCodeDir:  ctx("callbackCodeDir", "../dist/callback"),
-		RefresherCodeDir: ctx("refresherCodeDir", "../dist/refresher"),
+		CallbackCodeDir:  ctx("callbackCodeDir", ""),
+		RefresherCodeDir: ctx("refresherCodeDir", ""),
 		AuthorizeURL:     ctx("authorizeUrl", ""),
 		TokenURL:         ctx("tokenUrl", ""),
 		Scope:            ctx("scope", ""),
@@ -59,6 +63,9 @@ func synth() (err error) {
 		props.CustomDomain = &keeper.CustomDomain{DomainName: name, CertificateArn: ctx("customDomainCertificateArn", "")}
 	}
 	NewVbctokenStack(app, ctx("stackName", "VbcToken"), &VbctokenStackProps{Keeper: props})
+	if ctx("nag", "true") != "false" {
+		addNagChecks(app, true)
+	}
 	app.Synth(nil)
 	return nil
 }

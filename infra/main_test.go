@@ -45,9 +45,10 @@ const (
 
 // fixture is one synthesized stack: the assertions handle and its JSON.
 type fixture struct {
-	tpl  assertions.Template
-	cfn  cfnTemplate
-	json []byte // the template as synthesized
+	stack awscdk.Stack
+	tpl   assertions.Template
+	cfn   cfnTemplate
+	json  []byte // the template as synthesized
 }
 
 func TestMain(m *testing.M) {
@@ -123,6 +124,8 @@ func synthFixtures(dir string) (err error) {
 		CustomDomain:  &keeper.CustomDomain{DomainName: customDomain, CertificateArn: customCertificate},
 	}})
 
+	addNagChecks(app, false)
+
 	if defaultStack, err = newFixture(def.Stack); err != nil {
 		return err
 	}
@@ -140,7 +143,7 @@ func newFixture(stack awscdk.Stack) (fixture, error) {
 	if err := json.Unmarshal(raw, &cfn); err != nil {
 		return fixture{}, err
 	}
-	return fixture{tpl: tpl, cfn: cfn, json: raw}, nil
+	return fixture{stack: stack, tpl: tpl, cfn: cfn, json: raw}, nil
 }
 
 // check runs a CDK assertion, which panics (a jsii error) when it fails, and
@@ -175,6 +178,14 @@ type cfnResource struct {
 	Properties     map[string]any `json:"Properties"`
 	DeletionPolicy string         `json:"DeletionPolicy"`
 	Condition      string         `json:"Condition"`
+	Metadata       struct {
+		CDKNag struct {
+			RulesToSuppress []struct {
+				ID     string `json:"id"`
+				Reason string `json:"reason"`
+			} `json:"rules_to_suppress"`
+		} `json:"cdk_nag"`
+	} `json:"Metadata"`
 }
 
 // ofType returns the logical ids of the resources of type typ, sorted.

@@ -46,8 +46,18 @@ func NewVbctokenStack(scope constructs.Construct, id string, props *VbctokenStac
 	output("CredentialsSecretArn", `Secret the admin fills once with {"client_id","client_secret"}`, k.CredentialsSecret.SecretArn())
 	output("TokenSecretArn", "Token pair secret (source of truth; never give apps access)", k.PairSecret.SecretArn())
 	output("AccessSecretArn", "Access-token secret apps read (grant with GrantReadAccessToken)", k.AccessSecret.SecretArn())
+	output("KeyArn", "KMS key of the secrets: a role outside this stack that reads AccessSecretArn needs kms:Decrypt on it", k.Key.KeyArn())
 	output("ConsentUrlCommand", "Run as an admin to print the VBC consent link", k.ConsentCommand())
 	output("AlarmTopicArn", "SNS topic of the keeper's alarms", k.AlarmTopic.TopicArn())
+	output("RefresherFunctionName", "The refresher function (invoke it with events/scheduled-force.json to refresh now)", k.Refresher.FunctionName())
+	output("DeadLetterQueueUrl", "Queue of refresher events that failed after retries", k.DeadLetterQueue.QueueUrl())
+	output("RefresherLogGroupName", "Log group of the refresher function", k.RefresherLogs.LogGroupName())
+	output("CallbackLogGroupName", "Log group of the callback function", k.CallbackLogs.LogGroupName())
+	output("ApiAccessLogGroupName", "Access log group of the callback's HTTP API (no query strings)", k.ApiAccessLogs.LogGroupName())
+	output("DashboardUrl", "CloudWatch dashboard of the keeper", awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("https://console.aws.amazon.com/cloudwatch/home?region="), stack.Region(),
+		jsii.String("#dashboards:name="), k.Dashboard.DashboardName(),
+	}))
 	if k.CustomDomainName != nil {
 		output("CustomDomainTarget", "Point the custom domain's CNAME/alias at this name",
 			k.CustomDomainName.RegionalDomainName())

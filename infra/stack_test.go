@@ -299,7 +299,7 @@ func TestSecrets_EncryptedWithRotatingRetainedKey(t *testing.T) {
 	}
 }
 
-func TestAlarms_WatchTokenLifetimeErrorsAndDeadLetters(t *testing.T) {
+func TestAlarms_WatchTokenLifetimeReportsErrorsDeadLettersAnd5xx(t *testing.T) {
 	// GIVEN the default stack
 	tpl := defaultStack.tpl
 	c := defaultStack.cfn
@@ -309,33 +309,41 @@ func TestAlarms_WatchTokenLifetimeErrorsAndDeadLetters(t *testing.T) {
 		t.Fatalf("topics = %v, want one", topics)
 	}
 	toTopic := []any{map[string]any{"Ref": topics[0]}}
+	byRefresher := []any{map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": refresher}}}
 
-	// THEN four alarms notify the one topic, on alarm and on recovery
-	check(t, "alarm count", func() { tpl.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(4)) })
+	// THEN five alarms notify the one topic, on alarm and on recovery
+	check(t, "alarm count", func() { tpl.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(5)) })
 	check(t, "alarm actions", func() {
 		tpl.AllResourcesProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{"AlarmActions": toTopic, "OKActions": toTopic})
 	})
-	// AND the refresher's EMF metric alarms below 3 days, and when missing,
-	// for two hourly periods in a row
-	check(t, "refresh token lifetime", func() {
-		tpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
-			"Namespace": "VBCToken", "MetricName": "RefreshTokenSecondsLeft",
-			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": refresher}}},
-			"Statistic":  "Minimum", "Period": 3600, "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
-			"Threshold": 259200, "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "breaching",
-		})
-	})
-	for name, metric := range map[string]map[string]any{
-		"refresher errors": {"Namespace": "AWS/Lambda", "MetricName": "Errors",
-			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": refresher}}}},
-		"callback 5xx": {"Namespace": "AWS/ApiGateway", "MetricName": "5xx"},
-		"dead letters": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible"},
+	// AND each is named after the stack and points to its runbook entry
+	for name, props := range map[string]map[string]any{
+		// The refresher's EMF lifetime below 3 days for two hourly periods;
+		// a missing report is the next alarm's business.
+		keeper.AlarmRefreshTokenExpiring: {
+			"Namespace": "VBCToken", "MetricName": "RefreshTokenSecondsLeft", "Dimensions": byRefresher,
+			"Statistic": "Minimum", "Period": 3600, "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+			"Threshold": 259200, "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "missing",
+		},
+		// No run reported for two hourly periods.
+		keeper.AlarmRefresherNotReporting: {
+			"Namespace": "VBCToken", "MetricName": "RefreshOutcome", "Dimensions": byRefresher,
+			"Statistic": "SampleCount", "Period": 3600, "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+			"Threshold": 1, "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "breaching",
+		},
+		keeper.AlarmRefresherErrors: {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Dimensions": byRefresher,
+			"Statistic": "Sum", "Period": 3600},
+		keeper.AlarmCallback5xx: {"Namespace": "AWS/ApiGateway", "MetricName": "5xx", "Statistic": "Sum", "Period": 300},
+		keeper.AlarmDeadLetters: {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible", "Statistic": "Maximum", "Period": 300},
 	} {
-		props := map[string]any{"Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-			"TreatMissingData": "notBreaching", "EvaluationPeriods": 1}
-		for k, v := range metric {
-			props[k] = v
+		if _, ok := props["Threshold"]; !ok {
+			for k, v := range map[string]any{"Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+				"TreatMissingData": "notBreaching", "EvaluationPeriods": 1} {
+				props[k] = v
+			}
 		}
+		props["AlarmName"] = "Default-" + name
+		props["AlarmDescription"] = assertions.Match_StringLikeRegexp(jsii.String("Runbook: README.md, Operations runbook, Alarm `" + name + "`"))
 		check(t, name, func() { tpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), props) })
 	}
 	// AND an alarm email subscribes only when given
@@ -343,6 +351,46 @@ func TestAlarms_WatchTokenLifetimeErrorsAndDeadLetters(t *testing.T) {
 	check(t, "email subscription", func() {
 		customStack.tpl.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), map[string]any{"Protocol": "email", "Endpoint": customEmail})
 	})
+}
+
+func TestDashboard_ShowsLifetimeOutcomesErrorsDeadLettersAnd5xx(t *testing.T) {
+	// GIVEN the default stack
+	c := defaultStack.cfn
+	_, refresher := c.keeperFunctions(t)
+	dashboards := c.ofType("AWS::CloudWatch::Dashboard")
+	if len(dashboards) != 1 {
+		t.Fatalf("dashboards = %v, want one", dashboards)
+	}
+	d := c.Resources[dashboards[0]].Properties
+
+	// THEN it is named after the stack
+	if d["DashboardName"] != "Default" {
+		t.Errorf("DashboardName = %v, want the stack name", d["DashboardName"])
+	}
+	// AND its body (an Fn::Join of text and references) draws each of these
+	body, _ := json.Marshal(d["DashboardBody"])
+	for what, want := range map[string]string{
+		"every alarm":            `\"type\":\"alarm\"`,
+		"refresh token lifetime": `\"VBCToken\",\"RefreshTokenSecondsLeft\",\"FunctionName\"`,
+		"alarm threshold":        `259200`,
+		"outcomes per day, found by SEARCH (not a fixed list)": `SEARCH('{VBCToken,FunctionName,Outcome} MetricName=\\\"RefreshOutcome\\\" FunctionName=\\\"`,
+		"outcome as each line's label":                         `\"label\":\"${PROP('Dim.Outcome')}\"`,
+		"lambda errors":                                        `\"AWS/Lambda\",\"Errors\"`,
+		"dead letters":                                         `\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`,
+		"callback 5xx":                                         `\"AWS/ApiGateway\",\"5xx\"`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("dashboard lacks %s (%s):\n%s", what, want, body)
+		}
+	}
+	if !refersTo(d["DashboardBody"], refresher) {
+		t.Error("dashboard does not refer to the refresher function")
+	}
+	for _, alarm := range c.ofType("AWS::CloudWatch::Alarm") {
+		if !refersTo(d["DashboardBody"], alarm) {
+			t.Errorf("dashboard does not show alarm %s", alarm)
+		}
+	}
 }
 
 func TestIAM_NoSecretsManagerWildcardAndNothingOnStar(t *testing.T) {
@@ -539,6 +587,27 @@ func TestTokenKeeper_RejectsInvalidProps(t *testing.T) {
 
 	// THEN it refuses, naming every problem
 	for _, want := range []string{"CallbackCodeDir", "make build", "RefreshMargin"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("panic message %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestTokenKeeper_WithoutGoSaysWhatToDo(t *testing.T) {
+	// GIVEN a machine without the go command, and no prebuilt binaries
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("GOROOT", "")
+	stack := awscdk.NewStack(awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())}), jsii.String("NoGo"), nil)
+
+	// WHEN the keeper is created
+	var msg string
+	func() {
+		defer func() { msg, _ = recover().(string) }()
+		keeper.NewTokenKeeper(stack, "K", nil)
+	}()
+
+	// THEN it refuses before synth, saying what is missing and both ways out
+	for _, want := range []string{"Go toolchain", "https://go.dev/dl/", "make build", "callbackCodeDir"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("panic message %q lacks %q", msg, want)
 		}

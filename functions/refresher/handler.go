@@ -51,31 +51,54 @@ func (h *handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (Summa
 	if !res.RefreshExpiresAt.IsZero() {
 		sum.RefreshTokenSecondsLeft = max(0, int64(res.RefreshExpiresAt.Sub(h.now()).Seconds()))
 	}
-	if !res.RefreshExpiresAt.IsZero() || errors.Is(err, vbctoken.ErrReconsentRequired) {
-		// With no live chain the metric is 0, so the alarm fires at once.
-		h.emitMetric(sum.RefreshTokenSecondsLeft)
-	}
+	// With no live chain the seconds left are 0, so the alarm fires at once.
+	secondsKnown := !res.RefreshExpiresAt.IsZero() || errors.Is(err, vbctoken.ErrReconsentRequired)
+	h.emitMetrics(outcomeOf(res, err), sum.RefreshTokenSecondsLeft, secondsKnown)
 	return sum, err
 }
 
-// emitMetric writes one CloudWatch Embedded Metric Format line: CloudWatch turns it into
-// the metric VBCToken/RefreshTokenSecondsLeft{FunctionName} without any API call.
-func (h *handler) emitMetric(secondsLeft int64) {
+// outcomeOf is the Outcome dimension of a run: the keeper's outcome as it names it (so a
+// value added to vbctoken.Outcome later is reported without a change here), or
+// contract.MetricOutcomeError when the run failed before it knew one.
+func outcomeOf(res vbctoken.Result, err error) string {
+	if res.Outcome != "" {
+		return string(res.Outcome)
+	}
+	if err != nil {
+		return contract.MetricOutcomeError
+	}
+	return "unknown"
+}
+
+// emitMetrics writes one CloudWatch Embedded Metric Format line: CloudWatch turns it into
+// VBCToken/RefreshOutcome under {FunctionName} and {FunctionName, Outcome}, and, when the
+// pair's refresh expiry is known, VBCToken/RefreshTokenSecondsLeft under {FunctionName},
+// without any API call (internal/contract documents both).
+func (h *handler) emitMetrics(outcome string, secondsLeft int64, secondsKnown bool) {
 	if h.metrics == nil {
 		return
 	}
-	line, err := json.Marshal(map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": h.now().UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  contract.MetricNamespace,
-				"Dimensions": [][]string{{contract.MetricDimensionFunctionName}},
-				"Metrics":    []any{map[string]string{"Name": contract.MetricRefreshTokenSecondsLeft, "Unit": "Seconds"}},
-			}},
-		},
-		contract.MetricDimensionFunctionName:   functionName(h.getenv),
-		contract.MetricRefreshTokenSecondsLeft: secondsLeft,
-	})
+	fn := contract.MetricDimensionFunctionName
+	directives := []any{map[string]any{
+		"Namespace":  contract.MetricNamespace,
+		"Dimensions": [][]string{{fn}, {fn, contract.MetricDimensionOutcome}},
+		"Metrics":    []any{map[string]string{"Name": contract.MetricRefreshOutcome, "Unit": "Count"}},
+	}}
+	doc := map[string]any{
+		fn:                              functionName(h.getenv),
+		contract.MetricDimensionOutcome: outcome,
+		contract.MetricRefreshOutcome:   1,
+	}
+	if secondsKnown {
+		directives = append(directives, map[string]any{
+			"Namespace":  contract.MetricNamespace,
+			"Dimensions": [][]string{{fn}},
+			"Metrics":    []any{map[string]string{"Name": contract.MetricRefreshTokenSecondsLeft, "Unit": "Seconds"}},
+		})
+		doc[contract.MetricRefreshTokenSecondsLeft] = secondsLeft
+	}
+	doc["_aws"] = map[string]any{"Timestamp": h.now().UnixMilli(), "CloudWatchMetrics": directives}
+	line, err := json.Marshal(doc)
 	if err == nil {
 		_, _ = h.metrics.Write(append(line, '\n'))
 	}

@@ -14,11 +14,20 @@
 //  3. The refresher function runs on an EventBridge schedule (hourly by
 //     default), with reserved concurrency 1 so it is the single writer. Most
 //     runs read the pair and stop; about once a day it refreshes and rewrites
-//     both secrets. Each run reports the refresh token's remaining lifetime as
-//     an Embedded Metric Format log line (namespace VBCToken, metric
-//     RefreshTokenSecondsLeft, dimension FunctionName).
-//  4. Alarms (refresh token below 3 days or not reported, refresher errors,
-//     callback 5xx, dead letters) notify one SNS topic.
+//     both secrets. Each run reports, as an Embedded Metric Format log line
+//     (namespace VBCToken, names in internal/contract), the refresh token's
+//     remaining lifetime (RefreshTokenSecondsLeft) and what it did
+//     (RefreshOutcome, by FunctionName and by Outcome).
+//  4. Five alarms, named NamePrefix-<name> with a runbook entry each in the
+//     README (refresh-token-expiring, refresher-not-reporting,
+//     refresher-errors, callback-5xx, refresher-dead-letters), notify one SNS
+//     topic; a dashboard shows them with the metrics behind them.
+//
+// The functions are built from source during synth (CDK core's local bundling
+// runs `go build` for linux/arm64 with the flags of internal/lambdabuild), or
+// taken prebuilt from CallbackCodeDir/RefresherCodeDir. The resources meet
+// cdk-nag's AwsSolutions and Serverless packs; the findings the design
+// accepts carry their reasons as suppressions on the resources concerned.
 //
 // Apps never see the pair: TokenKeeper.GrantReadAccessToken gives them read
 // access to the access secret alone.

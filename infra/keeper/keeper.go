@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawscloudwatch"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/vbctoken/vbctoken/internal/contract"
@@ -75,13 +77,26 @@ type CustomDomain struct {
 }
 
 // TokenKeeperProps configures a TokenKeeper. Zero values take the defaults of
-// DESIGN.md; only the two code directories are required.
+// DESIGN.md; none is required.
 type TokenKeeperProps struct {
-	// CallbackCodeDir and RefresherCodeDir are directories holding the built
-	// `bootstrap` binary of each function (`make build` writes dist/callback
-	// and dist/refresher).
+	// CallbackCodeDir and RefresherCodeDir, when set, are directories holding
+	// a prebuilt `bootstrap` binary of each function (`make build` writes
+	// dist/callback and dist/refresher). When empty (the default), the
+	// function is built from source during synth with the local Go toolchain
+	// (`go build` of CallbackPackage/RefresherPackage for linux/arm64 with the
+	// flags of internal/lambdabuild).
 	CallbackCodeDir  string
 	RefresherCodeDir string
+	// BuildDir is where `go build` runs when a function is built from source:
+	// any directory inside a Go module that has github.com/vbctoken/vbctoken
+	// (this repository, or an app's module that requires it).
+	// Default: the current directory.
+	BuildDir string
+
+	// NamePrefix starts the names operators see: the alarms
+	// (NamePrefix-refresh-token-expiring, ...) and the dashboard (NamePrefix).
+	// Default: the stack's name. Two keepers in one stack need different prefixes.
+	NamePrefix string
 
 	// AuthorizeURL and TokenURL are VBC's OAuth endpoints (white-label
 	// tenants differ). Defaults: DefaultAuthorizeURL, DefaultTokenURL.
@@ -99,9 +114,11 @@ type TokenKeeperProps struct {
 	// defaults DefaultRefreshMargin and DefaultRefreshMaxAge.
 	RefreshMargin string
 	RefreshMaxAge string
-	// SecondsLeftAlarmPeriod is the period over which the refresher must
-	// report RefreshTokenSecondsLeft at least once. Default: 1 hour; set it
-	// to at least the schedule's interval when the schedule is slower.
+	// SecondsLeftAlarmPeriod is the period of the refresher's alarms: the
+	// refresh-token alarm takes the minimum RefreshTokenSecondsLeft over it,
+	// and the refresher must report at least once in it (two periods without a
+	// report raise AlarmRefresherNotReporting). Default: 1 hour; set it to at
+	// least the schedule's interval when the schedule is slower.
 	SecondsLeftAlarmPeriod time.Duration
 
 	// AlarmEmail, when set, subscribes this address to the alarm topic.
@@ -133,10 +150,21 @@ type TokenKeeper struct {
 	AlarmTopic       awssns.Topic
 	CustomDomainName awsapigatewayv2.DomainName // nil without CustomDomain
 
+	// Log groups of the functions and of the API's access log.
+	CallbackLogs, RefresherLogs, ApiAccessLogs awslogs.LogGroup
+	// Alarms by name suffix (AlarmRefreshTokenExpiring, ...); every one has a
+	// runbook entry in README.md under "Operations runbook".
+	Alarms map[string]awscloudwatch.Alarm
+	// Dashboard shows the refresh token's lifetime, refresh outcomes per day,
+	// errors, dead letters and the callback's 5xx.
+	Dashboard awscloudwatch.Dashboard
+
 	// CallbackURL is the redirect URL to register in the VBC developer portal.
 	CallbackURL *string
 
-	props TokenKeeperProps
+	props             TokenKeeperProps
+	callbackRoutes    *[]awsapigatewayv2.HttpRoute
+	emailSubscription awssns.Subscription // nil without AlarmEmail
 }
 
 // NewTokenKeeper creates the keeper under scope. It panics, as CDK
@@ -151,6 +179,9 @@ func NewTokenKeeper(scope constructs.Construct, id string, props *TokenKeeperPro
 	c := constructs.NewConstruct(scope, jsii.String(id))
 	k := &TokenKeeper{Construct: c, props: p}
 	stack := awscdk.Stack_Of(c)
+	if k.props.NamePrefix == "" {
+		k.props.NamePrefix = *stack.StackName()
+	}
 
 	k.createSecrets(c)
 	k.createAPI(c)
@@ -158,6 +189,8 @@ func NewTokenKeeper(scope constructs.Construct, id string, props *TokenKeeperPro
 	k.routeCallback()
 	k.scheduleRefresher(c)
 	k.createAlarms(c)
+	k.createDashboard(c)
+	k.suppressNagFindings()
 	return k
 }
 
@@ -192,12 +225,20 @@ func (p TokenKeeperProps) validate() error {
 	for _, f := range []field{{"CallbackCodeDir", p.CallbackCodeDir}, {"RefresherCodeDir", p.RefresherCodeDir}} {
 		name, dir := f.name, f.value
 		if dir == "" {
-			problems = append(problems, name+" is required")
-			continue
+			continue // built from source
 		}
 		if fi, err := os.Stat(filepath.Join(dir, "bootstrap")); err != nil || fi.IsDir() {
-			problems = append(problems, fmt.Sprintf("%s %q holds no bootstrap binary (run `make build` first)", name, dir))
+			problems = append(problems, fmt.Sprintf("%s %q holds no bootstrap binary "+
+				"(run `make build` first, or leave it empty to build from source)", name, dir))
 		}
+	}
+	if p.CallbackCodeDir == "" || p.RefresherCodeDir == "" {
+		if _, err := lookGo(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if p.NamePrefix != "" && !namePrefixPattern.MatchString(p.NamePrefix) {
+		problems = append(problems, fmt.Sprintf("NamePrefix %q must be 1-200 letters, digits, - or _", p.NamePrefix))
 	}
 	for _, f := range []field{{"AuthorizeURL", p.AuthorizeURL}, {"TokenURL", p.TokenURL}} {
 		if !strings.HasPrefix(f.value, "https://") {
@@ -289,6 +330,7 @@ func (k *TokenKeeper) createAPI(c constructs.Construct) {
 	accessLogs := awslogs.NewLogGroup(c, jsii.String("ApiAccessLogs"), &awslogs.LogGroupProps{
 		Retention: k.props.LogRetention,
 	})
+	k.ApiAccessLogs = accessLogs
 	cfnStage := stage.Node().DefaultChild().(awsapigatewayv2.CfnStage)
 	cfnStage.SetAccessLogSettings(&awsapigatewayv2.CfnStage_AccessLogSettingsProperty{
 		DestinationArn: accessLogs.LogGroupArn(),
@@ -342,16 +384,17 @@ func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack
 		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
 	})
 
-	k.Callback = k.newFunction(c, stack, "Callback", functionSpec{
+	src := k.goSource()
+	k.Callback, k.CallbackLogs = k.newFunction(c, stack, "Callback", functionSpec{
 		description: "vbctoken: OAuth callback (GET /callback), exchanges the consent code and stores the token pair",
-		codeDir:     k.props.CallbackCodeDir,
+		code:        functionCode(k.props.CallbackCodeDir, CallbackPackage, src),
 		memoryMB:    callbackMemoryMB,
 		timeout:     callbackTimeout,
 		env:         callbackEnv,
 	})
-	k.Refresher = k.newFunction(c, stack, "Refresher", functionSpec{
+	k.Refresher, k.RefresherLogs = k.newFunction(c, stack, "Refresher", functionSpec{
 		description: "vbctoken: scheduled refresher, the single writer that keeps the VBC token pair alive",
-		codeDir:     k.props.RefresherCodeDir,
+		code:        functionCode(k.props.RefresherCodeDir, RefresherPackage, src),
 		memoryMB:    refresherMemoryMB,
 		timeout:     refresherTimeout,
 		env:         refresherEnv,
@@ -364,9 +407,30 @@ func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack
 	})
 }
 
+// goSource locates the Go toolchain and the build directory, when a function is built
+// from source (validate has checked that go exists).
+func (k *TokenKeeper) goSource() *goSource {
+	if k.props.CallbackCodeDir != "" && k.props.RefresherCodeDir != "" {
+		return nil
+	}
+	goBin, err := lookGo()
+	if err != nil {
+		panic(fmt.Sprintf("keeper: %v", err))
+	}
+	dir := k.props.BuildDir
+	if dir == "" {
+		dir = "."
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		panic(fmt.Sprintf("keeper: BuildDir %q: %v", dir, err))
+	}
+	return &goSource{goBin: goBin, dir: abs}
+}
+
 type functionSpec struct {
 	description         string
-	codeDir             string
+	code                awslambda.Code
 	memoryMB            float64
 	timeout             time.Duration
 	env                 map[string]*string
@@ -374,7 +438,7 @@ type functionSpec struct {
 	deadLetterQueue     awssqs.IQueue
 }
 
-func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id string, spec functionSpec) awslambda.Function {
+func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id string, spec functionSpec) (awslambda.Function, awslogs.LogGroup) {
 	logs := awslogs.NewLogGroup(c, jsii.String(id+"Logs"), &awslogs.LogGroupProps{
 		Retention: k.props.LogRetention,
 	})
@@ -392,7 +456,7 @@ func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id
 		Runtime:               awslambda.Runtime_PROVIDED_AL2023(),
 		Architecture:          awslambda.Architecture_ARM_64(),
 		Handler:               jsii.String("bootstrap"),
-		Code:                  awslambda.Code_FromAsset(jsii.String(spec.codeDir), nil),
+		Code:                  spec.code,
 		MemorySize:            jsii.Number(spec.memoryMB),
 		Timeout:               awscdk.Duration_Seconds(jsii.Number(spec.timeout.Seconds())),
 		Environment:           &spec.env,
@@ -410,7 +474,7 @@ func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id
 		props.RetryAttempts = jsii.Number(2)
 		props.MaxEventAge = awscdk.Duration_Hours(jsii.Number(1))
 	}
-	return awslambda.NewFunction(c, jsii.String(id), props)
+	return awslambda.NewFunction(c, jsii.String(id), props), logs
 }
 
 // grantFunctionSecrets gives a function role exactly the Secrets Manager
@@ -467,7 +531,7 @@ func (k *TokenKeeper) routeCallback() {
 		&awsapigatewayv2integrations.HttpLambdaIntegrationProps{
 			PayloadFormatVersion: awsapigatewayv2.PayloadFormatVersion_VERSION_2_0(),
 		})
-	k.Api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
+	k.callbackRoutes = k.Api.AddRoutes(&awsapigatewayv2.AddRoutesOptions{
 		Path:        jsii.String(CallbackPath),
 		Methods:     &[]awsapigatewayv2.HttpMethod{awsapigatewayv2.HttpMethod_GET},
 		Integration: integration,
@@ -487,6 +551,22 @@ func (k *TokenKeeper) scheduleRefresher(c constructs.Construct) {
 	}))
 }
 
+// Alarm names, after NamePrefix and a dash (VbcToken-refresh-token-expiring).
+// README.md's "Operations runbook" has a heading "Alarm `<name>`" for each, which
+// the alarm's description points to; a test holds the two together.
+const (
+	AlarmRefreshTokenExpiring  = "refresh-token-expiring"
+	AlarmRefresherNotReporting = "refresher-not-reporting"
+	AlarmRefresherErrors       = "refresher-errors"
+	AlarmCallback5xx           = "callback-5xx"
+	AlarmDeadLetters           = "refresher-dead-letters"
+)
+
+// alarmPeriods: the refresher's alarms fire after this many periods in a row,
+// so one run that slips across a period boundary (a retry, EventBridge
+// jitter) is not an alarm; the 3-day threshold leaves ample time anyway.
+const alarmPeriods = 2
+
 func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 	// Not KMS-encrypted: alarm messages hold no secret, and a CloudWatch →
 	// encrypted-topic path would need the secrets' key policy to trust
@@ -496,14 +576,17 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 		EnforceSSL:  jsii.Bool(true),
 	})
 	if k.props.AlarmEmail != "" {
-		k.AlarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(k.props.AlarmEmail), nil))
+		k.emailSubscription = k.AlarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(k.props.AlarmEmail), nil))
 	}
 	action := awscloudwatchactions.NewSnsAction(k.AlarmTopic)
+	k.Alarms = map[string]awscloudwatch.Alarm{}
 	// alarm fires when `periods` consecutive periods breach.
-	alarm := func(id, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator,
+	alarm := func(id, name, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator,
 		threshold float64, missing awscloudwatch.TreatMissingData, periods float64) {
 		a := awscloudwatch.NewAlarm(c, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String(description),
+			AlarmName: jsii.String(k.props.NamePrefix + "-" + name),
+			AlarmDescription: jsii.String("vbctoken: " + description +
+				" Runbook: README.md, Operations runbook, Alarm `" + name + "`."),
 			Metric:             metric,
 			ComparisonOperator: op,
 			Threshold:          jsii.Number(threshold),
@@ -513,38 +596,162 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 		})
 		a.AddAlarmAction(action)
 		a.AddOkAction(action)
+		k.Alarms[name] = a
 	}
+	period := awscdk.Duration_Minutes(jsii.Number(k.props.SecondsLeftAlarmPeriod.Minutes()))
 
-	secondsLeft := awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+	// Missing data is "missing": a refresher that stopped reporting is the
+	// not-reporting alarm's business; this one only judges what was reported.
+	// Until the first consent the refresher reports 0, so it is in ALARM from
+	// the first run after deployment until an admin consents.
+	alarm("RefreshTokenExpiringAlarm", AlarmRefreshTokenExpiring,
+		"the refresh token expires in under 3 days (0 = not connected or the chain is gone). "+
+			"Run `vbctoken status`; if it exits 3, open a new consent link (ConsentUrlCommand output).",
+		k.metricSecondsLeft(period), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+		RefreshTokenAlarmThreshold.Seconds(), awscloudwatch.TreatMissingData_MISSING, alarmPeriods)
+
+	// Every run reports one RefreshOutcome; none for two periods means the
+	// refresher does not run (schedule disabled, throttled, crashing at start,
+	// timing out) and nothing keeps the chain alive. Right after deployment it
+	// is in ALARM until the schedule's first run (within the period).
+	alarm("RefresherNotReportingAlarm", AlarmRefresherNotReporting,
+		"the refresher reported no run for 2 periods: nothing is refreshing the token pair.",
+		k.metricRuns(period), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+		1, awscloudwatch.TreatMissingData_BREACHING, alarmPeriods)
+
+	alarm("RefresherErrorsAlarm", AlarmRefresherErrors,
+		"the refresher failed; see its log group (re-consent needed is logged at ERROR).",
+		k.Refresher.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Hours(jsii.Number(1)), Statistic: jsii.String("Sum")}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+
+	alarm("CallbackServerErrorsAlarm", AlarmCallback5xx,
+		"the callback answered 5xx (VBC or Secrets Manager failed, or the function crashed); see its log group.",
+		k.metricCallback5xx(awscdk.Duration_Minutes(jsii.Number(5))),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+
+	alarm("DeadLettersAlarm", AlarmDeadLetters,
+		"scheduled refresher events failed after retries and sit in the dead-letter queue.",
+		k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
+		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+}
+
+// metricSecondsLeft is the refresher's VBCToken/RefreshTokenSecondsLeft, minimum per period.
+func (k *TokenKeeper) metricSecondsLeft(period awscdk.Duration) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 		Namespace:     jsii.String(contract.MetricNamespace),
 		MetricName:    jsii.String(contract.MetricRefreshTokenSecondsLeft),
 		DimensionsMap: &map[string]*string{contract.MetricDimensionFunctionName: k.Refresher.FunctionName()},
 		Statistic:     jsii.String("Minimum"),
-		Period:        awscdk.Duration_Minutes(jsii.Number(k.props.SecondsLeftAlarmPeriod.Minutes())),
+		Period:        period,
 	})
-	// Missing data breaches: no report means no refresher run. Two periods in
-	// a row, so one run that slips across an hour boundary (a retry, EventBridge
-	// jitter) is not an alarm; the 3-day threshold leaves ample time anyway.
-	alarm("RefreshTokenExpiringAlarm",
-		"vbctoken: the refresh token expires in under 3 days, or the refresher did not report for 2 periods. "+
-			"Run `vbctoken status`; if it exits 3, open a new consent link (ConsentUrlCommand output).",
-		secondsLeft, awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
-		RefreshTokenAlarmThreshold.Seconds(), awscloudwatch.TreatMissingData_BREACHING, 2)
+}
 
-	alarm("RefresherErrorsAlarm",
-		"vbctoken: the refresher failed; see its log group (re-consent needed is logged at ERROR).",
-		k.Refresher.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Hours(jsii.Number(1)), Statistic: jsii.String("Sum")}),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+// metricRuns counts the refresher's reported runs (RefreshOutcome without the Outcome dimension).
+func (k *TokenKeeper) metricRuns(period awscdk.Duration) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(contract.MetricNamespace),
+		MetricName:    jsii.String(contract.MetricRefreshOutcome),
+		DimensionsMap: &map[string]*string{contract.MetricDimensionFunctionName: k.Refresher.FunctionName()},
+		Statistic:     jsii.String("SampleCount"),
+		Period:        period,
+	})
+}
 
-	alarm("CallbackServerErrorsAlarm",
-		"vbctoken: the callback answered 5xx (VBC or Secrets Manager failed, or the function crashed); see its log group.",
-		k.Api.MetricServerError(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+// metricCallback5xx is the HTTP API's 5xx count.
+func (k *TokenKeeper) metricCallback5xx(period awscdk.Duration) awscloudwatch.Metric {
+	return k.Api.MetricServerError(&awscloudwatch.MetricOptions{Period: period, Statistic: jsii.String("Sum")})
+}
 
-	alarm("DeadLettersAlarm",
-		"vbctoken: scheduled refresher events failed after retries and sit in the dead-letter queue.",
-		k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+// namePrefixPattern is what alarm and dashboard names accept, with room for the suffixes.
+var namePrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+
+// createDashboard draws what an operator looks at first: the alarms, the refresh token's
+// lifetime, what each refresher run did per day, errors, dead letters, callback 5xx.
+func (k *TokenKeeper) createDashboard(c constructs.Construct) {
+	hour, day := awscdk.Duration_Hours(jsii.Number(1)), awscdk.Duration_Days(jsii.Number(1))
+	alarms := make([]interfacesawscloudwatch.IAlarmRef, 0, len(k.Alarms))
+	for _, name := range []string{AlarmRefreshTokenExpiring, AlarmRefresherNotReporting, AlarmRefresherErrors,
+		AlarmDeadLetters, AlarmCallback5xx} {
+		alarms = append(alarms, k.Alarms[name])
+	}
+	labelled := func(m awscloudwatch.Metric, label string) awscloudwatch.IMetric {
+		return m.With(&awscloudwatch.MetricOptions{Label: jsii.String(label)})
+	}
+	// Outcomes are found by SEARCH, not listed: whatever values the refresher reports
+	// (vbctoken.Outcome, including ones added later) each get a line.
+	outcomes := awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s,%s,%s} MetricName="%s" %s="%s"', 'Sum', 86400)`,
+			contract.MetricNamespace, contract.MetricDimensionFunctionName, contract.MetricDimensionOutcome,
+			contract.MetricRefreshOutcome, contract.MetricDimensionFunctionName, *k.Refresher.FunctionName())),
+		// A dynamic label: each line is named by its outcome.
+		Label:  jsii.String("${PROP('Dim." + contract.MetricDimensionOutcome + "')}"),
+		Period: day,
+	})
+	lambdaErrors := func(fn awslambda.Function, label string) awscloudwatch.IMetric {
+		return fn.MetricErrors(&awscloudwatch.MetricOptions{Period: hour, Statistic: jsii.String("Sum"), Label: jsii.String(label)})
+	}
+	k.Dashboard = awscloudwatch.NewDashboard(c, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
+		DashboardName:   jsii.String(k.props.NamePrefix),
+		DefaultInterval: awscdk.Duration_Days(jsii.Number(14)),
+		Widgets: &[]*[]awscloudwatch.IWidget{
+			{awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
+				Title: jsii.String("Alarms (runbook: README.md, Operations runbook)"), Alarms: &alarms, Width: jsii.Number(24), Height: jsii.Number(3),
+			})},
+			{
+				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+					Title: jsii.String("Refresh token: seconds left (minimum per hour)"),
+					Left:  &[]awscloudwatch.IMetric{labelled(k.metricSecondsLeft(hour), "seconds left")},
+					LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{
+						Value: jsii.Number(RefreshTokenAlarmThreshold.Seconds()), Label: jsii.String("alarm below 3 days"),
+					}},
+					LeftYAxis: &awscloudwatch.YAxisProps{Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
+					Width:     jsii.Number(12), Height: jsii.Number(6),
+				}),
+				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+					Title:   jsii.String("Refresher runs per day by outcome"),
+					Left:    &[]awscloudwatch.IMetric{outcomes},
+					Stacked: jsii.Bool(true),
+					Period:  day,
+					Width:   jsii.Number(12), Height: jsii.Number(6),
+				}),
+			},
+			{
+				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+					Title: jsii.String("Errors per hour"),
+					Left: &[]awscloudwatch.IMetric{
+						lambdaErrors(k.Refresher, "refresher errors"),
+						lambdaErrors(k.Callback, "callback errors"),
+						k.Refresher.MetricThrottles(&awscloudwatch.MetricOptions{Period: hour, Statistic: jsii.String("Sum"), Label: jsii.String("refresher throttles")}),
+					},
+					Width: jsii.Number(8), Height: jsii.Number(6),
+				}),
+				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+					Title: jsii.String("Dead letters (refresher events that failed after retries)"),
+					Left: &[]awscloudwatch.IMetric{k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
+						Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"), Label: jsii.String("messages in the queue"),
+					})},
+					Width: jsii.Number(8), Height: jsii.Number(6),
+				}),
+				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+					Title: jsii.String("Callback responses"),
+					Left: &[]awscloudwatch.IMetric{
+						labelled(k.metricCallback5xx(awscdk.Duration_Minutes(jsii.Number(5))), "5xx"),
+						k.Api.MetricClientError(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"), Label: jsii.String("4xx (bad or reused links)")}),
+					},
+					Width: jsii.Number(8), Height: jsii.Number(6),
+				}),
+			},
+			{awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
+				Markdown: awscdk.Fn_Join(jsii.String(""), &[]*string{
+					jsii.String("**Log groups** refresher `"), k.RefresherLogs.LogGroupName(),
+					jsii.String("`, callback `"), k.CallbackLogs.LogGroupName(),
+					jsii.String("`, API access `"), k.ApiAccessLogs.LogGroupName(),
+					jsii.String("`. Every alarm has a runbook entry in README.md (Operations runbook, Alarm `<name>`)."),
+				}),
+				Width: jsii.Number(24), Height: jsii.Number(2),
+			})},
+		},
+	})
 }
 
 // GrantReadAccessToken lets grantee (an app's role) read the access-token

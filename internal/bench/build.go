@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/vbctoken/vbctoken/internal/lambdabuild"
 )
 
 // Packages measured, relative to the module root. Hello is aws-lambda-go's floor: a
@@ -21,8 +23,8 @@ const (
 	RefresherPackage = "./functions/refresher"
 )
 
-// BuildShipped compiles pkg as the Makefile ships it to provided.al2023 (CGO_ENABLED=0,
-// -tags lambda.norpc, -trimpath, -ldflags='-s -w -buildid=') for linux/goarch into
+// BuildShipped compiles pkg as vbctoken ships it to provided.al2023 (internal/lambdabuild:
+// CGO_ENABLED=0, -tags lambda.norpc, -trimpath, -ldflags='-s -w -buildid=') for linux/goarch into
 // outDir/bootstrap, with the go command run in dir (a module root). Sizes are measured on
 // arm64, as shipped; cold starts need this machine's architecture (lambdarun.Build builds
 // the same way, but only from the current directory, and a baseline lives elsewhere).
@@ -30,11 +32,8 @@ func BuildShipped(ctx context.Context, dir, pkg, outDir, goarch string) (string,
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", err
 	}
-	out := filepath.Join(outDir, "bootstrap")
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath",
-		"-ldflags=-s -w -buildid=", "-o", out, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	out := filepath.Join(outDir, lambdabuild.Binary)
+	cmd := lambdabuild.Command(ctx, "go", dir, pkg, outDir, lambdabuild.GOOS, goarch)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s for linux/%s: %w\n%s", pkg, goarch, err, msg)
 	}

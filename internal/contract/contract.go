@@ -18,11 +18,22 @@ const (
 	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
 )
 
-// The refresher's CloudWatch Embedded Metric Format metric: seconds until the stored
-// refresh token expires (0 when re-consent is needed), with the single dimension
-// FunctionName. The stack alarms when it drops below three days.
+// The refresher's CloudWatch Embedded Metric Format metrics, in namespace MetricNamespace.
+//
+// MetricRefreshTokenSecondsLeft: seconds until the stored refresh token expires (0 when
+// re-consent is needed), with the single dimension FunctionName. The stack alarms when it
+// drops below three days.
+//
+// MetricRefreshOutcome: 1 per run, reported under two dimension sets: {FunctionName}, whose
+// absence raises the stack's "refresher did not report" alarm, and {FunctionName, Outcome},
+// which the dashboard draws per day. Outcome is the run's vbctoken.Outcome as a string
+// (skipped, refreshed, superseded, reconsent_required, and any value added later), or
+// MetricOutcomeError when the run failed before it knew one; so its values are few.
 const (
 	MetricNamespace               = "VBCToken"
 	MetricRefreshTokenSecondsLeft = "RefreshTokenSecondsLeft"
+	MetricRefreshOutcome          = "RefreshOutcome"
 	MetricDimensionFunctionName   = "FunctionName"
+	MetricDimensionOutcome        = "Outcome"
+	MetricOutcomeError            = "error"
 )

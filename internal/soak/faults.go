@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -25,6 +26,10 @@ const (
 	TokenHTML200            = "HTML200"
 	TokenMissingAccessToken = "MissingAccessToken"
 	TokenProcessedButLost   = "ProcessedButLost"
+	// TokenTimeoutProcessed: VBC processed the request (a refresh token IS rotated, a code
+	// IS spent) late in the client's 15 s, and no answer arrived before the timeout. The
+	// sandbox counts it as a ProcessedButLost fault.
+	TokenTimeoutProcessed = "TimeoutAfterProcessing"
 )
 
 // Store fault kinds: what Secrets Manager does under load. Each is an error matching
@@ -40,6 +45,10 @@ const (
 	DeathAtTokenResponse = "at_token_response" // killed as VBC's answer arrived: the pair is lost
 	DeathAfterCommit     = "after_pair_commit" // killed after the pair landed, before the access write
 	DeathLambdaTimeout   = "lambda_timeout"    // the process's virtual deadline passed
+	// DeathMidCommit: killed after the pair write reached the store and before it became
+	// current (between Secrets Manager's PutSecretValue and UpdateSecretVersionStage, the
+	// file store's pending file and its rename): the write is stranded as pending.
+	DeathMidCommit = "mid_commit"
 )
 
 // Plan sets how often things go wrong. The zero value injects nothing; DefaultPlan is the
@@ -59,13 +68,32 @@ type Plan struct {
 	// DeathAfterCommit when its pair commit has landed, before the access secret is written.
 	DeathAtTokenResponse float64
 	DeathAfterCommit     float64
+	// DeathMidCommit kills a process in the middle of a pair commit: the write reached the
+	// store but never became current (a stranded pending write).
+	DeathMidCommit float64
+	// Interrupt cancels the context of an operator's CLI process (SIGINT, Ctrl-C) right
+	// when a genuine token response arrives: the keeper must still store the pair.
+	Interrupt float64
+	// ClockSkew bounds how far the clock of an operator's machine (CLI runs, a local
+	// serve) is off, either way. Lambda clocks are exact.
+	ClockSkew time.Duration
 
 	// Per simulated hour: extra refresher invocations (2 or 3 at once), an operator's
-	// forced refresh, a sandbox-side revocation, a voluntary admin re-consent.
-	Duplicate, Triplicate, ForcedRefresh, Revocation, VoluntaryConsent float64
+	// forced refresh (`vbctoken refresh --force`, its own keeper), a sandbox-side
+	// revocation, a voluntary admin re-consent, a local `vbctoken serve` starting on the
+	// same store (a second keeper with its own hourly schedule).
+	Duplicate, Triplicate, ForcedRefresh, Revocation, VoluntaryConsent, Serve float64
+	// ServeFor bounds how long a local serve runs; ServeNearTick is the share of serves
+	// whose schedule falls within seconds of the Lambda's.
+	ServeForMin, ServeForMax time.Duration
+	ServeNearTick            float64
 	// Per consent: the browser calls the callback twice with the same link; the admin uses
-	// the password grant instead of the browser; the callback arrives mid-refresh.
-	ReplayCallback, Login, ConsentMidRefresh float64
+	// the password grant instead of the browser; the callback arrives mid-refresh; after
+	// an error page the admin reloads the callback (the same code again).
+	ReplayCallback, Login, ConsentMidRefresh, ReloadAfterError float64
+	// RaceWeights weighs how VBC settles a refresh race (ModeWSO2), by
+	// vbcsandbox.RaceOutcome name: invalid_grant, server_error, both_succeed.
+	RaceWeights map[string]float64
 	// AdminDelay bounds how long the admin takes to react to a broken chain.
 	AdminDelayMin, AdminDelayMax time.Duration
 	// ReadEvery bounds the interval between app reads.
@@ -82,25 +110,53 @@ func DefaultPlan() Plan {
 			TokenStatus500: 3, TokenStatus502: 3, TokenStatus503: 3, TokenStatus429: 3,
 			TokenDelayTimeout: 2, TokenDelaySlow: 2, TokenTruncated: 2, TokenMalformedJSON: 1,
 			TokenHTML200: 2, TokenMissingAccessToken: 1, TokenProcessedButLost: 0.4,
+			TokenTimeoutProcessed: 0.3,
 		},
 		StoreFault:           0.22,
 		StoreAfter:           0.4,
 		ReadFault:            0.08,
 		DeathAtTokenResponse: 0.01,
 		DeathAfterCommit:     0.02,
+		DeathMidCommit:       0.01,
+		Interrupt:            0.3,
+		ClockSkew:            3 * time.Second,
 		Duplicate:            0.08,
 		Triplicate:           0.03,
-		ForcedRefresh:        0.01,
+		ForcedRefresh:        0.02,
+		Serve:                1.0 / (24 * 14),
+		ServeForMin:          2 * time.Hour,
+		ServeForMax:          5 * 24 * time.Hour,
+		ServeNearTick:        0.5,
 		Revocation:           1.0 / (24 * 90),
 		VoluntaryConsent:     1.0 / (24 * 30),
 		ReplayCallback:       0.15,
 		Login:                0.2,
 		ConsentMidRefresh:    0.5,
+		ReloadAfterError:     0.5,
 		AdminDelayMin:        30 * time.Minute,
 		AdminDelayMax:        6 * time.Hour,
 		ReadEveryMin:         3 * time.Minute,
 		ReadEveryMax:         7 * time.Minute,
 	}
+}
+
+// PlanFor is DefaultPlan for a sandbox mode. Against ModeWSO2 answers lost after VBC
+// processed the request are five times as frequent: each makes the client retry within
+// WSO2's cluster lag, which is what races a refresh (RaceWeights settles it), so the
+// double-200 race happens dozens of times a year rather than a handful.
+func PlanFor(mode vbcsandbox.Mode) Plan {
+	p := DefaultPlan()
+	if mode != vbcsandbox.ModeWSO2 {
+		return p
+	}
+	p.TokenWeights[TokenProcessedButLost] = 2
+	p.TokenWeights[TokenTimeoutProcessed] = 1.5
+	p.RaceWeights = map[string]float64{
+		vbcsandbox.RaceInvalidGrant.String(): 1,
+		vbcsandbox.RaceServerError.String():  1,
+		vbcsandbox.RaceBothSucceed.String():  2,
+	}
+	return p
 }
 
 // tokenKinds is TokenWeights' keys in a fixed order, so draws are reproducible.
@@ -147,8 +203,12 @@ type process struct {
 	writes    int                     // writes that landed (pair commits and access puts)
 	attempt   int                     // Lambda attempt of a scheduled refresher: 1, 2 or 3; 0 otherwise
 	malformed bool                    // a 200 token response it got was not a usable token response
-	outcome   vbctoken.Outcome        // a refresher's result
-	err       error
+	skew      time.Duration           // its clock's error (operators' machines)
+	// interruptible: an operator's CLI run, whose context Ctrl-C cancels; interrupted: it
+	// was, right when a token response arrived.
+	interruptible, interrupted bool
+	outcome                    vbctoken.Outcome // a refresher's result
+	err                        error
 }
 
 func (p *process) float() float64 {
@@ -165,6 +225,48 @@ func (p *process) between(lo, hi time.Duration) time.Duration {
 		return lo
 	}
 	return lo + time.Duration(p.float()*float64(hi-lo))
+}
+
+// now is the process's clock: virtual time plus its skew.
+func (p *process) now() time.Time { return p.sim.clock.Now().Add(p.skew) }
+
+// interrupt cancels the process's context as SIGINT cancels the CLI's, without killing it:
+// the process goes on, and what it does with a cancelled context is up to the keeper.
+func (p *process) interrupt() {
+	p.mu.Lock()
+	first := !p.interrupted
+	p.interrupted = true
+	p.mu.Unlock()
+	if first {
+		p.sim.count(&p.sim.rep.Interrupts, p.role)
+		if p.ctx != nil {
+			p.ctx.cancel()
+		}
+	}
+}
+
+// midCommitDeath draws whether the process dies in the middle of a pair commit.
+func (p *process) midCommitDeath() bool {
+	return p.role != roleApp && p.chance(p.sim.plan.DeathMidCommit)
+}
+
+// strandedBy records that the process died in the middle of committing pair: the write
+// reached the store as pending and never became current.
+func (p *process) strandedBy(pair *vbctoken.Pair) {
+	s := p.sim
+	held := heldTokens(pair)
+	fresh := !pair.RefreshToken.IsZero() && !s.hist.has(pair.RefreshToken.Reveal())
+	s.mu.Lock()
+	for _, rt := range held {
+		s.stranded[rt] = true
+	}
+	s.mu.Unlock()
+	kind := "bookkeeping" // a lease, a consent nonce: nothing new in it
+	if fresh {
+		kind = "new_pair"
+	}
+	s.count(&s.rep.Stranded, kind)
+	p.kill(DeathMidCommit, true)
 }
 
 // start gives the process its virtual deadline.

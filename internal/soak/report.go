@@ -14,20 +14,27 @@ type Report struct {
 	Store          string    `json:"store"`
 	Seed           uint64    `json:"seed"`
 	Days           int       `json:"days"`
-	StrictVBC      bool      `json:"strict_vbc"`
+	VBCMode        string    `json:"vbc"` // the sandbox's mode: lenient, strict or wso2
 	SimulatedUntil time.Time `json:"simulated_until"`
 	Elapsed        string    `json:"elapsed"`
 	Plan           Plan      `json:"plan"`
 
-	// Refresher invocations (scheduled, duplicated, concurrent, forced) and their outcomes:
-	// refreshed, superseded, skipped, reconsent_required, failed (an error Lambda retries
-	// after one and three minutes), died.
+	// Keeper Refresh runs (the scheduled Lambda, duplicated or concurrent, Lambda's retries,
+	// operators' `vbctoken refresh --force`, local serves' checks) and their outcomes:
+	// refreshed, superseded, skipped, in_doubt, reconsent_required, failed (an error
+	// Lambda retries after one and three minutes), died. RunsByRole is by role/outcome.
 	RefresherRuns int            `json:"refresher_runs"`
 	LambdaRetries int            `json:"lambda_retries"`
+	ServeSessions int            `json:"serve_sessions"`
 	Outcomes      map[string]int `json:"outcomes"`
+	RunsByRole    map[string]int `json:"runs_by_role"`
 	Refreshes     int            `json:"refreshes"`
 	Superseded    int            `json:"superseded"`
 	Skipped       int            `json:"skipped"`
+	InDoubtRuns   int            `json:"in_doubt_runs"`
+	// Interrupts counts CLI processes (by role) whose context was cancelled, as by SIGINT,
+	// right when VBC's answer arrived.
+	Interrupts map[string]int `json:"interrupts"`
 	// FalseAlarms counts runs that said re-consent was required while the chain was alive
 	// (they gave up waiting for a concurrent writer); they write nothing.
 	FalseAlarms       int      `json:"false_alarms"`
@@ -46,7 +53,10 @@ type Report struct {
 	Logins             int            `json:"logins"`
 	CallbackReplays    int            `json:"callback_replays"`
 	ReplaysRefused     int            `json:"replays_refused"`
-	Revocations        int            `json:"revocations"`
+	// Reloads counts the admin's reloads of a callback page that showed an error (the
+	// same code again), by the HTTP status the reload got.
+	Reloads     map[string]int `json:"reloads_after_error"`
+	Revocations int            `json:"revocations"`
 	// Callback500OnMalformed counts callback pages that answered 500 (rather than 502)
 	// when VBC's answer to the code exchange was not a token response.
 	Callback500OnMalformed int `json:"callback_500_on_malformed_vbc_answer"`
@@ -58,6 +68,27 @@ type Report struct {
 	Deaths            map[string]int `json:"process_deaths"`
 	SandboxFaults     map[string]int `json:"sandbox_faults"` // as counted by the sandbox
 	FaultsTotal       int            `json:"faults_total"`
+	// Stranded counts pair writes a death left pending in the store (new_pair: with
+	// tokens never stored before; bookkeeping: a lease or a consent nonce);
+	// StrandedFinished the new pairs a later run made current; StrandedNeverCurrent those
+	// that never became current (the chain moved on without them).
+	Stranded             map[string]int `json:"stranded_writes"`
+	StrandedFinished     int            `json:"stranded_finished"`
+	StrandedNeverCurrent int            `json:"stranded_never_current"`
+
+	// Races counts refresh races at VBC (ModeWSO2) by who raced and how VBC settled them:
+	// retry_after_lost_answer/<outcome> (a client retrying after VBC's answer was lost) or
+	// two_keepers/<outcome> (two processes spent one refresh token: a violation).
+	Races map[string]int `json:"races"`
+	// VBCStats is what the sandbox counted.
+	VBCStats struct {
+		Races           map[string]int `json:"races"`
+		Reused          int            `json:"reused_grants"`
+		RenewedAccess   int            `json:"renewed_access"`
+		CodeReplays     int            `json:"code_replays"`
+		CodeReplayKills int            `json:"code_replay_kills"`
+		Lockouts        int            `json:"lockouts"`
+	} `json:"vbc_stats"`
 
 	Reads struct {
 		Direct       int `json:"direct"`
@@ -65,6 +96,9 @@ type Report struct {
 		Errors       int `json:"errors"`
 		NoToken      int `json:"no_token"`
 		DuringOutage int `json:"dead_token_during_outage"`
+		// InDoubt: dead tokens read while the chain lived in a pair kept or pending beside
+		// the stored one (or its refresh came too late).
+		InDoubt int `json:"dead_token_chain_in_doubt"`
 		// StaleAfterDeath: dead tokens read while the access secret lagged because a
 		// process died between its pair commit and its access write (until the next run).
 		StaleAfterDeath int `json:"dead_token_stale_after_death"`
@@ -73,6 +107,9 @@ type Report struct {
 		DeadWhileChainAlive int `json:"stored_token_dead_while_chain_alive"`
 		Invalidations       int `json:"invalidations"`
 	} `json:"reads"`
+	// DeadReads counts reads that yielded a revoked or expired access token, per reader,
+	// with the longest streak of them (docs/soak.md).
+	DeadReads readers `json:"dead_reads"`
 
 	// ChainBreaks counts chains lost, by cause: revoked, processed_but_lost,
 	// process_death. UnavoidableLosses counts pairs VBC issued whose answer never reached a
@@ -80,7 +117,15 @@ type Report struct {
 	ChainBreaks       map[string]int `json:"chain_breaks"`
 	UnavoidableLosses map[string]int `json:"unavoidable_losses"`
 	OutageHours       float64        `json:"outage_hours"`
-	AccessLagging     int            `json:"access_lagging_steps"`
+	// InDoubt is how long the stored refresh token was dead while a pair kept beside it or
+	// left pending in the store was live (the keeper settles it at its next run).
+	InDoubt struct {
+		Periods int     `json:"periods"`
+		Hours   float64 `json:"hours"`
+		Longest string  `json:"longest"`
+		longest time.Duration
+	} `json:"chain_in_doubt"`
+	AccessLagging int `json:"access_lagging_steps"`
 
 	LogLines         int      `json:"log_lines_checked"`
 	SecretsTracked   int      `json:"secrets_tracked"`
@@ -89,7 +134,7 @@ type Report struct {
 }
 
 func newReport(cfg Config, plan Plan) *Report {
-	return &Report{Store: cfg.Backend.Name(), Seed: cfg.Seed, Days: cfg.Days, StrictVBC: cfg.StrictVBC, Plan: plan}
+	return &Report{Store: cfg.Backend.Name(), Seed: cfg.Seed, Days: cfg.Days, VBCMode: cfg.VBC.String(), Plan: plan}
 }
 
 func sum(m map[string]int) int {
@@ -107,16 +152,31 @@ func (r *Report) total() {
 // LostPairs is the number of pairs lost unavoidably.
 func (r *Report) LostPairs() int { return sum(r.UnavoidableLosses) }
 
-// ForcedReconsents is the number of re-consents chain breaks forced.
+// ForcedReconsents is the number of re-consents chain breaks (or the keeper's false
+// alarms) forced.
 func (r *Report) ForcedReconsents() int {
 	n := 0
-	for k, v := range r.Reconsents {
-		if strings.HasPrefix(k, "forced/") {
-			n += v
-		}
+	for _, v := range r.Forced() {
+		n += v
 	}
 	return n
 }
+
+// Forced returns the forced re-consents by class: unavoidable (an answer lost in transit
+// after VBC rotated, or the only copy died with its process), revoked (VBC revoked the
+// grant on purpose) and avoidable (everything else).
+func (r *Report) Forced() map[string]int {
+	out := map[string]int{classUnavoidable: 0, classDeliberate: 0, classAvoidable: 0}
+	for k, v := range r.Reconsents {
+		if cause, ok := strings.CutPrefix(k, "forced/"); ok {
+			out[classify(cause)] += v
+		}
+	}
+	return out
+}
+
+// Name is how tables and test names call the run: store and VBC mode.
+func (r *Report) Name() string { return r.Store + "-" + r.VBCMode }
 
 // WriteTable prints the reports side by side, one column per run.
 func WriteTable(w io.Writer, reports []*Report) {
@@ -152,26 +212,45 @@ func WriteTable(w io.Writer, reports []*Report) {
 	}
 
 	row("store", func(r *Report) string { return r.Store })
+	row("VBC behaviour", func(r *Report) string { return r.VBCMode })
 	num("days simulated", func(r *Report) int { return r.Days })
 	row("seed", func(r *Report) string { return fmt.Sprint(r.Seed) })
-	row("VBC behaviour", func(r *Report) string {
-		if r.StrictVBC {
-			return "strict"
+	num("keeper refresh runs", func(r *Report) int { return r.RefresherRuns })
+	row("  Lambda / its retries / CLI --force / serve", func(r *Report) string {
+		by := func(role string) int {
+			n := 0
+			for k, v := range r.RunsByRole {
+				if strings.HasPrefix(k, role+"/") {
+					n += v
+				}
+			}
+			return n
 		}
-		return "lenient"
+		return fmt.Sprintf("%d / %d / %d / %d", by(roleRefresher)-r.LambdaRetries, r.LambdaRetries, by(roleCLI), by(roleServe))
 	})
-	num("refresher runs", func(r *Report) int { return r.RefresherRuns })
-	num("  Lambda retries of failed runs", func(r *Report) int { return r.LambdaRetries })
-	num("  refreshed", func(r *Report) int { return r.Refreshes })
-	num("  superseded", func(r *Report) int { return r.Superseded })
-	num("  skipped", func(r *Report) int { return r.Skipped })
-	num("  re-consent required", func(r *Report) int { return r.Outcomes["reconsent_required"] })
-	num("    of which false alarms", func(r *Report) int { return r.FalseAlarms })
-	num("  failed (Lambda retries scheduled runs)", func(r *Report) int { return r.Outcomes["failed"] })
-	num("  died", func(r *Report) int { return r.Outcomes["died"] })
+	row("  refreshed / superseded / skipped / in doubt", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d / %d", r.Refreshes, r.Superseded, r.Skipped, r.InDoubtRuns)
+	})
+	row("  re-consent required / failed / died", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d", r.Outcomes["reconsent_required"], r.Outcomes["failed"], r.Outcomes["died"])
+	})
+	num("  false alarms (re-consent while the chain lived)", func(r *Report) int { return r.FalseAlarms })
+	num("  interrupted (SIGINT) right after VBC answered", func(r *Report) int { return sum(r.Interrupts) })
+	num("  local serve sessions", func(r *Report) int { return r.ServeSessions })
 	num("token requests", func(r *Report) int { return r.TokenRequests })
+	row("refresh races at VBC: invalid_grant / 500 / both 200", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d", r.VBCStats.Races["invalid_grant"], r.VBCStats.Races["server_error"], r.VBCStats.Races["both_succeed"])
+	})
+	mapRows("by ", func(r *Report) map[string]int { return r.Races })
+	row("re-grants reused / renewed access / code replays", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d", r.VBCStats.Reused, r.VBCStats.RenewedAccess, r.VBCStats.CodeReplays)
+	})
 	num("re-consents by admin schedule", func(r *Report) int { return r.Reconsents["voluntary"] + r.Reconsents["initial"] })
 	num("re-consents forced", func(r *Report) int { return r.ForcedReconsents() })
+	row("  unavoidable / revoked at VBC / AVOIDABLE", func(r *Report) string {
+		f := r.Forced()
+		return fmt.Sprintf("%d / %d / %d", f[classUnavoidable], f[classDeliberate], f[classAvoidable])
+	})
 	mapRows("forced by ", func(r *Report) map[string]int {
 		m := map[string]int{}
 		for k, v := range r.Reconsents {
@@ -181,11 +260,13 @@ func WriteTable(w io.Writer, reports []*Report) {
 		}
 		return m
 	})
-	num("consent attempts (mid-refresh)", func(r *Report) int { return r.ConsentAttempts })
+	num("consent attempts", func(r *Report) int { return r.ConsentAttempts })
 	row("  failed / mid-refresh / logins", func(r *Report) string {
 		return fmt.Sprintf("%d / %d / %d", r.ConsentFailures, r.ConsentsMidRefresh, r.Logins)
 	})
-	row("  callback replays / refused", func(r *Report) string { return fmt.Sprintf("%d / %d", r.CallbackReplays, r.ReplaysRefused) })
+	row("  double submits + reloads / refused", func(r *Report) string {
+		return fmt.Sprintf("%d + %d / %d", r.CallbackReplays, sum(r.Reloads), r.ReplaysRefused)
+	})
 	num("  callback 500 on malformed VBC answer", func(r *Report) int { return r.Callback500OnMalformed })
 	num("revocations at VBC", func(r *Report) int { return r.Revocations })
 	num("faults injected", func(r *Report) int { return r.FaultsTotal })
@@ -195,15 +276,33 @@ func WriteTable(w io.Writer, reports []*Report) {
 	mapRows("", func(r *Report) map[string]int { return r.StoreFaults })
 	num("  process deaths", func(r *Report) int { return sum(r.Deaths) })
 	mapRows("", func(r *Report) map[string]int { return r.Deaths })
+	row("stranded writes: new pair / bookkeeping", func(r *Report) string {
+		return fmt.Sprintf("%d / %d", r.Stranded["new_pair"], r.Stranded["bookkeeping"])
+	})
+	row("  new pairs finished later / never current", func(r *Report) string {
+		return fmt.Sprintf("%d / %d", r.StrandedFinished, r.StrandedNeverCurrent)
+	})
 	row("reads (store / Source)", func(r *Report) string { return fmt.Sprintf("%d / %d", r.Reads.Direct, r.Reads.Source) })
-	row("  errors / no token / outage / 401s", func(r *Report) string {
-		return fmt.Sprintf("%d / %d / %d / %d", r.Reads.Errors, r.Reads.NoToken, r.Reads.DuringOutage, r.Reads.Invalidations)
+	row("  errors / no token / outage / in doubt / 401s", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d / %d / %d", r.Reads.Errors, r.Reads.NoToken, r.Reads.DuringOutage, r.Reads.InDoubt, r.Reads.Invalidations)
 	})
 	row("  stale after death / stored dead, chain alive", func(r *Report) string {
 		return fmt.Sprintf("%d / %d", r.Reads.StaleAfterDeath, r.Reads.DeadWhileChainAlive)
 	})
+	deadRow := func(label string, get func(*Report) DeadReads) {
+		row(label, func(r *Report) string {
+			d := get(r)
+			return fmt.Sprintf("%d+%d / %d / %s", d.Revoked, d.Expired, d.LongestStreak, d.LongestStreakFor)
+		})
+	}
+	deadRow("dead reads revoked+expired / streak / for: store", func(r *Report) DeadReads { return r.DeadReads.Direct })
+	deadRow("  Source (the app's 401)", func(r *Report) DeadReads { return r.DeadReads.Source })
+	deadRow("  Source after the 401's re-read", func(r *Report) DeadReads { return r.DeadReads.Final })
 	num("chain breaks", func(r *Report) int { return sum(r.ChainBreaks) })
 	mapRows("", func(r *Report) map[string]int { return r.ChainBreaks })
+	row("chain in doubt: periods / hours / longest", func(r *Report) string {
+		return fmt.Sprintf("%d / %.1f / %s", r.InDoubt.Periods, r.InDoubt.Hours, r.InDoubt.Longest)
+	})
 	num("unavoidable losses (pairs)", func(r *Report) int { return r.LostPairs() })
 	mapRows("", func(r *Report) map[string]int { return r.UnavoidableLosses })
 	row("hours without a live chain", func(r *Report) string { return fmt.Sprintf("%.1f", r.OutageHours) })

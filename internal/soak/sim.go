@@ -2,7 +2,6 @@ package soak
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,9 @@ import (
 
 // Roles of simulated processes.
 const (
-	roleRefresher = "refresher" // the scheduled Lambda (or an operator's `vbctoken refresh`)
+	roleRefresher = "refresher" // the scheduled Lambda
+	roleCLI       = "cli"       // an operator's `vbctoken refresh --force`
+	roleServe     = "serve"     // a local `vbctoken serve` on the same store, its own schedule
 	roleCallback  = "callback"  // the callback Lambda, hit by the admin's browser
 	roleLogin     = "login"     // an admin's `vbctoken login`
 	roleApp       = "app"       // an app reading the access secret
@@ -43,7 +44,7 @@ var credentials = vbctoken.Credentials{ClientID: clientID, ClientSecret: clientS
 const (
 	refresherTimeout = 60 * time.Second
 	callbackTimeout  = 15 * time.Second
-	loginTimeout     = 60 * time.Second
+	cliTimeout       = 60 * time.Second // internal/cli DefaultTimeout, also serve's per check
 )
 
 // simStart is when every simulation starts (virtual time).
@@ -56,9 +57,11 @@ type Config struct {
 	Backend Backend
 	// Plan is the fault plan; nil means DefaultPlan.
 	Plan *Plan
-	// StrictVBC runs the sandbox with the strict choices where VBC's behaviour is unknown:
-	// a consent revokes older chains, a refresh revokes older access tokens.
-	StrictVBC bool
+	// VBC is the sandbox's behaviour: vbcsandbox.ModeLenient (the zero value),
+	// ModeStrict (a consent revokes older chains, a refresh older access tokens) or
+	// ModeWSO2 (VBC's real token server: refresh kills the old pair, re-grants hand back
+	// the active pair, a replayed code revokes, refresh races across the cluster).
+	VBC vbcsandbox.Mode
 	// Trace, when set, receives every log line the processes write.
 	Trace io.Writer
 }
@@ -81,30 +84,45 @@ type sim struct {
 	hist       history
 	admin      *vbctoken.Keeper
 
-	mu   sync.Mutex // guards rep's maps and died
-	rep  *Report
-	died map[string]bool // refresh tokens of pairs lost with their process
+	mu       sync.Mutex // guards rep's maps, died and stranded
+	rep      *Report
+	died     map[string]bool // refresh tokens of pairs lost with their process
+	stranded map[string]bool // refresh tokens held by pair writes a death left pending
+
+	raceMu  sync.Mutex // guards raceRng and races (the sandbox's RaceFunc)
+	raceRng *mrand.Rand
+	races   []raceRecord
 
 	issuedSeen    int
 	byRT          map[string]vbcsandbox.IssuedPair
-	replacedBy    map[string]vbcsandbox.IssuedPair
-	consents      []vbcsandbox.IssuedPair // pairs issued by code exchanges
+	byAT          map[string]vbcsandbox.IssuedPair
+	replacedBy    map[string]vbcsandbox.IssuedPair // the last pair issued for a refresh token
+	consumedBy    map[string]vbcsandbox.IssuedPair // the first one
+	consents      []vbcsandbox.IssuedPair          // pairs issued by code exchanges
 	revokedChains map[int]bool
 	stored        *vbctoken.Pair // after the last step
+	pending       *vbctoken.Pair // a pair write left pending in the store, after the last step
+	awaitPending  map[string]bool
 	everConnected bool
 	broken        *breakage
+	inDoubtSince  time.Time // the stored refresh token is dead but a pair kept or pending is live
 
 	consentPending bool
 	consentDue     time.Time
 	consentReason  string
-	pending        []event // events due after the current hour
+	later          []event // events due after the current hour
 	// accessRepairPending: a process died between its pair commit and its access write,
 	// and no keeper run has rewritten the access secret since.
 	accessRepairPending bool
 
+	serveUntil time.Time     // a local serve runs until then
+	servePhase time.Duration // its checks run this long after each hour
+	serveSkew  time.Duration // its machine's clock error
+
 	app      *process
 	appStore vbctoken.Store
 	source   *vbctoken.Source
+	readers  readers
 }
 
 // breakage is a chain that is gone until an admin consents again.
@@ -137,7 +155,7 @@ func newSim(ctx context.Context, cfg Config) (*sim, error) {
 	if cfg.Days <= 0 {
 		return nil, fmt.Errorf("soak: days must be positive")
 	}
-	plan := DefaultPlan()
+	plan := PlanFor(cfg.VBC)
 	if cfg.Plan != nil {
 		plan = *cfg.Plan
 	}
@@ -147,14 +165,13 @@ func newSim(ctx context.Context, cfg Config) (*sim, error) {
 	}
 	clock := NewClock(simStart)
 	vbc := vbcsandbox.New(vbcsandbox.Options{
-		Clients:              []vbcsandbox.Client{{ID: clientID, Secret: clientSecret, RedirectURLs: []string{redirectURL}}},
-		Users:                map[string]string{adminUser: adminPassword},
-		Now:                  clock.Now,
-		Rand:                 mrand.NewChaCha8(seed),
-		SigningKey:           testutil.SigningKey(),
-		FaultDelay:           time.Microsecond,
-		RevokeOnConsent:      cfg.StrictVBC,
-		RefreshRevokesAccess: cfg.StrictVBC,
+		Clients:    []vbcsandbox.Client{{ID: clientID, Secret: clientSecret, RedirectURLs: []string{redirectURL}}},
+		Users:      map[string]string{adminUser: adminPassword},
+		Now:        clock.Now,
+		Rand:       mrand.NewChaCha8(seed),
+		SigningKey: testutil.SigningKey(),
+		FaultDelay: time.Microsecond,
+		Mode:       cfg.VBC,
 	})
 	vbc.SetFaults(func(r *http.Request, _ string) vbcsandbox.Fault {
 		return vbcsandbox.Fault{Kind: sandboxKind(r.Header.Get(faultHeader))}
@@ -171,12 +188,18 @@ func newSim(ctx context.Context, cfg Config) (*sim, error) {
 		rng:           mrand.New(mrand.NewPCG(cfg.Seed, 0x50a6)),
 		guard:         newLeakGuard(cfg.Trace),
 		died:          map[string]bool{},
+		stranded:      map[string]bool{},
+		raceRng:       mrand.New(mrand.NewPCG(cfg.Seed, 0x7ace)),
 		byRT:          map[string]vbcsandbox.IssuedPair{},
+		byAT:          map[string]vbcsandbox.IssuedPair{},
 		replacedBy:    map[string]vbcsandbox.IssuedPair{},
+		consumedBy:    map[string]vbcsandbox.IssuedPair{},
+		awaitPending:  map[string]bool{},
 		revokedChains: map[int]bool{},
 		rep:           newReport(cfg, plan),
 	}
 	s.tokenKinds, s.tokenTotal = plan.tokenKinds()
+	vbc.SetRace(s.settleRace)
 	s.guard.add(clientSecret, adminPassword)
 	s.logger = slog.New(slog.NewJSONHandler(s.guard, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
@@ -226,7 +249,16 @@ func sandboxKind(name string) vbcsandbox.FaultKind {
 func (s *sim) newProcess(role string) *process {
 	s.nextID++
 	id := s.nextID
-	return &process{sim: s, id: id, role: role, rng: mrand.New(mrand.NewPCG(s.cfg.Seed, uint64(id)))}
+	p := &process{sim: s, id: id, role: role, rng: mrand.New(mrand.NewPCG(s.cfg.Seed, uint64(id)))}
+	switch role {
+	case roleCLI, roleLogin:
+		// An operator's machine: its clock is a little off, and Ctrl-C cancels its context.
+		p.interruptible = true
+		p.skew = p.between(-s.plan.ClockSkew, s.plan.ClockSkew)
+	case roleServe:
+		p.skew = s.serveSkew
+	}
+	return p
 }
 
 func (s *sim) chance(p float64) bool { return p > 0 && s.rng.Float64() < p }
@@ -289,13 +321,15 @@ func (s *sim) retry(p *process) vbctoken.RetryPolicy {
 	return vbctoken.RetryPolicy{Sleep: s.clock.Sleep, Now: s.clock.Now, Rand: p.float}
 }
 
-// keeper is a fresh keeper for p, as a cold Lambda builds it.
+// keeper is a fresh keeper for p, as a cold Lambda or a CLI run builds it. Its clock is
+// the process's (operators' machines are a little off); retries measure virtual time.
 func (s *sim) keeper(p *process) *vbctoken.Keeper {
 	k, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
 		Store:      s.backend.open(p),
 		Client:     s.clientConfig(p),
 		StoreRetry: s.retry(p),
-		Now:        s.clock.Now,
+		Now:        p.now,
+		Holder:     p.role,
 		Logger:     s.logger.With("process", p.id, "role", p.role),
 	})
 	if err != nil {
@@ -307,8 +341,9 @@ func (s *sim) keeper(p *process) *vbctoken.Keeper {
 // event is something the driver does at a given virtual time.
 type event struct {
 	at      time.Time
-	kind    string // tick, read, revoke, consent, retry
+	kind    string // tick, read, revoke, consent, retry, serve, reload
 	attempt int    // retry: the Lambda attempt number (2 or 3)
+	reload  *consentRun
 }
 
 // Lambda retries an asynchronous invocation that failed (an error, a crash, a timeout)
@@ -320,16 +355,20 @@ const (
 	laterRetriesDelay = 2 * time.Minute
 )
 
+// serveNearTick bounds the phase of a serve whose schedule falls next to the Lambda's.
+const serveNearTick = 4 * time.Second
+
 // hour simulates one hour: the scheduled refresher (sometimes duplicated, sometimes with
-// an operator's forced refresh or an admin's consent racing it) and Lambda's retries of
-// failed invocations, the apps' reads, now and then a revocation at VBC or a consent.
+// an operator's forced refresh, a local serve's check or an admin's consent racing it) and
+// Lambda's retries of failed invocations, the apps' reads, now and then a revocation at
+// VBC or a consent.
 func (s *sim) hour(h int) {
 	tick := simStart.Add(time.Duration(h) * time.Hour)
 	end := tick.Add(time.Hour)
 	s.clock.AdvanceTo(tick)
 
-	events := append(s.pending, event{at: tick, kind: "tick"})
-	s.pending = nil
+	events := append(s.later, event{at: tick, kind: "tick"})
+	s.later = nil
 	for t := tick.Add(s.between(s.plan.ReadEveryMin, s.plan.ReadEveryMax)); t.Before(end); t = t.Add(s.between(s.plan.ReadEveryMin, s.plan.ReadEveryMax)) {
 		events = append(events, event{at: t, kind: "read"})
 	}
@@ -338,6 +377,20 @@ func (s *sim) hour(h int) {
 	}
 	if s.everConnected && !s.consentPending && s.chance(s.plan.VoluntaryConsent) {
 		s.consentPending, s.consentDue, s.consentReason = true, tick.Add(s.between(0, time.Hour)), "voluntary"
+	}
+	if !tick.Before(s.serveUntil) && s.chance(s.plan.Serve) {
+		// An operator starts `vbctoken serve` on the same store: a second keeper whose
+		// hourly checks run on its own phase, sometimes right next to the Lambda's.
+		s.rep.ServeSessions++
+		s.serveUntil = tick.Add(s.between(s.plan.ServeForMin, s.plan.ServeForMax))
+		s.servePhase = s.between(serveNearTick, time.Hour)
+		if s.chance(s.plan.ServeNearTick) {
+			s.servePhase = s.between(0, serveNearTick)
+		}
+		s.serveSkew = s.between(-s.plan.ClockSkew, s.plan.ClockSkew)
+	}
+	if tick.Before(s.serveUntil) && s.servePhase >= serveNearTick {
+		events = append(events, event{at: tick.Add(s.servePhase), kind: "serve"})
 	}
 	var queued time.Time // the consent event in events, if any
 	for len(events) > 0 {
@@ -350,7 +403,7 @@ func (s *sim) hour(h int) {
 		e := events[i]
 		events = append(events[:i], events[i+1:]...)
 		if !e.at.Before(end) {
-			s.pending = append(s.pending, e)
+			s.later = append(s.later, e)
 			continue
 		}
 		s.clock.AdvanceTo(e.at)
@@ -363,6 +416,12 @@ func (s *sim) hour(h int) {
 			s.rep.LambdaRetries++
 			s.step([]*process{p}, []func(){s.refresherActor(p, false, 0)})
 			events = append(events, s.retries(p)...)
+		case "serve":
+			p := s.newProcess(roleServe)
+			s.step([]*process{p}, []func(){s.serveActor(p, 0)})
+		case "reload":
+			s.step(e.reload.procs, e.reload.actors)
+			events = append(events, s.settleConsent(e.reload)...)
 		case "read":
 			s.read()
 		case "revoke":
@@ -373,7 +432,7 @@ func (s *sim) hour(h int) {
 		if s.consentPending && !s.consentDue.After(s.clock.Now()) && e.kind != "tick" {
 			c := s.prepareConsent(0)
 			s.step(c.procs, c.actors)
-			s.settleConsent(c)
+			events = append(events, s.settleConsent(c)...)
 		}
 		if s.consentPending && s.consentDue.Before(end) && s.consentDue.After(s.clock.Now()) && !queued.Equal(s.consentDue) {
 			queued = s.consentDue
@@ -383,7 +442,7 @@ func (s *sim) hour(h int) {
 }
 
 // tick runs the scheduled invocation of the hour and whatever races it, and returns
-// Lambda's retries of those that failed.
+// Lambda's retries of those that failed and the admin's reloads of failed callbacks.
 func (s *sim) tick(end time.Time) []event {
 	tick := s.clock.Now()
 	n := 1
@@ -407,9 +466,14 @@ func (s *sim) tick(end time.Time) []event {
 		actors = append(actors, s.refresherActor(p, false, offset))
 	}
 	if s.chance(s.plan.ForcedRefresh) {
-		p := s.newProcess(roleRefresher) // an operator's `vbctoken refresh --force`
+		p := s.newProcess(roleCLI) // an operator's `vbctoken refresh --force`, its own keeper
 		procs = append(procs, p)
 		actors = append(actors, s.refresherActor(p, true, s.between(0, 5*time.Second)))
+	}
+	if tick.Before(s.serveUntil) && s.servePhase < serveNearTick {
+		p := s.newProcess(roleServe) // a local serve whose schedule falls next to the Lambda's
+		procs = append(procs, p)
+		actors = append(actors, s.serveActor(p, s.servePhase))
 	}
 	var consent *consentRun
 	if s.consentPending && s.consentDue.Before(end) && (!s.consentDue.After(tick) || s.chance(s.plan.ConsentMidRefresh)) {
@@ -419,14 +483,14 @@ func (s *sim) tick(end time.Time) []event {
 		actors = append(actors, consent.actors...)
 	}
 	s.step(procs, actors)
+	var later []event
 	if consent != nil {
-		s.settleConsent(consent)
+		later = append(later, s.settleConsent(consent)...)
 	}
-	var retries []event
 	for _, p := range scheduled {
-		retries = append(retries, s.retries(p)...)
+		later = append(later, s.retries(p)...)
 	}
-	return retries
+	return later
 }
 
 // retries returns Lambda's next attempt of a scheduled invocation that failed.
@@ -453,9 +517,41 @@ func (s *sim) refresherActor(p *process, force bool, offset time.Duration) func(
 		if offset > 0 {
 			_ = s.clock.Sleep(context.Background(), offset)
 		}
-		ctx := p.start(refresherTimeout)
+		timeout := refresherTimeout
+		if p.role == roleCLI {
+			timeout = cliTimeout
+		}
+		ctx := p.start(timeout)
 		defer p.finish()
 		res, err := s.keeper(p).Refresh(ctx, force)
+		p.mu.Lock()
+		p.outcome, p.err = res.Outcome, err
+		p.mu.Unlock()
+		if err != nil {
+			s.guard.check("refresh error", []byte(err.Error()))
+		}
+	}
+}
+
+// serveActor is one check of a local serve's scheduler (internal/cli's scheduler.tick): the
+// keeper's Status, and Refresh when connected, on a context that ignores serve's own
+// cancellation and is bounded by its timeout.
+func (s *sim) serveActor(p *process, offset time.Duration) func() {
+	return func() {
+		if offset > 0 {
+			_ = s.clock.Sleep(context.Background(), offset)
+		}
+		ctx := p.start(cliTimeout)
+		defer p.finish()
+		k := s.keeper(p)
+		st, err := k.Status(ctx)
+		if err != nil || !st.Connected {
+			p.mu.Lock()
+			p.outcome, p.err = "", err
+			p.mu.Unlock()
+			return
+		}
+		res, err := k.Refresh(ctx, false)
 		p.mu.Lock()
 		p.outcome, p.err = res.Outcome, err
 		p.mu.Unlock()
@@ -468,6 +564,8 @@ func (s *sim) refresherActor(p *process, force bool, offset time.Duration) func(
 // consentRun is one consent attempt: a browser callback (maybe hit twice) or a login.
 type consentRun struct {
 	reason  string
+	query   string // the callback's query: the code and the state
+	reload  bool   // the admin reloading a callback that answered an error page
 	login   bool
 	procs   []*process
 	actors  []func()
@@ -494,7 +592,7 @@ func (s *sim) prepareConsent(offset time.Duration) *consentRun {
 			if offset > 0 {
 				_ = s.clock.Sleep(context.Background(), offset)
 			}
-			ctx := p.start(loginTimeout)
+			ctx := p.start(cliTimeout)
 			defer p.finish()
 			_, err := s.keeper(p).Login(ctx, adminUser, adminPassword)
 			c.loginOK = err == nil
@@ -520,6 +618,7 @@ func (s *sim) prepareConsent(offset time.Duration) *consentRun {
 		return c
 	}
 	s.guard.add(u.Query().Get("code"))
+	c.query = u.RawQuery
 	calls := 1
 	if s.chance(s.plan.ReplayCallback) {
 		calls = 2 // a reload, a double click, a link pasted twice
@@ -558,8 +657,10 @@ func (s *sim) callbackActor(p *process, rawQuery string, offset time.Duration, r
 	}
 }
 
-// settleConsent judges a finished consent attempt.
-func (s *sim) settleConsent(c *consentRun) {
+// settleConsent judges a finished consent attempt. When every callback of it answered an
+// error page, the admin may reload the page: the same code and state again, in a new
+// callback process, a few seconds later (the returned event).
+func (s *sim) settleConsent(c *consentRun) []event {
 	ok := 0
 	if c.login {
 		s.rep.Logins++
@@ -567,10 +668,12 @@ func (s *sim) settleConsent(c *consentRun) {
 			ok = 1
 		}
 	}
+	errorPage := false
 	for i, r := range c.results {
 		if r.status == http.StatusOK {
 			ok++
 		}
+		errorPage = errorPage || r.status >= 500
 		switch {
 		case r.status == http.StatusInternalServerError && r.p.malformed:
 			// internal/web answers a malformed token response with 500, not 502.
@@ -578,7 +681,7 @@ func (s *sim) settleConsent(c *consentRun) {
 		case r.status >= 500 && r.status != http.StatusBadGateway && r.status != http.StatusServiceUnavailable && r.p.dead() == "":
 			s.violation("callback answered HTTP %d (only 502/503 may blame upstream)", r.status)
 		}
-		if i > 0 && r.status == http.StatusConflict {
+		if (i > 0 || c.reload) && r.status == http.StatusConflict {
 			s.rep.ReplaysRefused++
 		}
 		if r.status == http.StatusConflict && r.p.writes > 0 {
@@ -591,13 +694,36 @@ func (s *sim) settleConsent(c *consentRun) {
 	if c.mintErr != nil {
 		s.violation("admin could not mint a consent link: %v", c.mintErr)
 	}
+	if c.reload {
+		s.count(&s.rep.Reloads, fmt.Sprint(c.results[0].status))
+	}
 	if ok == 0 {
+		if c.reload {
+			return nil // the failure of the first attempt was counted and rescheduled
+		}
 		s.rep.ConsentFailures++
 		s.consentDue = s.clock.Now().Add(s.between(5*time.Minute, 30*time.Minute))
-		return
+		if errorPage && c.query != "" && s.chance(s.plan.ReloadAfterError) {
+			return []event{{at: s.clock.Now().Add(s.between(5*time.Second, 30*time.Second)), kind: "reload", reload: s.reloadConsent(c)}}
+		}
+		return nil
 	}
-	s.count(&s.rep.Reconsents, c.reason)
-	s.consentPending = false
+	if s.consentPending {
+		s.count(&s.rep.Reconsents, c.reason)
+		s.consentPending = false
+	}
+	return nil
+}
+
+// reloadConsent is the admin reloading a callback page that showed an error: the browser
+// sends the same code and state again.
+func (s *sim) reloadConsent(first *consentRun) *consentRun {
+	c := &consentRun{reason: first.reason, query: first.query, reload: true}
+	p := s.newProcess(roleCallback)
+	r := &callbackResult{p: p}
+	c.procs, c.results = []*process{p}, []*callbackResult{r}
+	c.actors = []func(){s.callbackActor(p, c.query, 0, r)}
+	return c
 }
 
 // revoke withdraws the stored chain at VBC, as an administrator of the VBC account might.
@@ -614,262 +740,4 @@ func (s *sim) revoke() {
 	s.revokedChains[info.Chain] = true
 	s.rep.Revocations++
 	s.checkChain()
-}
-
-// read is the apps' periodic read: one straight from the store, one through
-// vbctoken.NewSource, both using the token at VBC (the sandbox's validity) the way an app
-// would, and invalidating it on a 401.
-func (s *sim) read() {
-	ctx := context.Background()
-	storedValid := s.stored != nil && !s.stored.AccessToken.IsZero() && s.vbc.IsValidAccessToken(s.stored.AccessToken.Reveal())
-	if !storedValid && s.everConnected && s.broken == nil {
-		s.rep.Reads.DeadWhileChainAlive++ // the refresh came too late: no valid token anywhere
-	}
-	// dead judges a token an app received that is dead at VBC right now.
-	dead := func(what string) {
-		switch {
-		case !storedValid:
-			s.rep.Reads.DuringOutage++
-		case s.accessRepairPending:
-			// A process died between its pair commit and its access write: the access
-			// secret lags until the next keeper run rewrites it.
-			s.rep.Reads.StaleAfterDeath++
-		default:
-			s.violation("%s a dead access token while the stored pair's (expires %s) was valid", what, s.stored.ExpiresAt.Format(time.RFC3339))
-		}
-	}
-
-	s.rep.Reads.Direct++
-	a, err := s.appStore.LoadAccess(ctx)
-	switch {
-	case err != nil:
-		s.rep.Reads.Errors++
-	case a.AccessToken.IsZero():
-		s.rep.Reads.NoToken++
-	case !s.vbc.IsValidAccessToken(a.AccessToken.Reveal()):
-		dead(fmt.Sprintf("an app read from the store (token expiring %s)", a.ExpiresAt.Format(time.RFC3339)))
-	}
-
-	s.rep.Reads.Source++
-	tok, err := s.source.Token()
-	if err == nil && !s.vbc.IsValidAccessToken(tok.AccessToken) {
-		s.rep.Reads.Invalidations++ // the API answered 401: the app asks for a fresh one
-		s.source.Invalidate()
-		tok, err = s.source.Token()
-	}
-	switch {
-	case errors.Is(err, vbctoken.ErrNoValidToken) && storedValid:
-		dead("vbctoken.Source found only")
-	case errors.Is(err, vbctoken.ErrNoValidToken):
-		s.rep.Reads.NoToken++
-	case err != nil:
-		s.rep.Reads.Errors++
-	case !s.vbc.IsValidAccessToken(tok.AccessToken):
-		dead("vbctoken.Source handed an app")
-	}
-}
-
-// afterStep checks the invariants once every process of a step has ended.
-func (s *sim) afterStep(procs []*process, aliveBefore bool) {
-	s.syncIssued()
-	v, err := s.backend.clean.LoadPair(context.Background())
-	if err != nil {
-		s.violation("the checker cannot read the pair: %v", err)
-		return
-	}
-	s.stored = v.Pair
-
-	// (c) every pair delivered to a live process is stored, or lost a race it should lose.
-	for _, p := range procs {
-		s.logger.Debug("soak: process ended", "process", p.id, "role", p.role, "outcome", p.outcome,
-			"died", p.dead(), "error", p.err, "delivered", len(p.delivered), "writes", p.writes)
-		if p.role == roleRefresher {
-			s.rep.RefresherRuns++
-			s.tallyOutcome(p)
-		}
-		for _, rt := range p.delivered {
-			if s.hist.has(rt) {
-				continue
-			}
-			if p.outcome == vbctoken.OutcomeSuperseded {
-				s.rep.DeliveredSuperseded++
-				continue
-			}
-			s.violation("a pair VBC delivered to %s process %d (died: %q) was never stored nor superseded (outcome %q, error: %v)",
-				p.role, p.id, p.dead(), p.outcome, p.err)
-		}
-	}
-
-	// (a) the stored refresh token is the newest live one of its chain.
-	s.checkChain()
-
-	for _, p := range procs {
-		if p.role == roleRefresher && p.outcome == vbctoken.OutcomeReconsent && errors.Is(p.err, vbctoken.ErrInvalidGrant) && aliveBefore && s.broken == nil {
-			s.rep.FalseAlarms++
-			if len(s.rep.FalseAlarmDetails) < 10 {
-				s.rep.FalseAlarmDetails = append(s.rep.FalseAlarmDetails, fmt.Sprintf("%s process %d: %v", s.clock.Now().Format(time.RFC3339), p.id, p.err))
-			}
-		}
-	}
-	if s.stored != nil && !s.stored.RefreshToken.IsZero() {
-		a, err := s.backend.clean.LoadAccess(context.Background())
-		inStep := err == nil && a.AccessToken == s.stored.AccessToken
-		if !inStep {
-			s.rep.AccessLagging++
-		}
-		diedBetween, ranToEnd := false, false
-		for _, p := range procs {
-			diedBetween = diedBetween || p.dead() == DeathAfterCommit
-			ranToEnd = ranToEnd || (p.role == roleRefresher && p.dead() == "")
-		}
-		switch {
-		case inStep:
-			s.accessRepairPending = false
-		case diedBetween:
-			s.accessRepairPending = true
-		case ranToEnd:
-			// The next keeper run has come and gone: from now on a lagging access secret
-			// is the keeper's fault.
-			s.accessRepairPending = false
-		}
-	}
-}
-
-func (s *sim) tallyOutcome(p *process) {
-	key := string(p.outcome)
-	switch {
-	case p.outcome == "" && p.dead() != "":
-		key = "died"
-	case p.outcome == "" || (p.err != nil && p.outcome != vbctoken.OutcomeReconsent):
-		key = "failed"
-	}
-	s.count(&s.rep.Outcomes, key)
-}
-
-// syncIssued indexes the pairs the sandbox issued since the last step. A step ends only
-// when its requests have ended, so entries already seen never change afterwards.
-func (s *sim) syncIssued() {
-	issued := s.vbc.Issued()
-	for _, ip := range issued[s.issuedSeen:] {
-		s.byRT[ip.RefreshToken] = ip
-		if ip.Replaces != "" {
-			s.replacedBy[ip.Replaces] = ip
-		}
-		if ip.Grant == vbcsandbox.GrantAuthorizationCode {
-			s.consents = append(s.consents, ip)
-		}
-		s.guard.add(ip.AccessToken, ip.RefreshToken)
-	}
-	s.issuedSeen = len(issued)
-}
-
-// checkChain is invariant (a): the stored refresh token is live at VBC and nothing replaced
-// it, unless VBC revoked it or it was rotated by a request whose answer never reached a
-// live process (ProcessedButLost, a process death): then the chain is broken and the
-// admin is asked to consent again.
-func (s *sim) checkChain() {
-	p := s.stored
-	if p == nil || p.RefreshToken.IsZero() {
-		if s.everConnected {
-			s.violation("the stored pair has no refresh token any more")
-		}
-		return
-	}
-	s.everConnected = true
-	rt := p.RefreshToken.Reveal()
-	info, known := s.byRT[rt]
-	if !known {
-		s.violation("the stored refresh token was never issued by VBC")
-		return
-	}
-	if s.vbc.IsLiveRefreshToken(rt) {
-		if next, used := s.replacedBy[rt]; used {
-			s.violation("the stored refresh token is live but was replaced by %v", next)
-		}
-		if s.broken != nil {
-			s.rep.OutageHours += s.clock.Now().Sub(s.broken.since).Hours()
-			s.broken = nil
-		}
-		return
-	}
-	if s.broken != nil && s.broken.rt == rt {
-		return
-	}
-	cause := s.whyDead(rt, info)
-	s.broken = &breakage{since: s.clock.Now(), cause: cause, rt: rt}
-	s.count(&s.rep.ChainBreaks, cause)
-	due := s.clock.Now().Add(s.between(s.plan.AdminDelayMin, s.plan.AdminDelayMax))
-	if !s.consentPending || s.consentDue.After(due) {
-		s.consentDue = due
-	}
-	s.consentPending, s.consentReason = true, "forced/"+cause
-}
-
-func (s *sim) whyDead(rt string, info vbcsandbox.IssuedPair) string {
-	if s.revokedChains[info.Chain] {
-		return "revoked"
-	}
-	if next, ok := s.replacedBy[rt]; ok {
-		switch {
-		case next.Lost:
-			return "processed_but_lost"
-		case s.died[next.RefreshToken]:
-			return "process_death"
-		}
-		s.violation("chain broken by the keeper: the stored refresh token was used and the pair that replaced it (%v) reached a live process but was never stored", next)
-		return "keeper"
-	}
-	if s.cfg.StrictVBC {
-		// A code exchange revokes every older chain; if that consent's own pair never
-		// reached a live process, nothing replaced the revoked one.
-		for _, c := range s.consents {
-			if c.Chain > info.Chain && (c.Lost || s.died[c.RefreshToken]) {
-				return "consent_lost"
-			}
-		}
-	}
-	if !s.clock.Now().Before(info.IssuedAt.Add(vbctoken.RefreshTokenLifetime)) {
-		s.violation("the stored refresh token expired: nothing refreshed it for 7 days")
-		return "expired"
-	}
-	s.violation("the stored refresh token is dead for no known reason")
-	return "unknown"
-}
-
-// finish fills the report's totals.
-func (s *sim) finish(elapsed time.Duration) {
-	s.syncIssued()
-	if s.broken != nil {
-		s.rep.OutageHours += s.clock.Now().Sub(s.broken.since).Hours()
-	}
-	for _, ip := range s.vbc.Issued() {
-		switch {
-		case ip.Lost:
-			s.count(&s.rep.UnavoidableLosses, "processed_but_lost/"+ip.Grant)
-		case s.died[ip.RefreshToken]:
-			s.count(&s.rep.UnavoidableLosses, "process_death/"+ip.Grant)
-		}
-	}
-	st := s.vbc.Stats()
-	for k, n := range st.Faults {
-		if s.rep.SandboxFaults == nil {
-			s.rep.SandboxFaults = map[string]int{}
-		}
-		s.rep.SandboxFaults[k.String()] = n
-	}
-	s.rep.TokenRequests = 0
-	for _, n := range st.Requests {
-		s.rep.TokenRequests += n
-	}
-	s.rep.Refreshes = s.rep.Outcomes[string(vbctoken.OutcomeRefreshed)]
-	s.rep.Superseded = s.rep.Outcomes[string(vbctoken.OutcomeSuperseded)]
-	s.rep.Skipped = s.rep.Outcomes[string(vbctoken.OutcomeSkipped)]
-	s.rep.LogLines, s.rep.SecretsTracked = s.guard.stats()
-	if n := s.guard.leakCount(); n > 0 {
-		s.rep.Violations += n
-		s.rep.ViolationDetails = append(s.rep.ViolationDetails, s.guard.leakDetails()...)
-	}
-	s.rep.SimulatedUntil = s.clock.Now()
-	s.rep.Elapsed = elapsed.Round(time.Millisecond).String()
-	s.rep.total()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/vbctoken/vbctoken/internal/motoserver"
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -27,7 +28,7 @@ var (
 	flagMotoDays = flag.Int("soak.motodays", 3, "days to simulate against Secrets Manager on moto_server")
 	flagSeed     = flag.Uint64("soak.seed", 1, "seed of the simulation")
 	flagStore    = flag.String("soak.store", "all", "stores to soak: mem, file, moto or all (comma-separated)")
-	flagVBC      = flag.String("soak.vbc", "lenient", "sandbox behaviour where VBC's is unknown: lenient, strict or both")
+	flagVBC      = flag.String("soak.vbc", "lenient,wso2", "VBC sandbox modes to soak: lenient, strict, wso2 or all (comma-separated)")
 	flagReport   = flag.String("soak.report", "", "write the JSON report to this file")
 	flagTrace    = flag.String("soak.trace", "", "write every log line of the simulated processes to this file")
 )
@@ -41,33 +42,22 @@ func TestSoak(t *testing.T) {
 	if *flagStore == "all" {
 		stores = []string{"mem", "file", "moto"}
 	}
-	var modes []bool
-	switch *flagVBC {
-	case "lenient":
-		modes = []bool{false}
-	case "strict":
-		modes = []bool{true}
-	case "both":
-		modes = []bool{false, true}
-	default:
-		t.Fatalf("-soak.vbc=%q: want lenient, strict or both", *flagVBC)
+	modes, err := parseModes(*flagVBC)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var (
 		mu      sync.Mutex
 		reports []*Report
 	)
 	for _, store := range stores {
-		for _, strict := range modes {
-			name := store
-			if strict {
-				name += "-strict"
-			}
-			t.Run(name, func(t *testing.T) {
+		for _, mode := range modes {
+			t.Run(store+"-"+mode.String(), func(t *testing.T) {
 				days := *flagDays
 				if store == "moto" {
 					days = *flagMotoDays
 				}
-				rep := soak(t, store, days, *flagSeed, strict)
+				rep := soak(t, store, days, *flagSeed, mode)
 				mu.Lock()
 				reports = append(reports, rep)
 				mu.Unlock()
@@ -92,12 +82,32 @@ func TestSoak(t *testing.T) {
 	}
 }
 
+// parseModes reads -soak.vbc: sandbox modes, comma-separated, or all.
+func parseModes(list string) ([]vbcsandbox.Mode, error) {
+	if list == "all" {
+		return []vbcsandbox.Mode{vbcsandbox.ModeLenient, vbcsandbox.ModeStrict, vbcsandbox.ModeWSO2}, nil
+	}
+	var modes []vbcsandbox.Mode
+	for _, name := range strings.Split(list, ",") {
+		if name == "both" { // before wso2 existed: lenient and strict
+			modes = append(modes, vbcsandbox.ModeLenient, vbcsandbox.ModeStrict)
+			continue
+		}
+		m, err := vbcsandbox.ParseMode(strings.TrimSpace(name))
+		if err != nil {
+			return nil, fmt.Errorf("-soak.vbc=%q: %w", list, err)
+		}
+		modes = append(modes, m)
+	}
+	return modes, nil
+}
+
 // soak runs one simulation and checks its report.
-func soak(t *testing.T, store string, days int, seed uint64, strict bool) *Report {
+func soak(t *testing.T, store string, days int, seed uint64, mode vbcsandbox.Mode) *Report {
 	t.Helper()
-	cfg := Config{Days: days, Seed: seed, StrictVBC: strict, Backend: backend(t, store)}
+	cfg := Config{Days: days, Seed: seed, VBC: mode, Backend: backend(t, store)}
 	if *flagTrace != "" {
-		f, err := os.Create(*flagTrace + "." + store)
+		f, err := os.Create(*flagTrace + "." + store + "-" + mode.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,15 +127,24 @@ func soak(t *testing.T, store string, days int, seed uint64, strict bool) *Repor
 // checkReport fails the test on violations and on a simulation that did not do its job.
 func checkReport(t *testing.T, rep *Report) {
 	t.Helper()
+	replay := fmt.Sprintf("replay: go test ./internal/soak -run 'TestSoak/%s$' -soak.store=%s -soak.vbc=%s -soak.seed=%d -soak.days=%d -v",
+		rep.Name(), rep.Store, rep.VBCMode, rep.Seed, rep.Days)
 	if rep.Violations != 0 {
-		t.Errorf("%s, seed %d, %d days: %d violations:\n  %s\nreplay: go test ./internal/soak -run 'TestSoak/%s' -soak.store=%s -soak.seed=%d -soak.days=%d -v",
-			rep.Store, rep.Seed, rep.Days, rep.Violations, strings.Join(rep.ViolationDetails, "\n  "), rep.Store, rep.Store, rep.Seed, rep.Days)
+		t.Errorf("%s, seed %d, %d days: %d violations:\n  %s\n%s",
+			rep.Name(), rep.Seed, rep.Days, rep.Violations, strings.Join(rep.ViolationDetails, "\n  "), replay)
+	}
+	if f := rep.Forced(); f[classAvoidable] != 0 {
+		t.Errorf("%s, seed %d: %d avoidable forced re-consents (%v; false alarms: %v)\n%s",
+			rep.Name(), rep.Seed, f[classAvoidable], rep.Reconsents, rep.FalseAlarmDetails, replay)
 	}
 	// The sandbox counts the faults it produced; they must match the plan's draws.
 	for kind, n := range rep.SandboxFaults {
 		want := rep.TokenFaults[kind]
-		if kind == "Delay" {
+		switch kind {
+		case "Delay":
 			want = rep.TokenFaults[TokenDelaySlow]
+		case TokenProcessedButLost:
+			want += rep.TokenFaults[TokenTimeoutProcessed]
 		}
 		if n != want {
 			t.Errorf("sandbox produced %d %s faults, the soak drew %d", n, kind, want)
@@ -164,11 +183,11 @@ func backend(t *testing.T, store string) Backend {
 
 // regression is one line of testdata/regressions/seeds.txt.
 type regression struct {
-	store  string
-	seed   uint64
-	days   int
-	strict bool
-	note   string
+	store string
+	seed  uint64
+	days  int
+	mode  vbcsandbox.Mode
+	note  string
 }
 
 func readRegressions(t *testing.T) []regression {
@@ -185,14 +204,15 @@ func readRegressions(t *testing.T) []regression {
 			continue
 		}
 		if len(f) != 4 {
-			t.Fatalf("seeds.txt:%d: want `store seed days lenient|strict  # note`", i+1)
+			t.Fatalf("seeds.txt:%d: want `store seed days lenient|strict|wso2  # note`", i+1)
 		}
 		seed, err1 := strconv.ParseUint(f[1], 10, 64)
 		days, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil || (f[3] != "lenient" && f[3] != "strict") {
+		mode, err3 := vbcsandbox.ParseMode(f[3])
+		if err1 != nil || err2 != nil || err3 != nil {
 			t.Fatalf("seeds.txt:%d: bad line", i+1)
 		}
-		out = append(out, regression{f[0], seed, days, f[3] == "strict", strings.TrimSpace(note)})
+		out = append(out, regression{f[0], seed, days, mode, strings.TrimSpace(note)})
 	}
 	return out
 }
@@ -200,9 +220,9 @@ func readRegressions(t *testing.T) []regression {
 // TestSoakRegressions replays every seed that ever failed.
 func TestSoakRegressions(t *testing.T) {
 	for _, r := range readRegressions(t) {
-		t.Run(fmt.Sprintf("%s/seed%d", r.store, r.seed), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s/seed%d", r.store, r.mode, r.seed), func(t *testing.T) {
 			t.Logf("%s", r.note)
-			soak(t, r.store, r.days, r.seed, r.strict)
+			soak(t, r.store, r.days, r.seed, r.mode)
 		})
 	}
 }

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -28,20 +29,36 @@ type Backend struct {
 // Name returns "mem", "file" or "moto".
 func (b Backend) Name() string { return b.name }
 
-// MemBackend is the in-memory store (internal/memstore). Faults wrap its calls.
+// MemBackend is the in-memory store (internal/memstore). Faults wrap its calls; a death
+// in the middle of a commit uses memstore.StrandCommits.
 func MemBackend() Backend {
 	ms := memstore.New(credentials)
+	// StrandCommits applies to the store's next commit, whoever makes it: commits are
+	// serialised so that it hits the dying process's own.
+	commits := &sync.Mutex{}
+	strand := func(ctx context.Context, p *vbctoken.Pair, prev string) (string, bool, error) {
+		ms.StrandCommits(0, 1)
+		defer ms.StrandCommits(0, 0)
+		version, err := ms.CommitPair(ctx, p, prev)
+		if errors.Is(err, vbctoken.ErrTransient) {
+			return "", true, nil
+		}
+		return version, false, err
+	}
 	return Backend{
 		name:  "mem",
 		clean: ms,
 		setup: func(context.Context, vbctoken.Credentials) error { return nil },
-		open:  func(p *process) vbctoken.Store { return &faultStore{p: p, inner: ms} },
+		open: func(p *process) vbctoken.Store {
+			return &faultStore{p: p, inner: ms, commits: commits, strand: strand}
+		},
 	}
 }
 
 // FileBackend is the file store in dir (a t.TempDir). Every process opens its own
 // FileStore on the directory, as separate Lambda or CLI processes would; faults wrap its
-// calls.
+// calls, and a death in the middle of a commit leaves pair.pending.json behind as
+// FileStore.CommitPair would (strandFile).
 func FileBackend(dir string) (Backend, error) {
 	fs, err := vbctoken.NewFileStore(dir)
 	if err != nil {
@@ -56,7 +73,7 @@ func FileBackend(dir string) (Backend, error) {
 			if err != nil {
 				panic(fmt.Sprintf("soak: reopen file store: %v", err))
 			}
-			return &faultStore{p: p, inner: own}
+			return &faultStore{p: p, inner: own, strand: strandFile(dir, own)}
 		},
 	}, nil
 }
@@ -110,10 +127,17 @@ func (h *history) has(refreshToken string) bool {
 }
 
 // faultStore wraps a Store for one process: each call may fail before it takes effect,
-// each write also after (the answer is lost), and a dead process makes no calls.
+// each write also after (the answer is lost), a pair commit may die half-way (strand),
+// and a dead process makes no calls.
 type faultStore struct {
 	p     *process
 	inner vbctoken.Store
+	// commits, when set, serialises pair commits across processes.
+	commits sync.Locker
+	// strand writes a pair commit as the store keeps one whose writer died before it
+	// became current (pending), if prev is still current; stranded false means it did a
+	// plain commit instead (a conflict, or the pair is already stored).
+	strand func(ctx context.Context, p *vbctoken.Pair, prev string) (version string, stranded bool, err error)
 }
 
 var _ vbctoken.Store = (*faultStore)(nil)
@@ -155,7 +179,22 @@ func (s *faultStore) LoadPair(ctx context.Context) (v vbctoken.Versioned, err er
 // CommitPair implements vbctoken.Store.
 func (s *faultStore) CommitPair(ctx context.Context, pair *vbctoken.Pair, prev string) (version string, err error) {
 	err = s.do("CommitPair", true,
-		func() (err error) { version, err = s.inner.CommitPair(ctx, pair, prev); return },
+		func() (err error) {
+			if s.commits != nil {
+				s.commits.Lock()
+				defer s.commits.Unlock()
+			}
+			if s.strand != nil && s.p.midCommitDeath() {
+				var stranded bool
+				if version, stranded, err = s.strand(ctx, pair, prev); stranded {
+					s.p.strandedBy(pair)
+					return errKilled
+				}
+				return err
+			}
+			version, err = s.inner.CommitPair(ctx, pair, prev)
+			return err
+		},
 		func() error { return s.p.landed(pair.RefreshToken.Reveal()) })
 	if err != nil {
 		return "", err
@@ -252,15 +291,25 @@ func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSec
 		return nil, err
 	}
 	if aws.ToString(in.SecretId) == a.ids.Pair {
+		pair, derr := vbctoken.DecodePair([]byte(aws.ToString(in.SecretString)))
 		rt := ""
-		if p, derr := vbctoken.DecodePair([]byte(aws.ToString(in.SecretString))); derr == nil {
-			rt = p.RefreshToken.Reveal()
+		if derr == nil {
+			rt = pair.RefreshToken.Reveal()
 		}
 		a.versions.put(aws.ToString(out.VersionId), rt)
-		if slices.Contains(out.VersionStages, vbctoken.StageCurrent) {
+		switch {
+		case slices.Contains(out.VersionStages, vbctoken.StageCurrent):
 			if err := a.p.landed(rt); err != nil {
 				return nil, err
 			}
+		case a.p.midCommitDeath():
+			// Killed between PutSecretValue and UpdateSecretVersionStage: the version
+			// keeps the pending label and never becomes current.
+			if derr != nil {
+				pair = &vbctoken.Pair{}
+			}
+			a.p.strandedBy(pair)
+			return nil, errKilled
 		}
 	} else {
 		a.p.wrote()

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -52,12 +54,30 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return fail(fmt.Errorf("soak: token request after its deadline: %w", context.DeadlineExceeded))
 	}
 
+	// Every request names its process, so the sandbox's records (IssuedPair.Tag) and the
+	// races it settles say who sent what.
+	req = req.Clone(req.Context())
+	req.Header.Set(vbcsandbox.TagHeader, strconv.Itoa(p.id))
+
 	kind := p.tokenFault()
 	header := kind
 	switch kind {
 	case TokenDelayTimeout:
 		s.count(&s.rep.TokenFaults, kind)
 		return fail(t.hang(req.Context(), now, limit))
+	case TokenTimeoutProcessed:
+		// VBC takes the request at some point before the client gives up, processes it,
+		// and its answer never arrives: the client sees a timeout.
+		s.count(&s.rep.TokenFaults, kind)
+		if err := s.clock.Sleep(req.Context(), p.between(0, limit.Sub(now))); err != nil {
+			return fail(err)
+		}
+		req.Header.Set(faultHeader, vbcsandbox.ProcessedButLost.String())
+		if resp, err := t.base.RoundTrip(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return nil, t.hang(req.Context(), s.clock.Now(), limit)
 	case TokenDelaySlow:
 		d := p.between(time.Second, 12*time.Second)
 		if !now.Add(d).Before(limit) {
@@ -76,7 +96,6 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if kind != "" {
 		s.count(&s.rep.TokenFaults, kind)
-		req = req.Clone(req.Context())
 		req.Header.Set(faultHeader, header)
 	}
 	resp, err := t.base.RoundTrip(req)
@@ -104,6 +123,9 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errKilled
 	}
 	p.deliver(tok.RefreshToken)
+	if p.interruptible && p.chance(s.plan.Interrupt) {
+		p.interrupt() // Ctrl-C, right after VBC issued the pair
+	}
 	return resp, nil
 }
 

@@ -1,0 +1,144 @@
+package soak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// DeadReads counts the reads of one reader, while the chain lives, that yielded an access
+// token VBC no longer accepts (revoked: WSO2 kills the old access token at each refresh;
+// or expired), and the longest streak of such reads in a row, in reads and in time (from
+// the first dead read to the next good one). Reads while the chain is broken (nothing
+// valid exists until the admin consents) are counted elsewhere and end a streak.
+type DeadReads struct {
+	Revoked          int    `json:"revoked"`
+	Expired          int    `json:"expired"`
+	LongestStreak    int    `json:"longest_streak_reads"`
+	LongestStreakFor string `json:"longest_streak_time"`
+
+	run     int
+	since   time.Time
+	longest time.Duration
+}
+
+// Dead is the number of dead-token reads.
+func (d *DeadReads) Dead() int { return d.Revoked + d.Expired }
+
+func (d *DeadReads) dead(now time.Time, revoked bool) {
+	if revoked {
+		d.Revoked++
+	} else {
+		d.Expired++
+	}
+	if d.run == 0 {
+		d.since = now
+	}
+	d.run++
+	d.LongestStreak = max(d.LongestStreak, d.run)
+}
+
+func (d *DeadReads) good(now time.Time) {
+	if d.run > 0 {
+		d.longest = max(d.longest, now.Sub(d.since))
+		d.run = 0
+	}
+}
+
+func (d *DeadReads) close(now time.Time) {
+	d.good(now)
+	d.LongestStreakFor = d.longest.Round(time.Second).String()
+}
+
+// readers are the apps' three views of the access token: a read of the store; the token
+// vbctoken.Source hands out (used at VBC: a dead one is the app's 401); the token the app
+// ends up using, after Invalidate and a re-read when the first was dead (as
+// vbctoken.Transport does).
+type readers struct {
+	Direct DeadReads `json:"store"`
+	Source DeadReads `json:"source"`
+	Final  DeadReads `json:"source_after_reread"`
+}
+
+// read is the apps' periodic read: one straight from the store, one through
+// vbctoken.NewSource, both using the token at VBC (the sandbox's validity) the way an app
+// would, and invalidating it on a 401.
+func (s *sim) read() {
+	ctx := context.Background()
+	now := s.clock.Now()
+	storedValid := s.stored != nil && !s.stored.AccessToken.IsZero() && s.vbc.IsValidAccessToken(s.stored.AccessToken.Reveal())
+	if !storedValid && s.everConnected && s.broken == nil {
+		s.rep.Reads.DeadWhileChainAlive++ // no valid token anywhere in the store's current pair
+	}
+	// dead judges a token an app received that is dead at VBC right now.
+	dead := func(what string) {
+		switch {
+		case !storedValid && s.broken == nil && s.everConnected:
+			// The chain lives, in a pair kept or pending beside a dead current one, or the
+			// refresh came too late.
+			s.rep.Reads.InDoubt++
+		case !storedValid:
+			s.rep.Reads.DuringOutage++
+		case s.accessRepairPending:
+			// A process died between its pair commit and its access write: the access
+			// secret lags until the next keeper run rewrites it.
+			s.rep.Reads.StaleAfterDeath++
+		default:
+			s.violation("%s a dead access token while the stored pair's (expires %s) was valid", what, s.stored.ExpiresAt.Format(time.RFC3339))
+		}
+	}
+	// judge reports whether token is alive at VBC, keeping the reader's tally while the
+	// chain lives.
+	alive := s.everConnected && s.broken == nil
+	judge := func(r *DeadReads, token string) bool {
+		valid := s.vbc.IsValidAccessToken(token)
+		switch {
+		case valid || !alive:
+			r.good(now)
+		default:
+			ip, known := s.byAT[token]
+			r.dead(now, known && now.Before(ip.IssuedAt.Add(vbcsandbox.DefaultAccessTTL)))
+		}
+		return valid
+	}
+
+	s.rep.Reads.Direct++
+	a, err := s.appStore.LoadAccess(ctx)
+	switch {
+	case err != nil:
+		s.rep.Reads.Errors++
+	case a.AccessToken.IsZero():
+		s.rep.Reads.NoToken++
+	case !judge(&s.readers.Direct, a.AccessToken.Reveal()):
+		dead(fmt.Sprintf("an app read from the store (token expiring %s)", a.ExpiresAt.Format(time.RFC3339)))
+	}
+
+	s.rep.Reads.Source++
+	tok, err := s.source.Token()
+	if err == nil {
+		if judge(&s.readers.Source, tok.AccessToken) {
+			s.readers.Final.good(now)
+		} else {
+			s.rep.Reads.Invalidations++ // the API answered 401: the app asks for a fresh one
+			s.source.Invalidate()
+			tok, err = s.source.Token()
+			if err == nil {
+				judge(&s.readers.Final, tok.AccessToken)
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, vbctoken.ErrNoValidToken) && storedValid:
+		dead("vbctoken.Source found only")
+	case errors.Is(err, vbctoken.ErrNoValidToken):
+		s.rep.Reads.NoToken++
+	case err != nil:
+		s.rep.Reads.Errors++
+	case !s.vbc.IsValidAccessToken(tok.AccessToken):
+		dead("vbctoken.Source handed an app")
+	}
+}

@@ -110,7 +110,7 @@ bench:
 	$(GO) run ./cmd/vbcbench
 
 soak:
-	$(GO) test -count=1 -timeout 30m -run TestSoak ./internal/soak -soak.days=365 -soak.motodays=30 -soak.vbc=both -soak.report=$(CURDIR)/soak-report.json -v
+	$(GO) test -count=1 -timeout 30m -run TestSoak ./internal/soak -soak.days=365 -soak.motodays=30 -soak.vbc=all -soak.report=$(CURDIR)/soak-report.json -v
 
 clean:
 	rm -rf $(DIST) cdk.out .vbctoken test-artifacts

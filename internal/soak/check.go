@@ -94,6 +94,13 @@ func (s *sim) afterStep(procs []*process, aliveBefore bool) {
 
 	for _, p := range procs {
 		if runsRefresh(p.role) && p.outcome == vbctoken.OutcomeReconsent && errors.Is(p.err, vbctoken.ErrInvalidGrant) && aliveBefore && s.broken == nil {
+			if s.rescuedAfter(p.declaredAt) {
+				// The chain was lost when the keeper said so; another keeper's refresh of
+				// the same token, racing the lost one inside WSO2's cluster lag, got a
+				// second 200 later and revived it.
+				s.rep.RescuedAfterAlarm++
+				continue
+			}
 			// The keeper said the chain is gone while it lives: an operator is paged and
 			// the admin consents for nothing.
 			s.rep.FalseAlarms++
@@ -130,6 +137,23 @@ func (s *sim) afterStep(procs []*process, aliveBefore bool) {
 	}
 }
 
+// rescuedAfter reports whether every live refresh token the store holds came from a pair
+// VBC issued after at.
+func (s *sim) rescuedAfter(at time.Time) bool {
+	live := 0
+	for _, rt := range append(heldTokens(s.stored), heldTokens(s.pending)...) {
+		ip, issued := s.byRT[rt]
+		if !issued || !s.vbc.IsLiveRefreshToken(rt) {
+			continue
+		}
+		if !ip.IssuedAt.After(at) {
+			return false
+		}
+		live++
+	}
+	return live > 0
+}
+
 func (s *sim) isStranded(rt string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,7 +176,9 @@ func (s *sim) tallyOutcome(p *process) {
 
 // checkRaces judges the refresh races of the step: a race is a refresh token presented
 // again while VBC is still consuming it. A process retrying after a lost answer races
-// itself; two processes racing means the refresh lease failed to keep them apart.
+// itself, and the next keeper may race it once it gave up and released its lease; but a
+// keeper spending a token whose successor VBC delivered to another keeper means the
+// refresh lease failed to keep them apart.
 func (s *sim) checkRaces() {
 	s.raceMu.Lock()
 	races := s.races
@@ -165,6 +191,10 @@ func (s *sim) checkRaces() {
 			s.count(&s.rep.Races, "unknown/"+r.outcome.String())
 		case first.Tag == r.tag:
 			s.count(&s.rep.Races, "retry_after_lost_answer/"+r.outcome.String())
+		case first.Lost || s.died[first.RefreshToken]:
+			// The first keeper never got its answer, gave up and released its lease; the
+			// next keeper spends the same token while VBC still counts it as consumed.
+			s.count(&s.rep.Races, "next_keeper_after_lost_answer/"+r.outcome.String())
 		default:
 			s.count(&s.rep.Races, "two_keepers/"+r.outcome.String())
 			s.violation("processes %s and %s spent one refresh token within VBC's cluster lag (race answered %s): the refresh lease did not keep them apart",

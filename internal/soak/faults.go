@@ -209,6 +209,8 @@ type process struct {
 	interruptible, interrupted bool
 	outcome                    vbctoken.Outcome // a refresher's result
 	err                        error
+	// declaredAt is when a Refresh run returned OutcomeReconsent.
+	declaredAt time.Time
 }
 
 func (p *process) float() float64 {
@@ -225,6 +227,16 @@ func (p *process) between(lo, hi time.Duration) time.Duration {
 		return lo
 	}
 	return lo + time.Duration(p.float()*float64(hi-lo))
+}
+
+// ended records the result of a keeper's Refresh.
+func (p *process) ended(o vbctoken.Outcome, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.outcome, p.err = o, err
+	if o == vbctoken.OutcomeReconsent {
+		p.declaredAt = p.sim.clock.Now()
+	}
 }
 
 // now is the process's clock: virtual time plus its skew.

@@ -39,6 +39,11 @@ type Report struct {
 	// (they gave up waiting for a concurrent writer); they write nothing.
 	FalseAlarms       int      `json:"false_alarms"`
 	FalseAlarmDetails []string `json:"false_alarm_details,omitempty"`
+	// RescuedAfterAlarm counts runs that rightly said re-consent was required (VBC had
+	// rotated the token and the answer was lost) whose chain another keeper revived
+	// later: its refresh of the same token raced the lost one inside WSO2's cluster lag
+	// and got a second 200.
+	RescuedAfterAlarm int `json:"rescued_after_alarm"`
 	// DeliveredSuperseded counts pairs a refresher received and rightly did not store: a
 	// consent had stored a newer chain meanwhile.
 	DeliveredSuperseded int `json:"delivered_superseded"`
@@ -235,6 +240,7 @@ func WriteTable(w io.Writer, reports []*Report) {
 		return fmt.Sprintf("%d / %d / %d", r.Outcomes["reconsent_required"], r.Outcomes["failed"], r.Outcomes["died"])
 	})
 	num("  false alarms (re-consent while the chain lived)", func(r *Report) int { return r.FalseAlarms })
+	num("  re-consent said, then revived by a racing keeper", func(r *Report) int { return r.RescuedAfterAlarm })
 	num("  interrupted (SIGINT) right after VBC answered", func(r *Report) int { return sum(r.Interrupts) })
 	num("  local serve sessions", func(r *Report) int { return r.ServeSessions })
 	num("token requests", func(r *Report) int { return r.TokenRequests })

@@ -524,9 +524,7 @@ func (s *sim) refresherActor(p *process, force bool, offset time.Duration) func(
 		ctx := p.start(timeout)
 		defer p.finish()
 		res, err := s.keeper(p).Refresh(ctx, force)
-		p.mu.Lock()
-		p.outcome, p.err = res.Outcome, err
-		p.mu.Unlock()
+		p.ended(res.Outcome, err)
 		if err != nil {
 			s.guard.check("refresh error", []byte(err.Error()))
 		}
@@ -552,9 +550,7 @@ func (s *sim) serveActor(p *process, offset time.Duration) func() {
 			return
 		}
 		res, err := k.Refresh(ctx, false)
-		p.mu.Lock()
-		p.outcome, p.err = res.Outcome, err
-		p.mu.Unlock()
+		p.ended(res.Outcome, err)
 		if err != nil {
 			s.guard.check("refresh error", []byte(err.Error()))
 		}

@@ -303,3 +303,88 @@ func (e errAPI) PutSecretValue(context.Context, *secretsmanager.PutSecretValueIn
 func (e errAPI) UpdateSecretVersionStage(context.Context, *secretsmanager.UpdateSecretVersionStageInput, ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
 	return nil, e.err
 }
+
+// A process that dies in the middle of a pair commit leaves the pair pending in every
+// store, where the next LoadPair reports it, and the current pair untouched.
+func TestDeathMidCommitStrandsThePair(t *testing.T) {
+	ctx := context.Background()
+	pair := func(rt string) *vbctoken.Pair {
+		now := simStart
+		return &vbctoken.Pair{
+			AccessToken: vbctoken.Secret("access-" + rt), RefreshToken: vbctoken.Secret(rt),
+			TokenType: "Bearer", Scope: "openid", Grant: vbctoken.GrantRefreshToken,
+			ExpiresAt: now.Add(24 * time.Hour), RefreshExpiresAt: now.Add(vbctoken.RefreshTokenLifetime), ObtainedAt: now,
+		}
+	}
+	for _, store := range []string{"mem", "file", "moto"} {
+		t.Run(store, func(t *testing.T) {
+			plan := Plan{}
+			s, err := newSim(ctx, Config{Days: 1, Seed: 1, Backend: backend(t, store), Plan: &plan})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.srv.Close()
+			v0, err := s.backend.clean.LoadPair(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, second := pair("first-refresh-token-0001"), pair("second-refresh-token-0002")
+			v1, err := s.backend.open(s.newProcess(roleRefresher)).CommitPair(ctx, first, v0.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.plan.DeathMidCommit = 1
+			p := s.newProcess(roleRefresher)
+			if _, err := s.backend.open(p).CommitPair(ctx, second, v1); !errors.Is(err, errKilled) {
+				t.Fatalf("commit: %v, want the process killed", err)
+			}
+			if p.dead() != DeathMidCommit {
+				t.Fatalf("death %q, want %q", p.dead(), DeathMidCommit)
+			}
+			v, err := s.backend.clean.LoadPair(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.Pair.SameTokens(first) || v.Version != v1 {
+				t.Errorf("current pair changed: %v (version %s, want %s)", v.Pair, v.Version, v1)
+			}
+			if v.Pending == nil || !v.Pending.SameTokens(second) {
+				t.Errorf("pending %v, want the stranded pair", v.Pending)
+			}
+			if !s.isStranded("second-refresh-token-0002") || s.rep.Stranded["new_pair"] != 1 {
+				t.Errorf("stranded writes %v, want the new pair recorded", s.rep.Stranded)
+			}
+		})
+	}
+}
+
+// A race is a process retrying after a lost answer, or the next keeper after one gave up;
+// any other two processes spending one refresh token is a violation (the lease failed).
+func TestRacesBetweenKeepers(t *testing.T) {
+	s := &sim{rep: &Report{}, clock: NewClock(simStart), died: map[string]bool{}, consumedBy: map[string]vbcsandbox.IssuedPair{
+		"retried":  {Tag: "1"},
+		"lost":     {Tag: "1", Lost: true},
+		"died":     {Tag: "1", RefreshToken: "died-successor"},
+		"answered": {Tag: "1"},
+	}}
+	s.died["died-successor"] = true
+	s.races = []raceRecord{
+		{rt: "retried", tag: "1", outcome: vbcsandbox.RaceBothSucceed},
+		{rt: "lost", tag: "2", outcome: vbcsandbox.RaceInvalidGrant},
+		{rt: "died", tag: "2", outcome: vbcsandbox.RaceServerError},
+		{rt: "answered", tag: "2", outcome: vbcsandbox.RaceBothSucceed},
+	}
+	s.checkRaces()
+	want := map[string]int{
+		"retry_after_lost_answer/both_succeed":        1,
+		"next_keeper_after_lost_answer/invalid_grant": 1,
+		"next_keeper_after_lost_answer/server_error":  1,
+		"two_keepers/both_succeed":                    1,
+	}
+	if fmt.Sprint(s.rep.Races) != fmt.Sprint(want) {
+		t.Errorf("races %v, want %v", s.rep.Races, want)
+	}
+	if s.rep.Violations != 1 {
+		t.Errorf("%d violations, want 1: %v", s.rep.Violations, s.rep.ViolationDetails)
+	}
+}

@@ -75,8 +75,11 @@ type Plan struct {
 	// when a genuine token response arrives: the keeper must still store the pair.
 	Interrupt float64
 	// ClockSkew bounds how far the clock of an operator's machine (CLI runs, a local
-	// serve) is off, either way. Lambda clocks are exact.
+	// serve) is off, either way. Lambda clocks are exact. WildClock is the share of those
+	// machines whose clock is off by 20 s to 2 min instead, beyond what the refresh lease
+	// tolerates (an experiment: DefaultPlan has none).
 	ClockSkew time.Duration
+	WildClock float64
 
 	// Per simulated hour: extra refresher invocations (2 or 3 at once), an operator's
 	// forced refresh (`vbctoken refresh --force`, its own keeper), a sandbox-side
@@ -88,9 +91,16 @@ type Plan struct {
 	ServeForMin, ServeForMax time.Duration
 	ServeNearTick            float64
 	// Per consent: the browser calls the callback twice with the same link; the admin uses
-	// the password grant instead of the browser; the callback arrives mid-refresh; after
-	// an error page the admin reloads the callback (the same code again).
-	ReplayCallback, Login, ConsentMidRefresh, ReloadAfterError float64
+	// the password grant instead of the browser (and types a wrong password); the callback
+	// arrives mid-refresh; after an error page the admin reloads the callback (the same
+	// code again).
+	ReplayCallback, Login, WrongPassword, ConsentMidRefresh, ReloadAfterError float64
+	// SchedulerOutage is the chance per hour that the scheduled refresher stops running
+	// (a disabled schedule, a broken deployment) for OutageMin to OutageMax; the access
+	// token expires meanwhile and, a day into it, the admin consents to get apps going:
+	// with WSO2 that renews the access token on the chain's own refresh token.
+	SchedulerOutage      float64
+	OutageMin, OutageMax time.Duration
 	// RaceWeights weighs how VBC settles a refresh race (ModeWSO2), by
 	// vbcsandbox.RaceOutcome name: invalid_grant, server_error, both_succeed.
 	RaceWeights map[string]float64
@@ -131,7 +141,11 @@ func DefaultPlan() Plan {
 		VoluntaryConsent:     1.0 / (24 * 30),
 		ReplayCallback:       0.15,
 		Login:                0.2,
+		WrongPassword:        0.15,
 		ConsentMidRefresh:    0.5,
+		SchedulerOutage:      1.0 / (24 * 60),
+		OutageMin:            26 * time.Hour,
+		OutageMax:            50 * time.Hour,
 		ReloadAfterError:     0.5,
 		AdminDelayMin:        30 * time.Minute,
 		AdminDelayMax:        6 * time.Hour,

@@ -93,7 +93,8 @@ func (s *sim) read() {
 	}
 	// judge reports whether token is alive at VBC, keeping the reader's tally while the
 	// chain lives.
-	alive := s.everConnected && s.broken == nil
+	// A stopped schedule (and the hour after it) lets the token expire: not the keeper's.
+	alive := s.everConnected && s.broken == nil && !now.Before(s.schedulerDownUntil.Add(time.Hour))
 	judge := func(r *DeadReads, token string) bool {
 		valid := s.vbc.IsValidAccessToken(token)
 		switch {

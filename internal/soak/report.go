@@ -56,8 +56,11 @@ type Report struct {
 	ConsentFailures    int            `json:"consent_failures"`
 	ConsentsMidRefresh int            `json:"consents_mid_refresh"`
 	Logins             int            `json:"logins"`
-	CallbackReplays    int            `json:"callback_replays"`
-	ReplaysRefused     int            `json:"replays_refused"`
+	WrongPasswords     int            `json:"wrong_passwords"`
+	// SchedulerOutages counts the times the scheduled refresher stopped for a day or two.
+	SchedulerOutages int `json:"scheduler_outages"`
+	CallbackReplays  int `json:"callback_replays"`
+	ReplaysRefused   int `json:"replays_refused"`
 	// Reloads counts the admin's reloads of a callback page that showed an error (the
 	// same code again), by the HTTP status the reload got.
 	Reloads     map[string]int `json:"reloads_after_error"`
@@ -248,10 +251,11 @@ func WriteTable(w io.Writer, reports []*Report) {
 		return fmt.Sprintf("%d / %d / %d", r.VBCStats.Races["invalid_grant"], r.VBCStats.Races["server_error"], r.VBCStats.Races["both_succeed"])
 	})
 	mapRows("by ", func(r *Report) map[string]int { return r.Races })
-	row("re-grants reused / renewed access / code replays", func(r *Report) string {
-		return fmt.Sprintf("%d / %d / %d", r.VBCStats.Reused, r.VBCStats.RenewedAccess, r.VBCStats.CodeReplays)
+	row("re-grants reused / renewed access / code replays / lock-outs", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d / %d", r.VBCStats.Reused, r.VBCStats.RenewedAccess, r.VBCStats.CodeReplays, r.VBCStats.Lockouts)
 	})
-	num("re-consents by admin schedule", func(r *Report) int { return r.Reconsents["voluntary"] + r.Reconsents["initial"] })
+	num("scheduler outages (1-2 days)", func(r *Report) int { return r.SchedulerOutages })
+	num("re-consents by admin (initial, own schedule, outage)", func(r *Report) int { return sum(r.Reconsents) - r.ForcedReconsents() })
 	num("re-consents forced", func(r *Report) int { return r.ForcedReconsents() })
 	row("  unavoidable / revoked at VBC / AVOIDABLE", func(r *Report) string {
 		f := r.Forced()
@@ -267,8 +271,8 @@ func WriteTable(w io.Writer, reports []*Report) {
 		return m
 	})
 	num("consent attempts", func(r *Report) int { return r.ConsentAttempts })
-	row("  failed / mid-refresh / logins", func(r *Report) string {
-		return fmt.Sprintf("%d / %d / %d", r.ConsentFailures, r.ConsentsMidRefresh, r.Logins)
+	row("  failed / mid-refresh / logins (wrong password)", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d (%d)", r.ConsentFailures, r.ConsentsMidRefresh, r.Logins, r.WrongPasswords)
 	})
 	row("  double submits + reloads / refused", func(r *Report) string {
 		return fmt.Sprintf("%d + %d / %d", r.CallbackReplays, sum(r.Reloads), r.ReplaysRefused)

@@ -35,6 +35,7 @@ const (
 	redirectURL   = "https://keeper.example/callback"
 	adminUser     = "admin"
 	adminPassword = "soak-PASSWORD-4b8d2e91"
+	wrongPassword = "soak-TYPO-PASSWORD-0c5a7f3d"
 )
 
 var credentials = vbctoken.Credentials{ClientID: clientID, ClientSecret: clientSecret}
@@ -114,6 +115,8 @@ type sim struct {
 	// accessRepairPending: a process died between its pair commit and its access write,
 	// and no keeper run has rewritten the access secret since.
 	accessRepairPending bool
+
+	schedulerDownUntil time.Time // the scheduled refresher does not run until then
 
 	serveUntil time.Time     // a local serve runs until then
 	servePhase time.Duration // its checks run this long after each hour
@@ -200,7 +203,7 @@ func newSim(ctx context.Context, cfg Config) (*sim, error) {
 	}
 	s.tokenKinds, s.tokenTotal = plan.tokenKinds()
 	vbc.SetRace(s.settleRace)
-	s.guard.add(clientSecret, adminPassword)
+	s.guard.add(clientSecret, adminPassword, wrongPassword)
 	s.logger = slog.New(slog.NewJSONHandler(s.guard, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -254,7 +257,7 @@ func (s *sim) newProcess(role string) *process {
 	case roleCLI, roleLogin:
 		// An operator's machine: its clock is a little off, and Ctrl-C cancels its context.
 		p.interruptible = true
-		p.skew = p.between(-s.plan.ClockSkew, s.plan.ClockSkew)
+		p.skew = s.machineSkew(p.float, p.between)
 	case roleServe:
 		p.skew = s.serveSkew
 	}
@@ -262,6 +265,18 @@ func (s *sim) newProcess(role string) *process {
 }
 
 func (s *sim) chance(p float64) bool { return p > 0 && s.rng.Float64() < p }
+
+// machineSkew draws the clock error of an operator's machine from the given source.
+func (s *sim) machineSkew(float func() float64, between func(lo, hi time.Duration) time.Duration) time.Duration {
+	if s.plan.WildClock > 0 && float() < s.plan.WildClock {
+		d := between(20*time.Second, 2*time.Minute)
+		if float() < 0.5 {
+			d = -d
+		}
+		return d
+	}
+	return between(-s.plan.ClockSkew, s.plan.ClockSkew)
+}
 
 func (s *sim) between(lo, hi time.Duration) time.Duration {
 	if hi <= lo {
@@ -378,6 +393,16 @@ func (s *sim) hour(h int) {
 	if s.everConnected && !s.consentPending && s.chance(s.plan.VoluntaryConsent) {
 		s.consentPending, s.consentDue, s.consentReason = true, tick.Add(s.between(0, time.Hour)), "voluntary"
 	}
+	if s.everConnected && !tick.Before(s.schedulerDownUntil) && s.chance(s.plan.SchedulerOutage) {
+		// The scheduled refresher stops for a day or two. Once the access token has
+		// expired and apps fail, the admin consents to get them going.
+		s.rep.SchedulerOutages++
+		s.schedulerDownUntil = tick.Add(s.between(s.plan.OutageMin, s.plan.OutageMax))
+		if !s.consentPending {
+			s.consentPending, s.consentReason = true, "scheduler_outage"
+			s.consentDue = tick.Add(s.between(25*time.Hour, s.schedulerDownUntil.Sub(tick)))
+		}
+	}
 	if !tick.Before(s.serveUntil) && s.chance(s.plan.Serve) {
 		// An operator starts `vbctoken serve` on the same store: a second keeper whose
 		// hourly checks run on its own phase, sometimes right next to the Lambda's.
@@ -387,7 +412,7 @@ func (s *sim) hour(h int) {
 		if s.chance(s.plan.ServeNearTick) {
 			s.servePhase = s.between(0, serveNearTick)
 		}
-		s.serveSkew = s.between(-s.plan.ClockSkew, s.plan.ClockSkew)
+		s.serveSkew = s.machineSkew(s.rng.Float64, s.between)
 	}
 	if tick.Before(s.serveUntil) && s.servePhase >= serveNearTick {
 		events = append(events, event{at: tick.Add(s.servePhase), kind: "serve"})
@@ -447,6 +472,8 @@ func (s *sim) tick(end time.Time) []event {
 	tick := s.clock.Now()
 	n := 1
 	switch r := s.rng.Float64(); {
+	case tick.Before(s.schedulerDownUntil):
+		n = 0 // the schedule is down
 	case r < s.plan.Triplicate:
 		n = 3
 	case r < s.plan.Triplicate+s.plan.Duplicate:
@@ -582,6 +609,11 @@ func (s *sim) prepareConsent(offset time.Duration) *consentRun {
 	s.rep.ConsentAttempts++
 	if s.chance(s.plan.Login) {
 		c.login = true
+		password := adminPassword
+		if s.chance(s.plan.WrongPassword) {
+			password = wrongPassword // a typo: VBC answers invalid_grant, three in a row lock the user
+			s.rep.WrongPasswords++
+		}
 		p := s.newProcess(roleLogin)
 		c.procs = append(c.procs, p)
 		c.actors = append(c.actors, func() {
@@ -590,7 +622,7 @@ func (s *sim) prepareConsent(offset time.Duration) *consentRun {
 			}
 			ctx := p.start(cliTimeout)
 			defer p.finish()
-			_, err := s.keeper(p).Login(ctx, adminUser, adminPassword)
+			_, err := s.keeper(p).Login(ctx, adminUser, vbctoken.Secret(password))
 			c.loginOK = err == nil
 			if err != nil {
 				s.guard.check("login error", []byte(err.Error()))

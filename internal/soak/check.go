@@ -440,7 +440,11 @@ func (s *sim) finish(elapsed time.Duration) {
 	now := s.clock.Now()
 	s.endBreak()
 	s.endDoubt()
-	for _, ip := range s.vbc.Issued() {
+	issued := s.vbc.Issued()
+	if s.cfg.VBC != vbcsandbox.ModeLenient {
+		s.rep.RevokedWindow = s.revokedWindow(issued)
+	}
+	for _, ip := range issued {
 		switch {
 		case ip.Lost && ip.Killed == vbcsandbox.KillRace:
 			s.count(&s.rep.UnavoidableLosses, "processed_but_lost_then_raced/"+ip.Grant)

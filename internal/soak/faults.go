@@ -81,6 +81,12 @@ type Plan struct {
 	ClockSkew time.Duration
 	WildClock float64
 
+	// StoreLatency bounds how long each store call of a keeper process takes (the
+	// round trip to Secrets Manager); TokenLatency each token request, half on the way to
+	// VBC, half back. App reads take no time.
+	StoreLatencyMin, StoreLatencyMax time.Duration
+	TokenLatencyMin, TokenLatencyMax time.Duration
+
 	// Per simulated hour: extra refresher invocations (2 or 3 at once), an operator's
 	// forced refresh (`vbctoken refresh --force`, its own keeper), a sandbox-side
 	// revocation, a voluntary admin re-consent, a local `vbctoken serve` starting on the
@@ -125,6 +131,10 @@ func DefaultPlan() Plan {
 		StoreFault:           0.22,
 		StoreAfter:           0.4,
 		ReadFault:            0.08,
+		StoreLatencyMin:      20 * time.Millisecond,
+		StoreLatencyMax:      150 * time.Millisecond,
+		TokenLatencyMin:      150 * time.Millisecond,
+		TokenLatencyMax:      900 * time.Millisecond,
 		DeathAtTokenResponse: 0.01,
 		DeathAfterCommit:     0.02,
 		DeathMidCommit:       0.01,
@@ -268,6 +278,17 @@ func (p *process) interrupt() {
 		if p.ctx != nil {
 			p.ctx.cancel()
 		}
+	}
+}
+
+// storeLatency spends the virtual time of one store call. App reads take none: the app
+// reads from the driver, outside the clock's actors.
+func (p *process) storeLatency(ctx context.Context) {
+	if p.role == roleApp {
+		return
+	}
+	if d := p.between(p.sim.plan.StoreLatencyMin, p.sim.plan.StoreLatencyMax); d > 0 {
+		_ = p.sim.clock.Sleep(ctx, d)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
@@ -142,4 +143,61 @@ func (s *sim) read() {
 	case !s.vbc.IsValidAccessToken(tok.AccessToken):
 		dead("vbctoken.Source handed an app")
 	}
+}
+
+// accessWritten records when an access token first landed in the access secret.
+func (s *sim) accessWritten(token string) {
+	if token == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.accessAt[token]; !seen {
+		s.accessAt[token] = s.clock.Now()
+	}
+}
+
+// RevokedWindow describes, over the refreshes whose new access token reached the access
+// secret, how long the secret still held the old token after VBC had killed it (WSO2
+// kills it the moment the refresh is issued): every app read in that window gets a token
+// VBC refuses. Reads run between the simulated steps, so they never fall inside one; this
+// is the window they would hit.
+type RevokedWindow struct {
+	Refreshes int    `json:"refreshes"`
+	P50       string `json:"p50"`
+	P90       string `json:"p90"`
+	P99       string `json:"p99"`
+	Max       string `json:"max"`
+	// OverMinute counts the refreshes whose window exceeded a minute (a process died
+	// between its pair commit and its access write, a pair left pending or kept and
+	// settled by a later run).
+	OverMinute int `json:"over_a_minute"`
+}
+
+// revokedWindow measures RevokedWindow from the issued pairs (ModeWSO2 and strict
+// sandboxes kill the old access token at a refresh; lenient ones do not).
+func (s *sim) revokedWindow(issued []vbcsandbox.IssuedPair) RevokedWindow {
+	var ds []time.Duration
+	s.mu.Lock()
+	for _, ip := range issued {
+		if ip.Grant != vbcsandbox.GrantRefreshToken {
+			continue
+		}
+		if at, ok := s.accessAt[ip.AccessToken]; ok {
+			ds = append(ds, at.Sub(ip.IssuedAt))
+		}
+	}
+	s.mu.Unlock()
+	if len(ds) == 0 {
+		return RevokedWindow{}
+	}
+	slices.Sort(ds)
+	over := 0
+	for _, d := range ds {
+		if d > time.Minute {
+			over++
+		}
+	}
+	q := func(p int) string { return ds[(len(ds)-1)*p/100].Round(time.Millisecond).String() }
+	return RevokedWindow{Refreshes: len(ds), P50: q(50), P90: q(90), P99: q(99), Max: q(100), OverMinute: over}
 }

@@ -118,6 +118,9 @@ type Report struct {
 	// DeadReads counts reads that yielded a revoked or expired access token, per reader,
 	// with the longest streak of them (docs/soak.md).
 	DeadReads readers `json:"dead_reads"`
+	// RevokedWindow: after each refresh, how long the access secret still held the token
+	// VBC had just killed (strict and wso2 sandboxes).
+	RevokedWindow RevokedWindow `json:"revoked_window"`
 
 	// ChainBreaks counts chains lost, by cause: revoked, processed_but_lost,
 	// process_death. UnavoidableLosses counts pairs VBC issued whose answer never reached a
@@ -308,6 +311,13 @@ func WriteTable(w io.Writer, reports []*Report) {
 	deadRow("dead reads revoked+expired / streak / for: store", func(r *Report) DeadReads { return r.DeadReads.Direct })
 	deadRow("  Source (the app's 401)", func(r *Report) DeadReads { return r.DeadReads.Source })
 	deadRow("  Source after the 401's re-read", func(r *Report) DeadReads { return r.DeadReads.Final })
+	row("revoked window per refresh: p50 / p90 / p99 / max (> 1 min)", func(r *Report) string {
+		w := r.RevokedWindow
+		if w.Refreshes == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%s / %s / %s / %s (%d)", w.P50, w.P90, w.P99, w.Max, w.OverMinute)
+	})
 	num("chain breaks", func(r *Report) int { return sum(r.ChainBreaks) })
 	mapRows("", func(r *Report) map[string]int { return r.ChainBreaks })
 	row("chain in doubt: periods / hours / longest", func(r *Report) string {

@@ -89,6 +89,8 @@ type sim struct {
 	rep      *Report
 	died     map[string]bool // refresh tokens of pairs lost with their process
 	stranded map[string]bool // refresh tokens held by pair writes a death left pending
+	// accessAt is when each access token first landed in the access secret.
+	accessAt map[string]time.Time
 
 	raceMu  sync.Mutex // guards raceRng and races (the sandbox's RaceFunc)
 	raceRng *mrand.Rand
@@ -192,6 +194,7 @@ func newSim(ctx context.Context, cfg Config) (*sim, error) {
 		guard:         newLeakGuard(cfg.Trace),
 		died:          map[string]bool{},
 		stranded:      map[string]bool{},
+		accessAt:      map[string]time.Time{},
 		raceRng:       mrand.New(mrand.NewPCG(cfg.Seed, 0x7ace)),
 		byRT:          map[string]vbcsandbox.IssuedPair{},
 		byAT:          map[string]vbcsandbox.IssuedPair{},

@@ -142,7 +142,8 @@ type faultStore struct {
 
 var _ vbctoken.Store = (*faultStore)(nil)
 
-func (s *faultStore) do(op string, write bool, call func() error, landed func() error) error {
+func (s *faultStore) do(ctx context.Context, op string, write bool, call func() error, landed func() error) error {
+	s.p.storeLatency(ctx)
 	if err := s.p.alive(); err != nil {
 		return err
 	}
@@ -166,19 +167,19 @@ func (s *faultStore) do(op string, write bool, call func() error, landed func() 
 
 // LoadCredentials implements vbctoken.Store.
 func (s *faultStore) LoadCredentials(ctx context.Context) (c vbctoken.Credentials, err error) {
-	err = s.do("LoadCredentials", false, func() (err error) { c, err = s.inner.LoadCredentials(ctx); return }, nil)
+	err = s.do(ctx, "LoadCredentials", false, func() (err error) { c, err = s.inner.LoadCredentials(ctx); return }, nil)
 	return c, err
 }
 
 // LoadPair implements vbctoken.Store.
 func (s *faultStore) LoadPair(ctx context.Context) (v vbctoken.Versioned, err error) {
-	err = s.do("LoadPair", false, func() (err error) { v, err = s.inner.LoadPair(ctx); return }, nil)
+	err = s.do(ctx, "LoadPair", false, func() (err error) { v, err = s.inner.LoadPair(ctx); return }, nil)
 	return v, err
 }
 
 // CommitPair implements vbctoken.Store.
 func (s *faultStore) CommitPair(ctx context.Context, pair *vbctoken.Pair, prev string) (version string, err error) {
-	err = s.do("CommitPair", true,
+	err = s.do(ctx, "CommitPair", true,
 		func() (err error) {
 			if s.commits != nil {
 				s.commits.Lock()
@@ -204,13 +205,13 @@ func (s *faultStore) CommitPair(ctx context.Context, pair *vbctoken.Pair, prev s
 
 // PutAccess implements vbctoken.Store.
 func (s *faultStore) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
-	return s.do("PutAccess", true, func() error { return s.inner.PutAccess(ctx, a) },
-		func() error { s.p.wrote(); return nil })
+	return s.do(ctx, "PutAccess", true, func() error { return s.inner.PutAccess(ctx, a) },
+		func() error { s.p.wrote(); s.p.sim.accessWritten(a.AccessToken.Reveal()); return nil })
 }
 
 // LoadAccess implements vbctoken.Store.
 func (s *faultStore) LoadAccess(ctx context.Context) (a vbctoken.AccessToken, err error) {
-	err = s.do("LoadAccess", false, func() (err error) { a, err = s.inner.LoadAccess(ctx); return }, nil)
+	err = s.do(ctx, "LoadAccess", false, func() (err error) { a, err = s.inner.LoadAccess(ctx); return }, nil)
 	return a, err
 }
 
@@ -267,6 +268,7 @@ func (a *faultAPI) apiError(op, kind string, after bool) error {
 
 // GetSecretValue implements vbctoken.SecretsAPI.
 func (a *faultAPI) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	a.p.storeLatency(ctx)
 	if err := a.p.alive(); err != nil {
 		return nil, err
 	}
@@ -279,6 +281,7 @@ func (a *faultAPI) GetSecretValue(ctx context.Context, in *secretsmanager.GetSec
 // PutSecretValue implements vbctoken.SecretsAPI.
 func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
 	const op = "PutSecretValue"
+	a.p.storeLatency(ctx)
 	if err := a.p.alive(); err != nil {
 		return nil, err
 	}
@@ -313,6 +316,9 @@ func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSec
 		}
 	} else {
 		a.p.wrote()
+		if acc, derr := vbctoken.DecodeAccess([]byte(aws.ToString(in.SecretString))); derr == nil {
+			a.p.sim.accessWritten(acc.AccessToken.Reveal())
+		}
 	}
 	if kind != "" {
 		return nil, a.apiError(op, kind, true)
@@ -323,6 +329,7 @@ func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSec
 // UpdateSecretVersionStage implements vbctoken.SecretsAPI.
 func (a *faultAPI) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
 	const op = "UpdateSecretVersionStage"
+	a.p.storeLatency(ctx)
 	if err := a.p.alive(); err != nil {
 		return nil, err
 	}

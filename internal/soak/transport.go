@@ -59,6 +59,12 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set(vbcsandbox.TagHeader, strconv.Itoa(p.id))
 
+	// The round trip's own time, half each way, within the request's limit.
+	latency := p.between(s.plan.TokenLatencyMin, s.plan.TokenLatencyMax)
+	if !now.Add(latency).Before(limit) {
+		latency = 0
+	}
+
 	kind := p.tokenFault()
 	header := kind
 	switch kind {
@@ -98,7 +104,16 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		s.count(&s.rep.TokenFaults, kind)
 		req.Header.Set(faultHeader, header)
 	}
+	if err := t.travel(req.Context(), latency/2); err != nil {
+		return fail(err)
+	}
 	resp, err := t.base.RoundTrip(req)
+	if err == nil {
+		if terr := t.travel(req.Context(), latency/2); terr != nil {
+			resp.Body.Close()
+			return nil, terr
+		}
+	}
 	if err != nil || resp.StatusCode != http.StatusOK || (kind != "" && kind != TokenDelaySlow) {
 		return resp, err
 	}
@@ -127,6 +142,14 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.interrupt() // Ctrl-C, right after VBC issued the pair
 	}
 	return resp, nil
+}
+
+// travel spends the virtual time a request or its answer takes on the wire.
+func (t *tokenTransport) travel(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	return t.p.sim.clock.Sleep(ctx, d)
 }
 
 // hang spends the virtual time a request hangs before the client gives up.

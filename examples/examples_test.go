@@ -210,7 +210,7 @@ func newWorld(t *testing.T, moto *motoserver.Server) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.keeper.Login(w.ctx, "alice", "pw"); err != nil {
+	if _, err := w.keeper.Login(w.ctx, "alice", "pw", false); err != nil {
 		t.Fatal(err)
 	}
 	return w

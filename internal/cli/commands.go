@@ -234,7 +234,7 @@ func (a *app) login(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.fail(fs.Name(), c, err, nil)
 	}
-	res, err := k.Login(ctx, user, password)
+	res, err := k.Login(ctx, user, password, false)
 	if err != nil {
 		return a.fail(fs.Name(), c, err, nil)
 	}

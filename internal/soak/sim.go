@@ -496,7 +496,7 @@ func (s *sim) prepareConsent(offset time.Duration) *consentRun {
 			}
 			ctx := p.start(loginTimeout)
 			defer p.finish()
-			_, err := s.keeper(p).Login(ctx, adminUser, adminPassword)
+			_, err := s.keeper(p).Login(ctx, adminUser, adminPassword, false)
 			c.loginOK = err == nil
 			if err != nil {
 				s.guard.check("login error", []byte(err.Error()))

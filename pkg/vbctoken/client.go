@@ -54,6 +54,8 @@ const (
 	maxDescription = 120
 	// maxCode bounds the OAuth error code kept in an error.
 	maxCode = 48
+	// lockedCode starts WSO2's error_description for a user locked after failed logins.
+	lockedCode = "17003"
 )
 
 // Endpoints are VBC's OAuth endpoints. White-label tenants use another token host.
@@ -492,6 +494,8 @@ func classify(op string, err error, resp *responseInfo, secrets []string) *Upstr
 		}
 	}
 	ue.Code = sanitizeCode(rawCode, secrets)
+	// WSO2's account-locked answer: an error_description that starts with 17003.
+	ue.Locked = strings.HasPrefix(strings.TrimSpace(rawDesc), lockedCode)
 	code := strings.ToLower(strings.TrimSpace(rawCode))
 	status := ue.StatusCode
 	success := status >= 200 && status < 300

@@ -35,7 +35,7 @@ func exampleVBC() (baseURL string, keeper *vbctoken.Keeper, secret *accessSecret
 	if err != nil {
 		panic(err)
 	}
-	if _, err := keeper.Login(context.Background(), "alice", "pw"); err != nil {
+	if _, err := keeper.Login(context.Background(), "alice", "pw", false); err != nil {
 		panic(err)
 	}
 	return srv.URL, keeper, &accessSecret{store: store}, srv.Close

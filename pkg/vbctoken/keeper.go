@@ -516,10 +516,15 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 }
 
 // Login bootstraps the chain with the password grant (server-to-server use only). The
-// username gets "@vbc.prod" appended when it has no domain. The password is sent once: a
-// rejected one is never retried (VBC locks the account after a few failures). Re-grants
-// are handled as in CompleteConsent.
-func (k *Keeper) Login(ctx context.Context, username string, password Secret) (Result, error) {
+// username gets "@vbc.prod" appended when it has no domain. Re-grants are handled as in
+// CompleteConsent.
+//
+// The password is sent once: a rejected one is never retried, because VBC locks the user
+// after a few failures for AccountLockout from the last attempt. When VBC answers that the
+// user is locked, the lock is recorded in the pair secret and the error is a *LockedError;
+// until the lock ends, Login refuses to send anything for that user (a *LockedError with
+// Known set) unless force is true.
+func (k *Keeper) Login(ctx context.Context, username string, password Secret, force bool) (Result, error) {
 	ctx, cancel := withOpDeadline(ctx)
 	defer cancel()
 	user, err := NormalizeUsername(username)
@@ -533,11 +538,20 @@ func (k *Keeper) Login(ctx context.Context, username string, password Secret) (R
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
 	}
+	if l := cur.Pair.loginLock; l != nil && l.User == user && k.now().Before(l.Until) && !force {
+		return Result{}, fmt.Errorf("login: %w", &LockedError{User: user, Until: l.Until, Known: true})
+	}
 	work, stop := shield(ctx)
 	defer stop()
 	fresh, err := k.withClient(work, func(tokenCtx context.Context, c tokenClient) (*Pair, error) {
 		return c.Password(tokenCtx, user, password)
 	})
+	if errors.Is(err, ErrAccountLocked) {
+		until := k.now().Add(AccountLockout).Truncate(time.Second).Add(time.Second)
+		k.recordLoginLock(work, &loginLock{User: user, Until: until})
+		k.log.ErrorContext(ctx, "VBC has locked the password-grant user; no keeper tries it again before the lock ends", "user", user, "until", until)
+		return Result{}, fmt.Errorf("login: %w", &LockedError{User: user, Until: until, Err: err})
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
 	}
@@ -547,6 +561,26 @@ func (k *Keeper) Login(ctx context.Context, username string, password Secret) (R
 	}
 	k.log.InfoContext(ctx, "connected by password grant", "pair", fresh)
 	return res, nil
+}
+
+// recordLoginLock writes l into the pair secret (best effort: the lock is VBC's either way,
+// the record only spares further attempts).
+func (k *Keeper) recordLoginLock(ctx context.Context, l *loginLock) {
+	for round := 0; round < maxCommitRounds; round++ {
+		cur, err := k.loadPair(ctx)
+		if err != nil {
+			k.log.WarnContext(ctx, "could not record the user lock", "error", err)
+			return
+		}
+		next := cur.Pair.Clone()
+		next.loginLock = l
+		if _, err = k.commitRetried(ctx, next, cur.Version); !errors.Is(err, ErrConflict) {
+			if err != nil {
+				k.log.WarnContext(ctx, "could not record the user lock", "error", err)
+			}
+			return
+		}
+	}
 }
 
 // commitGrant stores the answer to a code or password grant on top of base with
@@ -582,6 +616,9 @@ func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (
 			}
 		}
 		write.ConsentNonces = pruneNonces(write.ConsentNonces, k.now())
+		if write.loginLock != nil && !k.now().Before(write.loginLock.Until) {
+			write.loginLock = nil
+		}
 		_, err := k.commitRetried(ctx, write, base.Version)
 		if err == nil {
 			return k.settle(ctx, OutcomeConnected, "", write, true)

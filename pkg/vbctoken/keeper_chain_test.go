@@ -485,12 +485,12 @@ func TestReusedGrantsDoNotOverstateTheRefreshExpiry(t *testing.T) {
 		w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
 		// Another deployment logged in 5 hours ago; this one starts empty.
 		other := memstore.New(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
-		if _, err := w.keeperWith(other, false).Login(ctxFor(t), testUser, testPassword); err != nil {
+		if _, err := w.keeperWith(other, false).Login(ctxFor(t), testUser, testPassword, false); err != nil {
 			t.Fatal(err)
 		}
 		w.clock.Advance(5 * time.Hour)
 		k := w.keeper(false)
-		res, err := k.Login(ctxFor(t), testUser, testPassword)
+		res, err := k.Login(ctxFor(t), testUser, testPassword, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -582,4 +582,55 @@ func TestPartlyUsableAnswerIsKeptNotTrusted(t *testing.T) {
 		t.Errorf("kept pairs after the chain moved on: %d", st.KeptPairs)
 	}
 	w.assertChainLive()
+}
+
+// A password is sent once per login, never retried; a locked user (WSO2 17003) gets a
+// *LockedError naming when the lock ends, and later logins inside the window send nothing
+// unless forced.
+func TestLoginNeverLocksTheUserFurther(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.keeper(false)
+	sent := func() int { return w.vbc.Stats().Requests["password"] }
+	var locked *vbctoken.LockedError
+	for i := 1; ; i++ {
+		_, err := k.Login(ctxFor(t), testUser, "wrong-password", false)
+		if sent() != i {
+			t.Fatalf("after %d logins VBC saw %d password grants: a rejected password was retried", i, sent())
+		}
+		if errors.As(err, &locked) {
+			break // VBC locked the user (the sandbox after 3 failures)
+		}
+		if !errors.Is(err, vbctoken.ErrInvalidGrant) || i == 5 {
+			t.Fatalf("wrong password %d: %v", i, err)
+		}
+	}
+	if locked.Known || locked.User != testUser+"@vbc.prod" {
+		t.Fatalf("locked: %+v", locked)
+	}
+	attempts := sent()
+	if want := w.clock.Now().Add(vbctoken.AccountLockout); locked.Until.Before(want) || locked.Until.After(want.Add(2*time.Second)) {
+		t.Errorf("lock ends %v, want about %v", locked.Until, want)
+	}
+	// Inside the window: nothing is sent, by any keeper of this store.
+	w.clock.Advance(10 * time.Minute)
+	_, err := w.keeper(false).Login(ctxFor(t), testUser, testPassword, false)
+	if !errors.As(err, &locked) || !locked.Known {
+		t.Fatalf("login inside the lock: %v", err)
+	}
+	if sent() != attempts {
+		t.Fatalf("VBC saw %d password grants, want %d", sent(), attempts)
+	}
+	// Forced: sent, and VBC's lock starts again from this attempt.
+	if _, err = k.Login(ctxFor(t), testUser, testPassword, true); !errors.Is(err, vbctoken.ErrAccountLocked) || sent() != attempts+1 {
+		t.Fatalf("forced login inside the lock: %v (%d sent)", err, sent())
+	}
+	// After the lock: the right password connects and the record is gone.
+	w.clock.Advance(vbctoken.AccountLockout + time.Minute)
+	if _, err := k.Login(ctxFor(t), testUser, testPassword, false); err != nil {
+		t.Fatalf("after the lock: %v", err)
+	}
+	w.assertChainLive()
+	if strings.Contains(w.logs.String(), "wrong-password") {
+		t.Error("a password reached the logs")
+	}
 }

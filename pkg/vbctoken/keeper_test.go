@@ -516,7 +516,7 @@ func TestConsentRacesRefresher(t *testing.T) {
 func TestLogin(t *testing.T) {
 	w := newWorld(t)
 	k := w.keeper(false)
-	res, err := k.Login(context.Background(), testUser, testPassword)
+	res, err := k.Login(context.Background(), testUser, testPassword, false)
 	if err != nil || res.Outcome != vbctoken.OutcomeConnected || res.Grant != vbctoken.GrantPassword {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -529,7 +529,7 @@ func TestLogin(t *testing.T) {
 		{testUser, "", vbctoken.ErrBadInput},
 		{testUser, "wrong-SECRET", vbctoken.ErrInvalidGrant},
 	} {
-		if _, err := k.Login(context.Background(), tc.user, vbctoken.Secret(tc.pass)); !errors.Is(err, tc.want) {
+		if _, err := k.Login(context.Background(), tc.user, vbctoken.Secret(tc.pass), false); !errors.Is(err, tc.want) {
 			t.Errorf("Login(%q): %v, want %v", tc.user, err, tc.want)
 		}
 	}

@@ -272,7 +272,7 @@ func simulateReader(tb testing.TB, sc readerScenario, days int, step time.Durati
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := keeper.Login(ctx, "app", "pw"); err != nil {
+	if _, err := keeper.Login(ctx, "app", "pw", false); err != nil {
 		tb.Fatal(err)
 	}
 	rng := mrand.New(mrand.NewPCG(uint64(len(sc.name)), 11))

@@ -17,6 +17,8 @@ import (
 // Files of a FileStore directory.
 const (
 	credentialsFile = "credentials.json"
+	// loginFile holds the optional self-heal login {"username","password"}.
+	loginFile = "login.json"
 	pairFile        = "pair.json"
 	accessFile      = "access.json"
 	// pendingFile is a pair write on its way to pairFile: written and synced in full, then
@@ -61,7 +63,7 @@ func NewFileStore(dir string) (*FileStore, error) {
 	if err := restrict(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
-	for _, name := range []string{credentialsFile, pairFile, accessFile, pendingFile, commitLockFile} {
+	for _, name := range []string{credentialsFile, loginFile, pairFile, accessFile, pendingFile, commitLockFile} {
 		if err := restrict(filepath.Join(dir, name), 0o600); err != nil {
 			return nil, fmt.Errorf("file store: %w", err)
 		}
@@ -112,6 +114,20 @@ func (s *FileStore) LoadCredentials(ctx context.Context) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("load credentials from %s: %w", s.path(credentialsFile), err)
 	}
 	return c, nil
+}
+
+// LoadLogin reads login.json, the self-heal login (a LoginSource); a missing file is
+// ErrNoCredentials.
+func (s *FileStore) LoadLogin(ctx context.Context) (string, Secret, error) {
+	data, err := s.read(loginFile, ErrNoCredentials)
+	if err != nil {
+		return "", "", fmt.Errorf("load login: %w", err)
+	}
+	user, pw, err := DecodeLogin(data)
+	if err != nil {
+		return "", "", fmt.Errorf("load login from %s: %w", s.path(loginFile), err)
+	}
+	return user, pw, nil
 }
 
 // SaveCredentials writes credentials.json, for local setup. Both fields are required.

@@ -58,8 +58,12 @@ type KeeperConfig struct {
 	// the Lambda function's name, or "cli"); each operation adds a random suffix. Default
 	// "keeper".
 	Holder string
-	Now    func() time.Time
-	Logger *slog.Logger
+	// SelfHeal, when set, lets the keeper restore a provably lost chain with the password
+	// grant of the user it supplies (server-to-server deployments only; off by default;
+	// docs/chain-safety.md "Self-heal").
+	SelfHeal LoginSource
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Keeper owns the token pair: it completes consents, refreshes the pair on its policy and
@@ -314,8 +318,13 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 		}
 	}
 	// VBC rejected every refresh token the store holds, nothing newer was stored, and this
-	// keeper's lease means no other keeper is spending one: the chain is gone.
-	dead := stored.Clone()
+	// keeper's lease means no other keeper is spending one: the chain is gone, unless an
+	// opt-in self-heal restores it.
+	res, err, handled, leased := k.trySelfHeal(work, leased, reason)
+	if handled {
+		return res, err
+	}
+	dead := leased.Pair.Clone()
 	dead.kept = nil
 	k.release(work, Versioned{Pair: dead, Version: leased.Version})
 	cause := "VBC rejected the stored refresh token"
@@ -619,6 +628,7 @@ func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (
 		if write.loginLock != nil && !k.now().Before(write.loginLock.Until) {
 			write.loginLock = nil
 		}
+		write.selfHeal = nil // an admin connected: self-heal may run again
 		_, err := k.commitRetried(ctx, write, base.Version)
 		if err == nil {
 			return k.settle(ctx, OutcomeConnected, "", write, true)
@@ -654,6 +664,12 @@ type Status struct {
 	RefreshingUntil time.Time `json:"refreshing_until,omitzero"`
 	// KeptPairs counts the pairs kept after a lost race, tried before any re-consent.
 	KeptPairs int `json:"kept_pairs,omitempty"`
+	// SelfHealAt is the last self-heal attempt; SelfHealHalted says VBC rejected its login
+	// and self-heal waits for an admin to connect.
+	SelfHealAt     time.Time `json:"self_heal_at,omitzero"`
+	SelfHealHalted bool      `json:"self_heal_halted,omitempty"`
+	// LoginLockedUntil is when a VBC user lock that a login met ends.
+	LoginLockedUntil time.Time `json:"login_locked_until,omitzero"`
 }
 
 // Status reads the pair and reports its state by the policy.
@@ -667,6 +683,12 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 	st := Status{Connected: !d.Reconsent, Reason: d.Reason, Now: now, KeptPairs: len(cur.Pair.kept)}
 	if l := cur.Pair.lease; l.liveFor("", now) {
 		st.RefreshingBy, st.RefreshingUntil = l.Holder, l.ExpiresAt
+	}
+	if h := cur.Pair.selfHeal; h != nil {
+		st.SelfHealAt, st.SelfHealHalted = h.At, h.Halted
+	}
+	if l := cur.Pair.loginLock; l != nil && now.Before(l.Until) {
+		st.LoginLockedUntil = l.Until
 	}
 	if p := cur.Pair; p != nil && !p.RefreshToken.IsZero() {
 		st.Grant, st.ObtainedAt, st.AccessExpiresAt, st.RefreshExpiresAt = p.Grant, p.ObtainedAt, p.ExpiresAt, p.RefreshExpiresAt

@@ -634,3 +634,111 @@ func TestLoginNeverLocksTheUserFurther(t *testing.T) {
 		t.Error("a password reached the logs")
 	}
 }
+
+// loginFunc adapts a function to vbctoken.LoginSource.
+type loginFunc func(ctx context.Context) (string, vbctoken.Secret, error)
+
+func (f loginFunc) LoadLogin(ctx context.Context) (string, vbctoken.Secret, error) { return f(ctx) }
+
+func selfHealWith(user, password string) func(*vbctoken.KeeperConfig) {
+	return func(c *vbctoken.KeeperConfig) {
+		c.SelfHeal = loginFunc(func(context.Context) (string, vbctoken.Secret, error) {
+			return user, vbctoken.Secret(password), nil
+		})
+	}
+}
+
+// Self-heal (opt-in): the answer to a refresh is lost after VBC rotated the token, which
+// no keeper can avoid; the password grant then hands back the very pair that was lost
+// (WSO2 reuse), and the chain goes on without an admin.
+func TestSelfHealRestoresALostChain(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	heal := selfHealWith(testUser, testPassword)
+	if _, err := w.build(w.store, heal).Login(ctxFor(t), testUser, testPassword, false); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(23 * time.Hour)
+	// Every attempt of this run is processed by VBC and its answer lost.
+	w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+		if grant == "refresh_token" {
+			return vbcsandbox.Fault{Kind: vbcsandbox.ProcessedButLost}
+		}
+		return vbcsandbox.Fault{}
+	})
+	k := w.build(w.store, heal, func(c *vbctoken.KeeperConfig) { c.Client.Retry.MaxAttempts = 1 })
+	if res, err := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt || !errors.Is(err, vbctoken.ErrOutcomeUnknown) {
+		t.Fatalf("lost answer: %+v %v", res, err)
+	}
+	w.vbc.SetFaults(nil)
+	lost := w.vbc.Issued()[len(w.vbc.Issued())-1]
+	res, err := k.Refresh(ctxFor(t), false)
+	if err != nil || res.Outcome != vbctoken.OutcomeConnected || res.Reason != vbctoken.ReasonSelfHealed {
+		t.Fatalf("self-heal: %+v %v", res, err)
+	}
+	if got := w.stored(); got.RefreshToken.Reveal() != lost.RefreshToken {
+		t.Errorf("self-heal stored another pair than the one whose answer was lost")
+	}
+	w.assertChainLive()
+	if strings.Contains(w.logs.String(), "re-consent required") {
+		t.Error("re-consent was declared")
+	}
+}
+
+// A self-heal login that VBC rejects halts self-heal: no keeper sends the password again
+// (a retry loop would keep the user locked), and re-consent is declared.
+func TestSelfHealHaltsOnARejectedLogin(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.build(w.store, selfHealWith(testUser, "wrong-password"))
+	w.connect(k)
+	w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+	for run := 0; run < 3; run++ {
+		res, err := k.Refresh(ctxFor(t), true)
+		if !errors.Is(err, vbctoken.ErrReconsentRequired) || res.Outcome != vbctoken.OutcomeReconsent {
+			t.Fatalf("run %d: %+v %v", run, res, err)
+		}
+		w.clock.Advance(vbctoken.SelfHealInterval + time.Minute)
+	}
+	if n := w.vbc.Stats().Requests["password"]; n != 1 {
+		t.Errorf("VBC saw %d password grants, want 1", n)
+	}
+	if !strings.Contains(w.logs.String(), "self-heal halted") {
+		t.Error("the halt was not logged")
+	}
+	// An admin's consent clears the halt.
+	w.connect(k)
+	w.assertChainLive()
+}
+
+// Self-heal tries at most once per SelfHealInterval, and never for a chain merely in doubt.
+func TestSelfHealIsRateLimited(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.build(w.store, selfHealWith(testUser, testPassword), func(c *vbctoken.KeeperConfig) { c.Client.Retry.MaxAttempts = 1 })
+	w.connect(k)
+	w.clock.Advance(23 * time.Hour)
+	// In doubt (VBC answers 502 before processing): no self-heal.
+	w.vbc.InjectNext(vbcsandbox.Status502)
+	if res, _ := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt {
+		t.Fatalf("in doubt: %+v", res)
+	}
+	if n := w.vbc.Stats().Requests["password"]; n != 0 {
+		t.Fatalf("self-heal ran for a chain in doubt (%d password grants)", n)
+	}
+	// Lost: the password grant gets no usable answer either; the next run inside the
+	// interval does not try again.
+	w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+	w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+		if grant == "password" {
+			return vbcsandbox.Fault{Kind: vbcsandbox.Status502}
+		}
+		return vbcsandbox.Fault{}
+	})
+	for run := 0; run < 2; run++ {
+		if res, err := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt || errors.Is(err, vbctoken.ErrReconsentRequired) {
+			t.Fatalf("run %d: %+v %v", run, res, err)
+		}
+		w.clock.Advance(10 * time.Minute)
+	}
+	if n := w.vbc.Stats().Requests["password"]; n != 1 {
+		t.Errorf("VBC saw %d password grants within the interval, want 1", n)
+	}
+}

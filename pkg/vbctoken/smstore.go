@@ -26,10 +26,12 @@ const (
 	StagePending = "VBCTOKEN_PENDING"
 )
 
-// SecretIDs names the three secrets (name or ARN) of DESIGN.md: VBC_CREDENTIALS_SECRET_ID,
-// VBC_TOKEN_SECRET_ID and VBC_ACCESS_SECRET_ID.
+// SecretIDs names the secrets (name or ARN) of docs/design.md: VBC_CREDENTIALS_SECRET_ID,
+// VBC_TOKEN_SECRET_ID and VBC_ACCESS_SECRET_ID, and the optional self-heal login
+// (VBC_SELF_HEAL_SECRET_ID).
 type SecretIDs struct {
 	Credentials, Pair, Access string
+	Login                     string // "" when self-heal is off
 }
 
 // SecretsAPI is the part of the Secrets Manager API the store calls;
@@ -108,6 +110,22 @@ func (s *SecretsManagerStore) LoadCredentials(ctx context.Context) (Credentials,
 		return Credentials{}, fmt.Errorf("load credentials from %s: %w", s.ids.Credentials, err)
 	}
 	return c, nil
+}
+
+// LoadLogin reads the self-heal login secret {"username","password"} (a LoginSource).
+func (s *SecretsManagerStore) LoadLogin(ctx context.Context) (string, Secret, error) {
+	if s.ids.Login == "" {
+		return "", "", fmt.Errorf("load login: %w: no self-heal secret configured", ErrNoCredentials)
+	}
+	out, err := s.getCurrent(ctx, s.ids.Login)
+	if err != nil {
+		return "", "", fmt.Errorf("load login: %w", err)
+	}
+	user, pw, err := DecodeLogin([]byte(*out.SecretString))
+	if err != nil {
+		return "", "", fmt.Errorf("load login from %s: %w", s.ids.Login, err)
+	}
+	return user, pw, nil
 }
 
 // LoadPair reads the AWSCURRENT version of the pair secret. A secret that does not exist or

@@ -62,6 +62,8 @@ type Pair struct {
 	// loginLock is a VBC user lock a password grant met ("login_lock"), so that no
 	// keeper tries that user again before it ends.
 	loginLock *loginLock
+	// selfHeal records the last self-heal attempt ("self_heal").
+	selfHeal *selfHeal
 
 	// extra keeps fields written by other versions, so a rewrite preserves them.
 	extra map[string]json.RawMessage
@@ -109,6 +111,10 @@ func (p *Pair) Clone() *Pair {
 	if p.loginLock != nil {
 		l := *p.loginLock
 		c.loginLock = &l
+	}
+	if p.selfHeal != nil {
+		h := *p.selfHeal
+		c.selfHeal = &h
 	}
 	if p.extra != nil {
 		c.extra = make(map[string]json.RawMessage, len(p.extra))
@@ -196,6 +202,13 @@ type pairWire struct {
 	Kept             []keptWire  `json:"kept,omitempty"`
 	Estimated        bool        `json:"refresh_expiry_estimated,omitempty"`
 	LoginLock        *lockWire   `json:"login_lock,omitempty"`
+	SelfHeal         *healWire   `json:"self_heal,omitempty"`
+}
+
+// healWire is the stored form of the self-heal record.
+type healWire struct {
+	At     *time.Time `json:"at"`
+	Halted bool       `json:"halted,omitempty"`
 }
 
 // lockWire is the stored form of a login lock.
@@ -231,7 +244,7 @@ var knownPairFields = map[string]bool{
 	"version": true, "access_token": true, "refresh_token": true, "token_type": true,
 	"scope": true, "id_token": true, "expires_at": true, "refresh_expires_at": true,
 	"obtained_at": true, "grant": true, "consent_nonces": true,
-	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true, "login_lock": true,
+	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true, "login_lock": true, "self_heal": true,
 }
 
 func utcPtr(t time.Time) *time.Time {
@@ -275,6 +288,9 @@ func EncodePair(p *Pair) ([]byte, error) {
 	}
 	if p.loginLock != nil {
 		w.LoginLock = &lockWire{User: p.loginLock.User, Until: utcPtr(p.loginLock.Until)}
+	}
+	if p.selfHeal != nil {
+		w.SelfHeal = &healWire{At: utcPtr(p.selfHeal.At), Halted: p.selfHeal.Halted}
 	}
 	for _, k := range p.kept {
 		w.Kept = append(w.Kept, keptWire{
@@ -361,6 +377,13 @@ func DecodePair(data []byte) (*Pair, error) {
 		}
 		p.loginLock = &loginLock{User: w.LoginLock.User, Until: timeOf(w.LoginLock.Until)}
 		times = append(times, p.loginLock.Until)
+	}
+	if w.SelfHeal != nil {
+		if w.SelfHeal.At == nil {
+			return nil, fmt.Errorf("decode pair: %w: self_heal without at", ErrMalformedSecret)
+		}
+		p.selfHeal = &selfHeal{At: timeOf(w.SelfHeal.At), Halted: w.SelfHeal.Halted}
+		times = append(times, p.selfHeal.At)
 	}
 	for _, k := range w.Kept {
 		kp := &Pair{

@@ -1,10 +1,10 @@
-// Package contract holds the names that DESIGN.md fixes and that several parts must agree
-// on: the environment variables of the functions and the CLI, and the custom metric the
+// Package contract holds the names that docs/design.md fixes and that several parts must
+// agree on: the environment variables of the functions and the CLI, and the custom metric the
 // refresher emits and the stack's alarm watches. It has no dependencies, so the CDK
 // construct can use it without linking the keeper.
 package contract
 
-// Environment variables (DESIGN.md "Configuration"): names, ARNs and URLs, never secrets.
+// Environment variables (docs/design.md "Configuration"): names, ARNs and URLs, never secrets.
 const (
 	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
 	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
@@ -18,9 +18,9 @@ const (
 	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
 )
 
-// The refresher's CloudWatch Embedded Metric Format metric: seconds until the stored
-// refresh token expires (0 when re-consent is needed), with the single dimension
-// FunctionName. The stack alarms when it drops below three days.
+// The refresher's CloudWatch Embedded Metric Format metric (docs/design.md "Metrics"):
+// seconds until the stored refresh token expires (0 when re-consent is needed), with the
+// single dimension FunctionName. The stack alarms when it drops below three days.
 const (
 	MetricNamespace               = "VBCToken"
 	MetricRefreshTokenSecondsLeft = "RefreshTokenSecondsLeft"

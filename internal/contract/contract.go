@@ -1,10 +1,10 @@
-// Package contract holds the names that DESIGN.md fixes and that several parts must agree
-// on: the environment variables of the functions and the CLI, and the custom metric the
+// Package contract holds the names that docs/design.md fixes and that several parts must
+// agree on: the environment variables of the functions and the CLI, and the custom metric the
 // refresher emits and the stack's alarm watches. It has no dependencies, so the CDK
 // construct can use it without linking the keeper.
 package contract
 
-// Environment variables (DESIGN.md "Configuration"): names, ARNs and URLs, never secrets.
+// Environment variables (docs/design.md "Configuration"): names, ARNs and URLs, never secrets.
 const (
 	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
 	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
@@ -18,7 +18,8 @@ const (
 	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
 )
 
-// The refresher's CloudWatch Embedded Metric Format metrics, in namespace MetricNamespace.
+// The refresher's CloudWatch Embedded Metric Format metrics, in namespace MetricNamespace
+// (docs/design.md "Metrics").
 //
 // MetricRefreshTokenSecondsLeft: seconds until the stored refresh token expires (0 when
 // re-consent is needed), with the single dimension FunctionName. The stack alarms when it

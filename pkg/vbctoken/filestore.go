@@ -18,9 +18,9 @@ import (
 const (
 	credentialsFile = "credentials.json"
 	// loginFile holds the optional self-heal login {"username","password"}.
-	loginFile = "login.json"
-	pairFile        = "pair.json"
-	accessFile      = "access.json"
+	loginFile  = "login.json"
+	pairFile   = "pair.json"
+	accessFile = "access.json"
 	// pendingFile is a pair write on its way to pairFile: written and synced in full, then
 	// renamed over pairFile. A process that dies in between leaves it behind, and LoadPair
 	// reports it as Pending.

@@ -31,7 +31,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/contract"
 )
 
-// Defaults from DESIGN.md and the operating contract of the refresher.
+// Defaults from docs/design.md "Configuration" and the operating contract of the refresher.
 const (
 	DefaultAuthorizeURL  = "https://api.vonage.com/authorize"
 	DefaultTokenURL      = "https://api.vonage.com/token"
@@ -77,7 +77,7 @@ type CustomDomain struct {
 }
 
 // TokenKeeperProps configures a TokenKeeper. Zero values take the defaults of
-// DESIGN.md; none is required.
+// docs/design.md "Configuration"; none is required.
 type TokenKeeperProps struct {
 	// CallbackCodeDir and RefresherCodeDir, when set, are directories holding
 	// a prebuilt `bootstrap` binary of each function (`make build` writes
@@ -110,7 +110,7 @@ type TokenKeeperProps struct {
 	// Schedule is the refresher's EventBridge schedule expression.
 	// Default: DefaultSchedule.
 	Schedule string
-	// RefreshMargin and RefreshMaxAge are Go durations (DESIGN.md):
+	// RefreshMargin and RefreshMaxAge are Go durations (docs/design.md "Configuration"):
 	// defaults DefaultRefreshMargin and DefaultRefreshMaxAge.
 	RefreshMargin string
 	RefreshMaxAge string

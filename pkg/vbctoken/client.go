@@ -22,7 +22,7 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// VBC's endpoints and defaults (VBC.md, DESIGN.md "Configuration").
+// VBC's endpoints and defaults (docs/vbc.md "What Vonage documents", docs/design.md "Configuration").
 const (
 	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
 	DefaultTokenURL     = "https://api.vonage.com/token"

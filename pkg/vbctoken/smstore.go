@@ -47,7 +47,7 @@ var _ SecretsAPI = (*secretsmanager.Client)(nil)
 // SecretsManagerStore keeps the secrets in AWS Secrets Manager. The secrets themselves are
 // created by the CDK stack; the store never creates or deletes one.
 //
-// The pair is written with versioning as compare-and-swap (DESIGN.md): PutSecretValue with
+// The pair is written with versioning as compare-and-swap (docs/design.md "Writing the pair: compare-and-swap"): PutSecretValue with
 // a ClientRequestToken derived from prev and the new content, under the StagePending label so
 // that AWSCURRENT does not move, then UpdateSecretVersionStage moving AWSCURRENT from prev to
 // the new version, which fails when another writer moved it first. A pair's Version is the

@@ -244,7 +244,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// simulateReader runs a real keeper (hourly Refresh on the DESIGN.md policy) against the
+// simulateReader runs a real keeper (hourly Refresh on the policy of docs/design.md "Refresh policy") against the
 // VBC sandbox in its WSO2 behaviour (a refresh kills the previous access token at once)
 // and one app process that calls the API every step, for days simulated days on a fake
 // clock. The keeper's refresh_at comes from hintStore.

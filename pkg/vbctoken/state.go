@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// DefaultStateTTL is how long a consent link stays valid (DESIGN.md "Consent").
+// DefaultStateTTL is how long a consent link stays valid (docs/design.md "Consent state").
 const DefaultStateTTL = 15 * time.Minute
 
 // MaxStateLen is the longest state Verify decodes; longer input is refused unread.
@@ -65,7 +65,7 @@ type StateClaims struct {
 	ExpiresAt time.Time // end of the link's validity, whole seconds, UTC
 }
 
-// StateSigner mints and verifies the signed consent state of DESIGN.md: a random nonce and
+// StateSigner mints and verifies the signed consent state of docs/design.md "Consent state": a random nonce and
 // an expiry under an HMAC, so the callback needs no storage to check a link it never saw,
 // and derives the PKCE verifier from the same nonce.
 //

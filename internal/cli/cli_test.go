@@ -17,6 +17,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/memstore"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
 func TestUsageAndHelp(t *testing.T) {
@@ -436,7 +437,7 @@ func TestLogin(t *testing.T) {
 func TestFileStore(t *testing.T) {
 	h := newHarness(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

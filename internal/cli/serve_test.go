@@ -22,6 +22,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of serve's goroutines.
@@ -240,7 +241,7 @@ func TestServeSandboxEndToEnd(t *testing.T) {
 	}
 	u, _ := url.Parse(cb)
 	secrets := []string{u.Query().Get("code"), u.Query().Get("state")}
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +304,7 @@ func TestServeAgainstConfiguredVBC(t *testing.T) {
 	t.Cleanup(ts.Close)
 	srv := ts.URL
 	dir := t.TempDir()
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

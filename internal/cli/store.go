@@ -8,6 +8,8 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/config"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // openStore returns the Secrets Manager store when the secret ids are set, else the file
@@ -20,7 +22,7 @@ func openStore(ctx context.Context, s config.Settings, dir string) (vbctoken.Sto
 		if dir == "" {
 			dir = config.DefaultStoreDir
 		}
-		st, err := vbctoken.NewFileStore(dir)
+		st, err := filestore.New(dir)
 		if err != nil {
 			return nil, fmt.Errorf("open file store: %w", err)
 		}
@@ -30,5 +32,5 @@ func openStore(ctx context.Context, s config.Settings, dir string) (vbctoken.Sto
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	return vbctoken.NewSecretsManagerStoreFromConfig(cfg, s.SecretIDs()), nil
+	return smstore.NewFromConfig(cfg, s.SecretIDs()), nil
 }

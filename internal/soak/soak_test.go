@@ -20,6 +20,7 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/motoserver"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 var (
@@ -156,7 +157,7 @@ func backend(t *testing.T, store string) Backend {
 	case "moto":
 		srv := motoserver.Start(t)
 		ids := srv.CreateStoreSecrets(t, true)
-		return SecretsManagerBackend(srv.Client(), vbctoken.SecretIDs(ids))
+		return SecretsManagerBackend(srv.Client(), smstore.SecretIDs(ids))
 	}
 	t.Fatalf("-soak.store: unknown store %q (mem, file, moto or all)", store)
 	return Backend{}
@@ -269,7 +270,7 @@ func TestInjectedAPIErrorsAreTransient(t *testing.T) {
 	s.rep = &Report{}
 	for _, kind := range []string{StoreThrottling, Store5xx, StoreTimeout} {
 		api := &faultAPI{p: p}
-		st := vbctoken.NewSecretsManagerStore(errAPI{api.apiError("GetSecretValue", kind, false)}, vbctoken.SecretIDs{Pair: "pair"})
+		st := smstore.New(errAPI{api.apiError("GetSecretValue", kind, false)}, smstore.SecretIDs{Pair: "pair"})
 		_, err := st.LoadPair(context.Background())
 		if !errors.Is(err, vbctoken.ErrTransient) {
 			t.Errorf("%s: %v does not match ErrTransient", kind, err)

@@ -74,7 +74,7 @@ func Example() {
 
 	// The app. On AWS:
 	//   cfg, err := config.LoadDefaultConfig(ctx)
-	//   src, err := vbctoken.NewSecretsManagerSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID"))
+	//   src, err := smstore.NewSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID"))
 	src := vbctoken.NewSource(secret)
 	client := src.Client()
 

@@ -23,6 +23,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/motoserver"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // wso2 runs the sandbox as VBC's token server behaves; race picks how it answers a second
@@ -262,7 +263,7 @@ func TestStrandedPairIsFinishedByTheNextRun(t *testing.T) {
 // throttledStages fails UpdateSecretVersionStage calls beyond the first `after` with
 // throttling, as a whole invocation's worth of Secrets Manager trouble would.
 type throttledStages struct {
-	vbctoken.SecretsAPI
+	smstore.API
 	after int32
 	n     atomic.Int32
 }
@@ -271,7 +272,7 @@ func (s *throttledStages) UpdateSecretVersionStage(ctx context.Context, in *secr
 	if s.n.Add(1) > s.after {
 		return nil, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
 	}
-	return s.SecretsAPI.UpdateSecretVersionStage(ctx, in, opts...)
+	return s.API.UpdateSecretVersionStage(ctx, in, opts...)
 }
 
 // 3b. The same on Secrets Manager (moto): the stage move fails for a whole invocation.
@@ -287,14 +288,14 @@ func TestStrandedPairOnSecretsManager(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
-			ids := vbctoken.SecretIDs(moto.CreateStoreSecrets(t, true))
+			ids := smstore.SecretIDs(moto.CreateStoreSecrets(t, true))
 			creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
 			moto.PutSecret(t, ids.Credentials, string(creds))
-			store := vbctoken.NewSecretsManagerStore(moto.Client(), ids)
+			store := smstore.New(moto.Client(), ids)
 			res := w.connect(w.keeperWith(store, false))
 			w.clock.Advance(23 * time.Hour)
 
-			failing := vbctoken.NewSecretsManagerStore(&throttledStages{SecretsAPI: moto.Client(), after: tc.movesOK}, ids)
+			failing := smstore.New(&throttledStages{API: moto.Client(), after: tc.movesOK}, ids)
 			before := w.vbc.Stats().Requests["refresh_token"]
 			first, err := w.build(failing, w.fakeBudget).Refresh(ctxFor(t), false)
 			if err == nil {

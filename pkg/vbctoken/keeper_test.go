@@ -17,6 +17,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // simClock is shared by the sandbox, the keeper and the retry sleeps: nothing really waits.
@@ -557,7 +558,7 @@ func TestConsentReplayRaceSecretsManager(t *testing.T) {
 	secrets := moto.CreateStoreSecrets(t, true)
 	creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
 	moto.PutSecret(t, secrets.Credentials, string(creds))
-	store := vbctoken.NewSecretsManagerStore(moto.Client(), vbctoken.SecretIDs(secrets))
+	store := smstore.New(moto.Client(), smstore.SecretIDs(secrets))
 	for round := 0; round < 5; round++ {
 		q := w.consentQuery(w.keeperWith(store, false))
 		var wg sync.WaitGroup

@@ -33,9 +33,9 @@ import (
 
 // Defaults from docs/design.md "Configuration" and the operating contract of the refresher.
 const (
-	DefaultAuthorizeURL  = "https://api.vonage.com/authorize"
-	DefaultTokenURL      = "https://api.vonage.com/token"
-	DefaultScope         = "openid"
+	DefaultAuthorizeURL  = contract.DefaultAuthorizeURL
+	DefaultTokenURL      = contract.DefaultTokenURL
+	DefaultScope         = contract.DefaultScope
 	DefaultSchedule      = "rate(1 hour)"
 	DefaultRefreshMargin = "2h"
 	DefaultRefreshMaxAge = "24h"
@@ -47,7 +47,7 @@ const (
 const RefreshTokenAlarmThreshold = 3 * 24 * time.Hour
 
 // CallbackPath is the only route of the HTTP API.
-const CallbackPath = "/callback"
+const CallbackPath = contract.CallbackPath
 
 // Initial secret values. CloudFormation writes a secret's value only when the
 // template's value changes, so the admin's credentials and the live token pair

@@ -11,12 +11,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
 // Limits on what the callback accepts. VBC's codes and our states are far shorter.
 const (
-	CallbackPath     = "/callback"
+	CallbackPath     = contract.CallbackPath
 	maxQueryBytes    = 4096
 	maxCodeBytes     = 1024
 	maxDetailRunes   = 300

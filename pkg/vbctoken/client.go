@@ -9,27 +9,20 @@ import (
 	"io"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"golang.org/x/oauth2"
 )
 
-// VBC's endpoints and defaults (docs/vbc.md "What Vonage documents", docs/design.md "Configuration").
-const (
-	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
-	DefaultTokenURL     = "https://api.vonage.com/token"
-	DefaultScope        = "openid"
-	// DefaultHTTPTimeout bounds one token request, body included.
-	DefaultHTTPTimeout = 15 * time.Second
-)
+// defaultHTTPTimeout bounds one token request, body included.
+const defaultHTTPTimeout = 15 * time.Second
 
 const (
 	// usernameDomain is what the password grant wants after the VBC user name.
@@ -60,8 +53,8 @@ const (
 
 // Endpoints are VBC's OAuth endpoints. White-label tenants use another token host.
 type Endpoints struct {
-	AuthorizeURL string // default DefaultAuthorizeURL
-	TokenURL     string // default DefaultTokenURL
+	AuthorizeURL string // default https://api.vonage.com/authorize
+	TokenURL     string // default https://api.vonage.com/token
 }
 
 // ClientConfig configures a Client. Only RedirectURL has no useful default (the code flow
@@ -75,7 +68,7 @@ type ClientConfig struct {
 	Scope string
 	// PKCE says the code flow carries an S256 challenge; see Client.PKCE.
 	PKCE bool
-	// HTTPClient makes the token requests. Default: DefaultHTTPTimeout per request and
+	// HTTPClient makes the token requests. Default: defaultHTTPTimeout per request and
 	// http.DefaultTransport (TLS verified). Redirects are not followed unless its
 	// CheckRedirect says otherwise. The client and its Transport are wrapped, never modified.
 	HTTPClient *http.Client
@@ -106,14 +99,14 @@ type Client struct {
 func NewClient(cfg ClientConfig, creds Credentials) *Client {
 	ep := cfg.Endpoints
 	if ep.AuthorizeURL == "" {
-		ep.AuthorizeURL = DefaultAuthorizeURL
+		ep.AuthorizeURL = contract.DefaultAuthorizeURL
 	}
 	if ep.TokenURL == "" {
-		ep.TokenURL = DefaultTokenURL
+		ep.TokenURL = contract.DefaultTokenURL
 	}
 	scope := strings.TrimSpace(cfg.Scope)
 	if scope == "" {
-		scope = DefaultScope
+		scope = contract.DefaultScope
 	}
 	now := cfg.Now
 	if now == nil {
@@ -121,7 +114,7 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: DefaultHTTPTimeout}
+		hc = &http.Client{Timeout: defaultHTTPTimeout}
 	}
 	base := hc.Transport
 	if base == nil {
@@ -171,26 +164,11 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 
 // checkTokenURL refuses a token URL the client secret must not be sent to.
 func checkTokenURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%w: token URL is not an absolute URL", ErrBadInput)
+	if err := contract.CheckURL(raw); err != nil {
+		return fmt.Errorf("%w: token URL %v", ErrBadInput, err)
 	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-			return nil
-		}
-		return fmt.Errorf("%w: token URL must be https (plain http only on a loopback host)", ErrBadInput)
-	}
-	return fmt.Errorf("%w: token URL must be https", ErrBadInput)
+	return nil
 }
-
-// PKCE reports whether the code flow is configured with PKCE: callers then pass
-// StateSigner.PKCEVerifier(nonce) to AuthCodeURL and Exchange.
-func (c *Client) PKCE() bool { return c.pkce }
 
 // AuthCodeURL returns the consent URL an admin opens: scope, response_type=code,
 // redirect_uri, client_id and state, plus an S256 code_challenge of verifier unless verifier

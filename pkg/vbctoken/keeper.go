@@ -24,10 +24,10 @@ var _ tokenClient = (*Client)(nil)
 
 // Defaults of the keeper.
 const (
-	// DefaultStoreReserve is the part of an operation's deadline kept back for storing a
+	// defaultStoreReserve is the part of an operation's deadline kept back for storing a
 	// freshly issued pair: the token call must finish before it, so that a pair VBC issued
 	// always has time to be written.
-	DefaultStoreReserve = 10 * time.Second
+	defaultStoreReserve = 10 * time.Second
 	// maxConsentNonces bounds the used-nonce list kept in the pair secret.
 	maxConsentNonces = 100
 	// maxCommitRounds bounds compare-and-swap rounds against concurrent writers.
@@ -53,7 +53,7 @@ type KeeperConfig struct {
 	StateTTL time.Duration // default DefaultStateTTL
 	// StoreRetry retries transient store failures; its Sleep is swapped in tests.
 	StoreRetry   RetryPolicy
-	StoreReserve time.Duration // default DefaultStoreReserve
+	StoreReserve time.Duration // default defaultStoreReserve
 	// Holder names this keeper in the refresh leases it writes, for operators (for example
 	// the Lambda function's name, or "cli"); each operation adds a random suffix. Default
 	// "keeper".
@@ -100,7 +100,7 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 		cfg.StateTTL = DefaultStateTTL
 	}
 	if cfg.StoreReserve <= 0 {
-		cfg.StoreReserve = DefaultStoreReserve
+		cfg.StoreReserve = defaultStoreReserve
 	}
 	if cfg.Holder == "" {
 		cfg.Holder = "keeper"

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// tokenClient is what the keeper needs from the VBC OAuth client; *Client implements it.
+// tokenClient is what the keeper needs from the VBC OAuth client; *client implements it.
 type tokenClient interface {
 	AuthCodeURL(state, verifier string) string
 	Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error)
@@ -20,7 +20,7 @@ type tokenClient interface {
 	Password(ctx context.Context, username string, password Secret) (*Pair, error)
 }
 
-var _ tokenClient = (*Client)(nil)
+var _ tokenClient = (*client)(nil)
 
 // Defaults of the keeper.
 const (
@@ -946,7 +946,7 @@ func (k *Keeper) clientFor(ctx context.Context) (Credentials, tokenClient, error
 	if err != nil {
 		return Credentials{}, nil, fmt.Errorf("load credentials: %w", err)
 	}
-	k.creds, k.client = creds, NewClient(k.cfg.Client, creds)
+	k.creds, k.client = creds, newClient(k.cfg.Client, creds)
 	return k.creds, k.client, nil
 }
 

@@ -86,7 +86,7 @@ func (w *sbWorld) client(pkce bool, mod ...func(*vbctoken.ClientConfig)) *vbctok
 func (w *sbWorld) consent(c *vbctoken.Client, pkce bool) (code vbctoken.Secret, verifier string) {
 	w.t.Helper()
 	signer := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret(sbSecret), 0)
-	state, nonce, err := signer.Mint(w.clock.Now())
+	state, nonce, err := signer.Mint(w.clock.Now(), "")
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -58,6 +58,10 @@ type KeeperConfig struct {
 	// the Lambda function's name, or "cli"); each operation adds a random suffix. Default
 	// "keeper".
 	Holder string
+	// Account is the VBC account this keeper's store belongs to, in accounts mode (a valid
+	// account id; docs/design.md "Accounts mode"): its consent links carry it, signed, and
+	// its log lines name it. "" in a single-account deployment.
+	Account string
 	// SelfHeal, when set, lets the keeper restore a provably lost chain with the password
 	// grant of the user it supplies (server-to-server deployments only; off by default;
 	// docs/chain-safety.md "Self-heal").
@@ -105,6 +109,11 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	if cfg.Holder == "" {
 		cfg.Holder = "keeper"
 	}
+	if cfg.Account != "" {
+		if err := CheckAccount(cfg.Account); err != nil {
+			return nil, fmt.Errorf("new keeper: %w", err)
+		}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -114,6 +123,9 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Account != "" {
+		log = log.With("account", cfg.Account)
 	}
 	return &Keeper{cfg: cfg, store: cfg.Store, log: log, now: cfg.Now}, nil
 }
@@ -461,7 +473,7 @@ func (k *Keeper) ConsentURL(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("consent url: %w", err)
 	}
 	signer := k.signer(creds)
-	state, nonce, err := signer.Mint(k.now())
+	state, nonce, err := signer.Mint(k.now(), k.cfg.Account)
 	if err != nil {
 		return "", fmt.Errorf("consent url: %w", err)
 	}
@@ -495,6 +507,11 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 	claims, err := signer.Verify(state, k.now())
 	if err != nil {
 		return Result{}, fmt.Errorf("consent: %w", err)
+	}
+	if claims.Account != k.cfg.Account {
+		// Signed by this deployment, but for another account (or mode): never store a
+		// chain under an account the admin did not consent for.
+		return Result{}, fmt.Errorf("consent: %w: the link was minted for another account", ErrStateMalformed)
 	}
 	reserved, err := k.spendNonce(ctx, claims)
 	if err != nil {

@@ -23,6 +23,17 @@ const (
 	EnvPKCE                = "VBC_PKCE"
 	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
 	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+	// EnvSelfHealSecretID names the optional self-heal login secret {"username","password"};
+	// set, the refresher restores a provably lost chain with the password grant.
+	EnvSelfHealSecretID = "VBC_SELF_HEAL_SECRET_ID"
+)
+
+// Accounts mode (docs/design.md "Accounts mode"): on when EnvAccountSecretPrefix is set.
+const (
+	EnvAccountSecretPrefix = "VBC_ACCOUNT_SECRET_PREFIX"
+	EnvAccountKMSKeyID     = "VBC_ACCOUNT_KMS_KEY_ID"
+	EnvTableName           = "VBC_TABLE_NAME"
+	EnvAccountQueueURL     = "VBC_ACCOUNT_QUEUE_URL"
 )
 
 // VBC's endpoints and the scope asked for when none is configured (docs/design.md
@@ -75,4 +86,7 @@ const (
 	MetricDimensionFunctionName   = "FunctionName"
 	MetricDimensionOutcome        = "Outcome"
 	MetricOutcomeError            = "error"
+	// MetricPropertyAccount is the property (not a dimension) that names the account of an
+	// accounts-mode run's metric line: one metric serves any number of accounts.
+	MetricPropertyAccount = "Account"
 )

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"html"
@@ -38,18 +37,32 @@ type served struct {
 // connections. The test's cleanup stops it if the test did not.
 func startServe(t *testing.T, env map[string]string, ln net.Listener, args ...string) *served {
 	t.Helper()
+	return startServeWith(t, serveSetup{env: env, ln: ln}, args...)
+}
+
+// serveSetup is what startServeWith varies.
+type serveSetup struct {
+	env  map[string]string
+	ln   net.Listener
+	wall func() time.Time // default time.Now
+}
+
+func startServeWith(t *testing.T, in serveSetup, args ...string) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := &syncBuffer{}
 	ready := make(chan string, 1)
 	a := &app{
 		stdin: strings.NewReader(""), stdout: io.Discard, stderr: stderr,
-		getenv:     func(k string) string { return env[k] },
+		getenv:     func(k string) string { return in.env[k] },
+		now:        in.wall,
 		serving:    func(base string) { ready <- base },
 		signingKey: signingKey(),
 		location:   time.UTC,
 		storeRetry: vbctoken.RetryPolicy{Sleep: noSleep}, clientRetry: vbctoken.RetryPolicy{Sleep: noSleep},
 	}
-	if ln != nil {
+	if in.ln != nil {
+		ln := in.ln
 		a.listen = func(string) (net.Listener, error) { return ln, nil }
 	}
 	done := make(chan int, 1)
@@ -257,33 +270,6 @@ func TestServeSandboxEndToEnd(t *testing.T) {
 		if sec == "" || strings.Contains(logs, sec) {
 			t.Errorf("a secret is empty or in the logs: %q", sec)
 		}
-	}
-}
-
-// A second `make local` reuses the sandbox credentials and forgets the pair of the
-// previous run, whose sandbox is gone.
-func TestServeRestartInSandboxMode(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	s := startServe(t, map[string]string{}, nil, "--store", dir)
-	if r := get(t, decide(t, s.base, "approve")); r.status != http.StatusOK {
-		t.Fatalf("consent: %d %s", r.status, r.body)
-	}
-	s.stop()
-	first, _ := os.ReadFile(filepath.Join(dir, "credentials.json"))
-
-	s = startServe(t, map[string]string{}, nil, "--store", dir)
-	if st := statusOf(t, s.base); st.Status.Connected {
-		t.Errorf("the previous run's pair survived: %+v", st)
-	}
-	if !strings.Contains(s.stderr.String(), "cleared the token pair of an earlier run") {
-		t.Errorf("no log about the cleared pair:\n%s", s.stderr)
-	}
-	second, _ := os.ReadFile(filepath.Join(dir, "credentials.json"))
-	if !bytes.Equal(first, second) || len(first) == 0 {
-		t.Errorf("credentials were not reused")
-	}
-	if r := get(t, decide(t, s.base, "approve")); r.status != http.StatusOK {
-		t.Errorf("consent after restart: %d", r.status)
 	}
 }
 

@@ -97,18 +97,7 @@ var commands = []command{
 }
 
 func (a *app) run(ctx context.Context, args []string) int {
-	if a.now == nil {
-		a.now = time.Now
-	}
-	if a.openStore == nil {
-		a.openStore = openStore
-	}
-	if a.listen == nil {
-		a.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-	}
-	if a.location == nil {
-		a.location = time.Local
-	}
+	a.setDefaults()
 	if len(args) == 0 {
 		fmt.Fprint(a.stderr, usage())
 		return ExitUsage
@@ -134,6 +123,22 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(a.stderr, "vbctoken: unknown command %q\n\n%s", name, usage())
 	return ExitUsage
+}
+
+// setDefaults fills the dependencies tests did not set.
+func (a *app) setDefaults() {
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.openStore == nil {
+		a.openStore = openStore
+	}
+	if a.listen == nil {
+		a.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	if a.location == nil {
+		a.location = time.Local
+	}
 }
 
 func usage() string {

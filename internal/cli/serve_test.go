@@ -333,3 +333,67 @@ func TestServeAgainstVBCWithoutCredentials(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 }
+
+// serve's wiring is built and answers without a listener: flags, store, build, then the
+// handler driven with httptest.
+func TestServeWiringWithoutListener(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	var stderr syncBuffer
+	wall := newFakeClock()
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" },
+		now: wall.Now, signingKey: signingKey(), location: time.UTC}
+	a.setDefaults()
+	o, done, _ := a.parseServe([]string{"--store", dir, "--clock-speed", "3600", "--refresh-every", "2h"})
+	if done {
+		t.Fatal("parse stopped")
+	}
+	p, code, ok := a.prepareServe(context.Background(), o)
+	if !ok {
+		t.Fatalf("prepare: exit %d: %s", code, stderr.String())
+	}
+	defer p.close()
+	if !p.sandbox || p.claim == nil {
+		t.Fatalf("prepared: sandbox %v, claim %v", p.sandbox, p.claim)
+	}
+	rig, err := a.buildServe(context.Background(), p, "http://serve.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rig.sched.every != 2*time.Second || rig.info.ClockSpeed != 3600 || rig.info.URL != "http://serve.test" {
+		t.Errorf("rig: every %v, info %+v", rig.sched.every, rig.info)
+	}
+	do := func(method, path, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "http://serve.test"+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		rig.handler.ServeHTTP(rec, req)
+		return rec
+	}
+	if r := do("GET", "/healthz", ""); r.Code != http.StatusOK {
+		t.Errorf("healthz: %d", r.Code)
+	}
+	if r := do("GET", "/", ""); r.Code != http.StatusOK || !strings.Contains(r.Body.String(), "Not connected to VBC yet") {
+		t.Errorf("status page: %d %s", r.Code, r.Body)
+	}
+	if r := do("GET", apiStatus, ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("api without token: %d", r.Code)
+	}
+	if r := do("GET", apiStatus, "wrong"); r.Code != http.StatusUnauthorized {
+		t.Errorf("api with a wrong token: %d", r.Code)
+	}
+	r := do("GET", apiStatus, rig.info.Token)
+	var reply apiReply
+	if err := json.Unmarshal(r.Body.Bytes(), &reply); err != nil || r.Code != http.StatusOK || reply.Status == nil || !reply.Now.Equal(start) {
+		t.Errorf("api status: %d %v %s", r.Code, err, r.Body)
+	}
+	r = do("POST", apiRefresh, rig.info.Token)
+	if err := json.Unmarshal(r.Body.Bytes(), &reply); err != nil || r.Code != http.StatusConflict || reply.ExitCode != ExitReconsent || reply.Hint != nextStepConsent {
+		t.Errorf("api refresh while not connected: %d %v %s", r.Code, err, r.Body)
+	}
+	r = do("POST", apiConsentURL, rig.info.Token)
+	if err := json.Unmarshal(r.Body.Bytes(), &reply); err != nil || !strings.HasPrefix(reply.URL, "http://serve.test/sandbox/authorize?") || reply.RedirectURL != "http://serve.test/callback" {
+		t.Errorf("api consent-url: %d %v %s", r.Code, err, r.Body)
+	}
+}

@@ -97,7 +97,7 @@ func saveSandboxState(dir string, st sandboxState) error {
 		return fmt.Errorf("save %s: %w", sandboxFile, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
+	if err = tmp.Chmod(0o600); err == nil {
 		_, err = tmp.Write(data)
 	}
 	if err == nil {

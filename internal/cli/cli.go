@@ -325,9 +325,10 @@ type targetOptions struct {
 }
 
 // findTarget finds the command's store, creating nothing: Secrets Manager when the secret
-// ids are set; else the serve that holds the file store in c.store; else that file store,
-// when it exists and is not the local sandbox's (whose sandbox lives inside serve).
-func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt targetOptions) (target, error) {
+// ids are set; else the serve that holds the file store in c.store (held, found by
+// heldBy); else that file store, when it exists and is not the local sandbox's (whose
+// sandbox lives inside serve).
+func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt targetOptions, held *serveInfo) (target, error) {
 	if s.UsesSecretsManager() {
 		st, err := a.openStore(ctx, s, "", false)
 		if err != nil {
@@ -336,12 +337,8 @@ func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt t
 		return target{store: st, where: "AWS Secrets Manager (" + s.TokenSecretID + ")"}, nil
 	}
 	dir := c.dir()
-	info, err := findServe(dir)
-	if err != nil {
-		return target{}, err
-	}
-	if info != nil {
-		return target{serve: newServeClient(*info), where: "files in " + dir + ", kept by " + info.String()}, nil
+	if held != nil {
+		return target{serve: newServeClient(*held), where: "files in " + dir + ", kept by " + held.String()}, nil
 	}
 	st, err := a.openStore(ctx, s, dir, false)
 	if err != nil {
@@ -353,6 +350,17 @@ func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt t
 		}
 	}
 	return target{store: st, where: "files in " + dir}, nil
+}
+
+// heldBy returns the running serve that holds the file store in c.store; nil when none
+// does or when the secret ids point at Secrets Manager.
+func (a *app) heldBy(c common) (*serveInfo, error) {
+	for _, name := range []string{config.EnvCredentialsSecretID, config.EnvTokenSecretID, config.EnvAccessSecretID} {
+		if strings.TrimSpace(a.getenv(name)) != "" {
+			return nil, nil
+		}
+	}
+	return findServe(c.dir())
 }
 
 // keeperFor builds a keeper on store for a one-shot command.
@@ -372,7 +380,8 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 	if c.timeout <= 0 {
 		flagProblems = append(flagProblems, "--timeout must be positive")
 	}
-	if a.serveHolds(c) {
+	held, heldErr := a.heldBy(c)
+	if held != nil {
 		need = config.Need{}
 	}
 	// The environment without what only some targets need: when that is wrong, report it
@@ -383,9 +392,12 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 		_, code, _ := a.settings(cmd, c, need, flagProblems)
 		return code
 	}
+	if heldErr != nil {
+		return a.fail(cmd, c, heldErr, nil)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	t, err := a.findTarget(ctx, base, c, opt)
+	t, err := a.findTarget(ctx, base, c, opt, held)
 	if err != nil {
 		return a.fail(cmd, c, err, nil)
 	}
@@ -398,18 +410,6 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 		}
 	}
 	return fn(ctx, s, t)
-}
-
-// serveHolds reports whether the command will ask a running serve to act: no secret ids
-// in the environment and a serve holding the file store.
-func (a *app) serveHolds(c common) bool {
-	for _, name := range []string{config.EnvCredentialsSecretID, config.EnvTokenSecretID, config.EnvAccessSecretID} {
-		if strings.TrimSpace(a.getenv(name)) != "" {
-			return false
-		}
-	}
-	info, err := findServe(c.dir())
-	return err == nil && info != nil
 }
 
 // exitCode maps an error to the exit code scripts branch on. A permanent problem is never

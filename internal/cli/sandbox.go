@@ -221,7 +221,9 @@ func (l *localSandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenForm+1))
 	if err != nil || len(body) > maxTokenForm {
-		http.Error(w, `{"error":"invalid_request","error_description":"unreadable or oversized body"}`, http.StatusBadRequest)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"invalid_request","error_description":"unreadable or oversized body"}`))
 		return
 	}
 	spent := ""

@@ -93,8 +93,11 @@ build-RefresherFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR) ./functions/refresher
 
 ## local: the keeper on this machine — file store in .vbctoken/, VBC sandbox on the same port
+# Built, then run directly: under `go run`, Ctrl-C ends with "make: *** Error 1" even though
+# serve stops cleanly with exit 0.
 local:
-	$(GO) run ./cmd/vbctoken serve $(LOCAL_FLAGS)
+	$(GO) build -o bin/vbctoken ./cmd/vbctoken
+	./bin/vbctoken serve $(LOCAL_FLAGS)
 
 ## synth: the CloudFormation of the CDK stack into cdk.out (offline, no account); builds the
 ## functions from source like `cdk synth`, and writes cdk-nag's reports next to the template

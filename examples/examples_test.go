@@ -28,6 +28,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 func TestMain(m *testing.M) { os.Exit(motoserver.Main(m)) }
@@ -199,7 +200,7 @@ func newWorld(t *testing.T, moto *motoserver.Server) *world {
 	t.Cleanup(smProxy.Close)
 	w.sm.url = smProxy.URL
 
-	w.store = &hintStore{Store: vbctoken.NewSecretsManagerStoreFromConfig(moto.Config(), vbctoken.SecretIDs(w.ids)), hint: func() time.Time { return w.hint }}
+	w.store = &hintStore{Store: smstore.NewFromConfig(moto.Config(), smstore.SecretIDs(w.ids)), hint: func() time.Time { return w.hint }}
 	w.keeper, err = vbctoken.NewKeeper(vbctoken.KeeperConfig{
 		Store: w.store,
 		Client: vbctoken.ClientConfig{
@@ -210,7 +211,7 @@ func newWorld(t *testing.T, moto *motoserver.Server) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.keeper.Login(w.ctx, "alice", "pw"); err != nil {
+	if _, err := w.keeper.Login(w.ctx, "alice", "pw", false); err != nil {
 		t.Fatal(err)
 	}
 	return w

@@ -95,7 +95,7 @@ func TestFunctions_EnvironmentValuesFollowProps(t *testing.T) {
 	dCallback, dRefresher := dc.keeperFunctions(t)
 	cCallback, cRefresher := cc.keeperFunctions(t)
 
-	// THEN the defaults are DESIGN.md's
+	// THEN the defaults are those of docs/design.md "Configuration"
 	want := map[string]any{
 		"VBC_AUTHORIZE_URL": "https://api.vonage.com/authorize", "VBC_TOKEN_URL": "https://api.vonage.com/token",
 		"VBC_SCOPE": "openid", "VBC_PKCE": "false", "VBC_REFRESH_MARGIN": "2h", "VBC_REFRESH_MAX_AGE": "24h",

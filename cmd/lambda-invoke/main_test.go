@@ -51,7 +51,7 @@ func TestInvokePrintsPayloadLogsAndReport(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, stdout, stderr := runCLI(t, "", "-bin", testfn, "-event", event, "-env", "TESTFN=echo", "-memory", "256", "-timeout", "5s")
+	code, stdout, stderr := runCLI(t, "", "-bin", testfn, "-event", event, "-env", "TESTFN=echo", "-memory", "256", "-timeout", "1m")
 
 	if code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
@@ -83,10 +83,13 @@ func TestInvokeFailures(t *testing.T) {
 		wantCode int
 		wantType string // errorType of the JSON on stdout; "" for success
 	}{
-		{"function error", []string{"-env", "TESTFN=fail"}, "", 1, "notFoundError"},
-		{"timeout", []string{"-env", "TESTFN=sleep", "-event", "-", "-timeout", "200ms"}, `{"sleep":"10s"}`, 1, "Sandbox.Timedout"},
+		// Timeouts are a minute where the function should answer, so a loaded machine
+		// cannot turn an answer into Sandbox.Timedout, and far below the sleep where it
+		// should time out.
+		{"function error", []string{"-env", "TESTFN=fail", "-timeout", "1m"}, "", 1, "notFoundError"},
+		{"timeout", []string{"-env", "TESTFN=sleep", "-event", "-", "-timeout", "200ms"}, `{"sleep":"1h"}`, 1, "Sandbox.Timedout"},
 		{"init failure", []string{"-env", "TESTFN=initfail"}, "", 1, "Runtime.ExitError"},
-		{"stdin event", []string{"-env", "TESTFN=sleep", "-event", "-"}, `{"sleep":"1ms"}`, 0, ""},
+		{"stdin event", []string{"-env", "TESTFN=sleep", "-event", "-", "-timeout", "1m"}, `{"sleep":"1ms"}`, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

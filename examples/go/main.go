@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 func main() {
@@ -48,7 +49,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	src, err := vbctoken.NewSecretsManagerSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID"),
+	src, err := smstore.NewSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID"),
 		vbctoken.WithClock(clock)) // (the test's clock; leave it out)
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ const (
 	redirect     = "https://abc123.execute-api.eu-west-1.amazonaws.com/callback"
 )
 
-func loadEvent(t *testing.T, name string) events.EventBridgeEvent {
+func loadEvent(t *testing.T, name string) json.RawMessage {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "events", name))
 	if err != nil {
@@ -40,7 +40,15 @@ func loadEvent(t *testing.T, name string) events.EventBridgeEvent {
 	if err := json.Unmarshal(raw, &ev); err != nil {
 		t.Fatal(err)
 	}
-	return ev
+	return raw
+}
+
+// refreshOnce runs the handler on raw and returns its single-refresh summary.
+func refreshOnce(t *testing.T, h *handler, raw json.RawMessage) (Summary, error) {
+	t.Helper()
+	out, err := h.Handle(context.Background(), raw)
+	sum, _ := out.(Summary)
+	return sum, err
 }
 
 type fixture struct {
@@ -90,7 +98,7 @@ func newFixture(t *testing.T, connect bool, runAfter time.Duration) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.h = &handler{keeper: keeper, metrics: f.metrics, now: clock, getenv: func(k string) string {
+	f.h = &handler{keeper: keeper, metrics: f.metrics, now: clock, log: slog.New(slog.NewJSONHandler(f.logs, nil)), getenv: func(k string) string {
 		if k == "AWS_LAMBDA_FUNCTION_NAME" {
 			return "vbctoken-refresher"
 		}
@@ -124,7 +132,7 @@ func TestRefresherScheduledEvent(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.connect, tc.runAfter)
-			sum, err := f.h.Handle(context.Background(), loadEvent(t, tc.event))
+			sum, err := refreshOnce(t, f.h, loadEvent(t, tc.event))
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -175,9 +183,9 @@ func TestRefresherOutcomeMetric(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var metrics bytes.Buffer
-			h := &handler{keeper: tc.keeper, metrics: &metrics, now: func() time.Time { return now },
+			h := &handler{keeper: tc.keeper, metrics: &metrics, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler),
 				getenv: func(k string) string { return map[string]string{"AWS_LAMBDA_FUNCTION_NAME": "vbctoken-refresher"}[k] }}
-			_, _ = h.Handle(context.Background(), loadEvent(t, "scheduled.json"))
+			_, _ = refreshOnce(t, h, loadEvent(t, "scheduled.json"))
 			emf := parseEMF(t, metrics.String())
 			emf.assertOutcome(t, tc.wantOutcome)
 			if got := emf.Seconds != nil; got != tc.wantSeconds {

@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -47,5 +49,18 @@ func buildHandler(store vbctoken.Store, settings config.Settings, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	return &handler{keeper: keeper, metrics: os.Stdout, now: time.Now, getenv: getenv}, nil
+	return &handler{keeper: keeper, metrics: &lineWriter{w: os.Stdout}, log: log, now: time.Now, getenv: getenv}, nil
+}
+
+// lineWriter serialises whole-line writes from the records of one batch, which run
+// concurrently.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

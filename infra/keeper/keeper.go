@@ -31,11 +31,11 @@ import (
 	"github.com/vbctoken/vbctoken/internal/contract"
 )
 
-// Defaults from DESIGN.md and the operating contract of the refresher.
+// Defaults from docs/design.md "Configuration" and the operating contract of the refresher.
 const (
-	DefaultAuthorizeURL  = "https://api.vonage.com/authorize"
-	DefaultTokenURL      = "https://api.vonage.com/token"
-	DefaultScope         = "openid"
+	DefaultAuthorizeURL  = contract.DefaultAuthorizeURL
+	DefaultTokenURL      = contract.DefaultTokenURL
+	DefaultScope         = contract.DefaultScope
 	DefaultSchedule      = "rate(1 hour)"
 	DefaultRefreshMargin = "2h"
 	DefaultRefreshMaxAge = "24h"
@@ -47,7 +47,7 @@ const (
 const RefreshTokenAlarmThreshold = 3 * 24 * time.Hour
 
 // CallbackPath is the only route of the HTTP API.
-const CallbackPath = "/callback"
+const CallbackPath = contract.CallbackPath
 
 // Initial secret values. CloudFormation writes a secret's value only when the
 // template's value changes, so the admin's credentials and the live token pair
@@ -77,7 +77,7 @@ type CustomDomain struct {
 }
 
 // TokenKeeperProps configures a TokenKeeper. Zero values take the defaults of
-// DESIGN.md; none is required.
+// docs/design.md "Configuration"; none is required.
 type TokenKeeperProps struct {
 	// CallbackCodeDir and RefresherCodeDir, when set, are directories holding
 	// a prebuilt `bootstrap` binary of each function (`make build` writes
@@ -110,7 +110,7 @@ type TokenKeeperProps struct {
 	// Schedule is the refresher's EventBridge schedule expression.
 	// Default: DefaultSchedule.
 	Schedule string
-	// RefreshMargin and RefreshMaxAge are Go durations (DESIGN.md):
+	// RefreshMargin and RefreshMaxAge are Go durations (docs/design.md "Configuration"):
 	// defaults DefaultRefreshMargin and DefaultRefreshMaxAge.
 	RefreshMargin string
 	RefreshMaxAge string

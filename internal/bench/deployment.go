@@ -17,6 +17,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // The deployment's OAuth client and the callback URL registered for it.
@@ -27,15 +28,15 @@ const (
 )
 
 // NewStore returns the Secrets Manager store of a deployment reached through client.
-func NewStore(client vbctoken.SecretsAPI) *vbctoken.SecretsManagerStore {
-	return vbctoken.NewSecretsManagerStore(client, secretIDs)
+func NewStore(client smstore.API) *smstore.Store {
+	return smstore.New(client, secretIDs)
 }
 
 // PairSecret is the name of the pair secret in every deployment.
 const PairSecret = "vbc/pair"
 
 // Secret names of the deployment.
-var secretIDs = vbctoken.SecretIDs{Credentials: "vbc/credentials", Pair: PairSecret, Access: "vbc/access"}
+var secretIDs = smstore.SecretIDs{Credentials: "vbc/credentials", Pair: PairSecret, Access: "vbc/access"}
 
 // Deployment is one vbctoken installation on 127.0.0.1: the three secrets in a
 // FakeSecretsManager, VBC as a vbcsandbox, and the environment the functions get from the
@@ -43,7 +44,7 @@ var secretIDs = vbctoken.SecretIDs{Credentials: "vbc/credentials", Pair: PairSec
 type Deployment struct {
 	SM    *FakeSecretsManager
 	VBC   *vbcsandbox.Sandbox
-	Store *vbctoken.SecretsManagerStore
+	Store *smstore.Store
 	Admin *vbctoken.Keeper
 	// Client is the OAuth client configuration pointing at VBC.
 	Client vbctoken.ClientConfig

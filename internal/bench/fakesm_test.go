@@ -3,7 +3,7 @@ package bench
 import (
 	"testing"
 
-	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/storetest"
 )
 
@@ -25,7 +25,7 @@ func TestFakeSecretsManagerConformance(t *testing.T) {
 			d.SM.CreateSecret(name, nil) // exist with no value, as the suite expects
 		}
 		return storetest.Harness{
-			Store:      vbctoken.NewSecretsManagerStore(d.SMClient(), secretIDs),
+			Store:      smstore.New(d.SMClient(), secretIDs),
 			Seed:       func(t *testing.T, s storetest.Secret, data []byte) { d.SM.SetSecret(names[s], string(data)) },
 			PairWrites: func(t *testing.T) int { return d.SM.VersionCount(names[storetest.Pair]) },
 		}

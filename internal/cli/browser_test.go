@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -69,12 +71,16 @@ func artifactsDir(t *testing.T) string {
 // sandbox mode, the way a newcomer uses `make local`: the status page, Connect, the sandbox
 // consent page, Approve, the callback's success page, the status page connected and then
 // refreshed by the scheduler on a sped-up clock; then a declined consent and a replayed
-// callback link. Every page is saved as a full-page screenshot in test-artifacts/browser.
+// callback link, each page leading back to the status page; then a restart that keeps the
+// connection, a second serve on the same store that refuses to start, the store deleted
+// under the running serve (`make clean`) and connected again, and a damaged pair set aside
+// with `vbctoken reset`. Every page is saved as a full-page screenshot in test-artifacts/browser.
 func TestBrowserConsent(t *testing.T) {
 	t0 := time.Now()
 	browser := chromium(t)
 	shots := artifactsDir(t)
-	s := startServe(t, map[string]string{}, nil, "--store", filepath.Join(t.TempDir(), "store"), "--clock-speed", "50000")
+	dir := filepath.Join(t.TempDir(), "store")
+	s := startServe(t, map[string]string{}, nil, "--store", dir, "--clock-speed", "50000")
 
 	userData := t.TempDir()
 	opts := []chromedp.ExecAllocatorOption{
@@ -164,9 +170,34 @@ func TestBrowserConsent(t *testing.T) {
 	}
 	shot("03-callback-success.png")
 
-	open("status page connected", 200, chromedp.Navigate(s.base+"/"))
+	wantText("success page", text("success page", "#link"), "Back to the status page")
+	open("the success page leads back to the status page", 200, chromedp.Click(chromedp.CSS("#link")))
 	wantText("status page connected", text("status page", "main.ok #title"), "Connected to VBC")
 	shot("04-status-connected.png")
+
+	// Dark mode: the badge's mark is dark on the light green, not white.
+	dark := func(on bool) chromedp.Action[chromedp.Void] {
+		value := "light"
+		if on {
+			value = "dark"
+		}
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: value}}})
+			return err
+		})
+	}
+	if err := chromedp.Do(ctx, dark(true)); err != nil {
+		fail("dark mode", err)
+	}
+	badge, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector(".badge")).color`))
+	if err != nil || badge != "rgb(18, 18, 18)" {
+		t.Errorf("badge colour in dark mode: %q %v", badge, err)
+	}
+	shot("04b-status-connected-dark.png")
+	if err := chromedp.Do(ctx, dark(false)); err != nil {
+		fail("light mode", err)
+	}
 
 	// 50000×: the access token lives 1.7 s, so the scheduler refreshes within seconds.
 	deadline := time.Now().Add(10 * time.Second)
@@ -183,13 +214,56 @@ func TestBrowserConsent(t *testing.T) {
 	open("a second consent link", 200, chromedp.Navigate(s.base+"/consent"))
 	open("decline shows its page", 403, chromedp.Click(chromedp.CSS("#decline")))
 	wantText("declined page", text("declined page", "main.warn #title"), "Consent declined")
+	wantText("declined page", text("declined page", "#link"), "Back to the status page")
 	shot("06-consent-declined.png")
 
-	open("a replayed callback link is refused", 409, chromedp.Navigate(callbackURL))
-	wantText("replayed link", text("replayed link", "main.bad #title"), "already used")
+	open("a replayed callback link is a warning, not a failure", 409, chromedp.Navigate(callbackURL))
+	wantText("replayed link", text("replayed link", "main.warn #title"), "already used")
+	wantText("replayed link", text("replayed link", "#lead"), "you are done")
 	shot("07-replayed-link.png")
-
-	open("status page still connected", 200, chromedp.Navigate(s.base+"/"))
+	open("the replayed-link page leads back", 200, chromedp.Click(chromedp.CSS("#link")))
 	wantText("status page at the end", text("status page", "main.ok #title"), "Connected to VBC")
+
+	// Restart: the connection survives, on the new serve's port.
+	if code := s.stop(); code != ExitOK {
+		t.Fatalf("serve exit %d", code)
+	}
+	s = startServe(t, map[string]string{}, nil, "--store", dir, "--clock-speed", "50000")
+	open("status page after a restart", 200, chromedp.Navigate(s.base+"/"))
+	wantText("status page after a restart", text("status page", "main.ok #title"), "Connected to VBC")
+	shot("08-status-after-restart.png")
+
+	// A second serve on the same store refuses and leaves the first one connected.
+	r := runCLI(t, map[string]string{}, nil, "serve", "--addr", "127.0.0.1:0", "--store", dir)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "in use by another vbctoken serve") {
+		t.Errorf("second serve: exit %d: %s", r.code, r.stderr)
+	}
+	open("status page beside a refused second serve", 200, chromedp.Navigate(s.base+"/"))
+	wantText("status page beside a refused second serve", text("status page", "main.ok #title"), "Connected to VBC")
+
+	// make clean under the running serve: not connected, and Connect works at once.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	open("status page after the store was deleted", 200, chromedp.Navigate(s.base+"/"))
+	wantText("status page after the store was deleted", text("status page", "main.warn #title"), "Not connected to VBC yet")
+	shot("09-status-store-deleted.png")
+	open("Connect on the recreated store", 200, chromedp.Click(chromedp.CSS("#link")))
+	open("approve on the recreated store", 200, chromedp.Click(chromedp.CSS("#approve")))
+	wantText("success on the recreated store", text("success page", "main.ok #title"), "Connected to Vonage Business Communications")
+
+	// A damaged pair: the page says what to run; reset sets it aside.
+	if err := os.WriteFile(filepath.Join(dir, pairFile), []byte("{damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open("status page with a damaged pair", 503, chromedp.Navigate(s.base+"/"))
+	wantText("damaged pair", text("damaged pair", "main.bad #title"), "damaged")
+	wantText("damaged pair", text("damaged pair", "#next"), "vbctoken reset --store "+dir)
+	shot("10-status-damaged-pair.png")
+	if r := runCLI(t, map[string]string{}, nil, "reset", "--store", dir); r.code != ExitOK {
+		t.Fatalf("reset: %d %s", r.code, r.all())
+	}
+	open("status page after reset", 200, chromedp.Navigate(s.base+"/"))
+	wantText("status page after reset", text("status page", "main.warn #title"), "Not connected to VBC yet")
 	t.Logf("browser flow took %v; screenshots in %s", time.Since(started).Round(time.Millisecond), shots)
 }

@@ -10,6 +10,12 @@
 //	2  usage or configuration error (every problem is listed)
 //	3  re-consent needed: an admin must run `vbctoken consent-url` and approve
 //	4  transient failure: VBC or AWS did not answer; try again later
+//	5  no store here: no *_SECRET_ID variables and no store directory (or the local
+//	   sandbox's store with no `vbctoken serve` running on it); nothing was created
+//
+// Only serve creates a store. On a file store that a running serve holds (its
+// <store>/serve.json), the other commands ask that serve to act (status, consent-url,
+// refresh, reset): it owns the store's only writer, the sandbox and the clock.
 package cli
 
 import (
@@ -36,6 +42,7 @@ const (
 	ExitUsage     = 2
 	ExitReconsent = 3
 	ExitTransient = 4
+	ExitNoStore   = 5
 )
 
 // DefaultTimeout bounds one command (or, in serve, one operation).
@@ -60,8 +67,8 @@ type app struct {
 
 	// now is the wall clock (default time.Now).
 	now func() time.Time
-	// openStore opens the store (default openStore).
-	openStore func(ctx context.Context, s config.Settings, dir string) (vbctoken.Store, error)
+	// openStore opens the store; create is true for serve only (default openStore).
+	openStore func(ctx context.Context, s config.Settings, dir string, create bool) (vbctoken.Store, error)
 	// storeRetry and clientRetry are the keeper's retry policies (tests make them fast).
 	storeRetry, clientRetry vbctoken.RetryPolicy
 	// listen opens serve's listener (default net.Listen("tcp", addr)).
@@ -86,21 +93,11 @@ var commands = []command{
 	{"refresh", "run the refresher's logic once (--force to refresh a fresh pair)", (*app).refresh},
 	{"login", "connect with the password grant (password from VBC_PASSWORD or stdin)", (*app).login},
 	{"serve", "run locally: status page, callback and scheduled refresh on one port", (*app).serve},
+	{"reset", "set a damaged or unwanted local pair aside (a copy is kept) to connect afresh", (*app).reset},
 }
 
 func (a *app) run(ctx context.Context, args []string) int {
-	if a.now == nil {
-		a.now = time.Now
-	}
-	if a.openStore == nil {
-		a.openStore = openStore
-	}
-	if a.listen == nil {
-		a.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-	}
-	if a.location == nil {
-		a.location = time.Local
-	}
+	a.setDefaults()
 	if len(args) == 0 {
 		fmt.Fprint(a.stderr, usage())
 		return ExitUsage
@@ -126,6 +123,22 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(a.stderr, "vbctoken: unknown command %q\n\n%s", name, usage())
 	return ExitUsage
+}
+
+// setDefaults fills the dependencies tests did not set.
+func (a *app) setDefaults() {
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.openStore == nil {
+		a.openStore = openStore
+	}
+	if a.listen == nil {
+		a.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	if a.location == nil {
+		a.location = time.Local
+	}
 }
 
 func usage() string {
@@ -160,6 +173,7 @@ Exit codes:
   2  usage or configuration error (every problem is listed)
   3  re-consent needed: run "vbctoken consent-url" and open the link
   4  transient failure: VBC or AWS did not answer; try again later
+  5  no store here: no *_SECRET_ID variables and no store directory (nothing was created)
 `
 
 // secretFlag returns the first flag in args that would carry a secret value.
@@ -197,8 +211,16 @@ func (c *common) register(fs *flag.FlagSet, withJSON bool) {
 	}
 }
 
+func (c common) dir() string {
+	if c.store == "" {
+		return config.DefaultStoreDir
+	}
+	return c.store
+}
+
 // parse parses args with fs. It returns done=true and the exit code when the command must
-// stop: --help (usage on stdout, 0) or a usage error (message and usage on stderr, 2).
+// stop: --help (usage on stdout, 0) or a usage error (message and usage on stderr, 2, and
+// the JSON error object on stdout when --json was asked for).
 func (a *app) parse(fs *flag.FlagSet, args []string, synopsis, help string) (done bool, code int) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -221,21 +243,46 @@ func (a *app) parse(fs *flag.FlagSet, args []string, synopsis, help string) (don
 	}
 	if err != nil {
 		fmt.Fprintf(a.stderr, "vbctoken %s: %v\n\n%s", fs.Name(), err, usageText())
+		if fs.Lookup("json") != nil && wantsJSON(args) {
+			a.writeJSON(problemsJSON{Error: err.Error(), Problems: []string{err.Error()}, ExitCode: ExitUsage})
+		}
 		return true, ExitUsage
 	}
 	return false, 0
 }
 
+// wantsJSON reports whether args ask for --json, for errors found before it was parsed.
+func wantsJSON(args []string) bool {
+	for _, arg := range args {
+		if arg == "--" {
+			return false
+		}
+		switch arg {
+		case "-json", "--json", "-json=true", "--json=true", "-json=1", "--json=1":
+			return true
+		}
+	}
+	return false
+}
+
+// problemsJSON is the JSON error object of a usage or configuration error.
+type problemsJSON struct {
+	Error    string   `json:"error"`
+	Problems []string `json:"problems"`
+	ExitCode int      `json:"exit_code"`
+}
+
 // settings reads the environment and reports its problems together with those found in
 // flags, all at once (exit 2).
-func (a *app) settings(cmd string, need config.Need, flagProblems []string) (config.Settings, int, bool) {
+func (a *app) settings(cmd string, c common, need config.Need, flagProblems []string) (config.Settings, int, bool) {
 	s, err := config.FromEnv(a.getenv, need)
-	code, ok := a.reportProblems(cmd, err, flagProblems)
+	code, ok := a.reportProblems(cmd, c.json, err, flagProblems)
 	return s, code, ok
 }
 
-// reportProblems lists flag problems and those of a configuration error on stderr.
-func (a *app) reportProblems(cmd string, err error, problems []string) (int, bool) {
+// reportProblems lists flag problems and those of a configuration error on stderr, and as
+// a JSON error object on stdout when asJSON.
+func (a *app) reportProblems(cmd string, asJSON bool, err error, problems []string) (int, bool) {
 	problems = append([]string(nil), problems...)
 	var ce *config.Error
 	if errors.As(err, &ce) {
@@ -250,6 +297,9 @@ func (a *app) reportProblems(cmd string, err error, problems []string) (int, boo
 	for _, p := range problems {
 		fmt.Fprintf(a.stderr, "  - %s\n", p)
 	}
+	if asJSON {
+		a.writeJSON(problemsJSON{Error: "configuration problems: " + strings.Join(problems, "; "), Problems: problems, ExitCode: ExitUsage})
+	}
 	return ExitUsage, false
 }
 
@@ -260,81 +310,220 @@ func (a *app) logger(verbose bool) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// keeperFor opens the store and builds a keeper for a one-shot command.
-func (a *app) keeperFor(ctx context.Context, s config.Settings, c common) (*vbctoken.Keeper, string, error) {
-	store, err := a.openStore(ctx, s, c.store)
-	if err != nil {
-		return nil, "", err
+// target is what a one-shot command works on: a store it opens itself, or the running
+// serve that holds the file store and acts for it.
+type target struct {
+	store vbctoken.Store // nil when serve acts
+	serve *serveClient   // nil when the command opens the store itself
+	where string         // for people: "files in .vbctoken", "AWS Secrets Manager (…)"
+}
+
+// targetOptions say what a command may work on.
+type targetOptions struct {
+	// idleSandbox lets the command open a sandbox store with no serve running (reset).
+	idleSandbox bool
+}
+
+// findTarget finds the command's store, creating nothing: Secrets Manager when the secret
+// ids are set; else the serve that holds the file store in c.store (held, found by
+// heldBy); else that file store, when it exists and is not the local sandbox's (whose
+// sandbox lives inside serve).
+func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt targetOptions, held *serveInfo) (target, error) {
+	if s.UsesSecretsManager() {
+		st, err := a.openStore(ctx, s, "", false)
+		if err != nil {
+			return target{}, err
+		}
+		return target{store: st, where: "AWS Secrets Manager (" + s.TokenSecretID + ")"}, nil
 	}
+	dir := c.dir()
+	if held != nil {
+		return target{serve: newServeClient(*held), where: "files in " + dir + ", kept by " + held.String()}, nil
+	}
+	st, err := a.openStore(ctx, s, dir, false)
+	if err != nil {
+		return target{}, err
+	}
+	if !opt.idleSandbox {
+		if creds, err := st.LoadCredentials(ctx); err == nil && isSandboxClient(creds) {
+			return target{}, &noStoreError{Dir: dir, SandboxIdle: true}
+		}
+	}
+	return target{store: st, where: "files in " + dir}, nil
+}
+
+// heldBy returns the running serve that holds the file store in c.store; nil when none
+// does or when the secret ids point at Secrets Manager.
+func (a *app) heldBy(c common) (*serveInfo, error) {
+	for _, name := range []string{config.EnvCredentialsSecretID, config.EnvTokenSecretID, config.EnvAccessSecretID} {
+		if strings.TrimSpace(a.getenv(name)) != "" {
+			return nil, nil
+		}
+	}
+	return findServe(c.dir())
+}
+
+// keeperFor builds a keeper on store for a one-shot command.
+func (a *app) keeperFor(s config.Settings, store vbctoken.Store, c common) (*vbctoken.Keeper, error) {
 	kc := s.KeeperConfig(store)
 	kc.Client.Retry = a.clientRetry
 	kc.StoreRetry, kc.Now, kc.Logger = a.storeRetry, a.now, a.logger(c.verbose)
-	k, err := vbctoken.NewKeeper(kc)
+	return vbctoken.NewKeeper(kc)
+}
+
+// oneShot is the common path of status, refresh, consent-url and reset: read the
+// environment (every problem at once), bound the command by --timeout, find the target,
+// then run fn. need is checked only when the command runs on its own store: a serve that
+// acts for it has its own settings.
+func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptions, flagProblems []string, need config.Need,
+	fn func(ctx context.Context, s config.Settings, t target) int) int {
+	if c.timeout <= 0 {
+		flagProblems = append(flagProblems, "--timeout must be positive")
+	}
+	held, heldErr := a.heldBy(c)
+	if held != nil {
+		need = config.Need{}
+	}
+	// The environment without what only some targets need: when that is wrong, report it
+	// with everything else (every problem at once); when it is fine, look for the target
+	// first, since "no store here" or a serve that acts for the command matter more.
+	base, err := config.FromEnv(a.getenv, config.Need{})
+	if err != nil || len(flagProblems) > 0 {
+		_, code, _ := a.settings(cmd, c, need, flagProblems)
+		return code
+	}
+	if heldErr != nil {
+		return a.fail(cmd, c, heldErr, nil)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	t, err := a.findTarget(ctx, base, c, opt, held)
 	if err != nil {
-		return nil, "", err
+		return a.fail(cmd, c, err, nil)
 	}
-	return k, storeText(s, c.store), nil
+	s := base
+	if t.serve == nil && need != (config.Need{}) {
+		var code int
+		var ok bool
+		if s, code, ok = a.settings(cmd, c, need, nil); !ok {
+			return code
+		}
+	}
+	return fn(ctx, s, t)
 }
 
-func storeText(s config.Settings, dir string) string {
-	if s.UsesSecretsManager() {
-		return "AWS Secrets Manager (" + s.TokenSecretID + ")"
-	}
-	if dir == "" {
-		dir = config.DefaultStoreDir
-	}
-	return "files in " + dir
-}
-
-// exitCode maps an error to the exit code scripts branch on.
+// exitCode maps an error to the exit code scripts branch on. A permanent problem is never
+// reported as transient: a host name DNS does not know, AWS credentials refused, a secret
+// that does not exist are configuration errors, whatever retry layer they came through.
 func exitCode(err error) int {
-	var ce *config.Error
+	var (
+		ce      *config.Error
+		remote  *remoteError
+		noStore *noStoreError
+		setup   *awsSetupError
+		busy    *storeBusyError
+	)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &remote):
+		return remote.Code
+	case errors.As(err, &noStore):
+		return ExitNoStore
 	case errors.Is(err, vbctoken.ErrReconsentRequired):
 		return ExitReconsent
-	case errors.As(err, &ce), errors.Is(err, vbctoken.ErrBadInput), errors.Is(err, vbctoken.ErrNoCredentials):
+	case errors.As(err, &ce), errors.As(err, &setup), errors.Is(err, vbctoken.ErrBadInput), errors.Is(err, vbctoken.ErrNoCredentials),
+		unknownHost(err) != "":
 		return ExitUsage
-	case errors.Is(err, vbctoken.ErrTransient), errors.Is(err, context.DeadlineExceeded), errors.Is(err, vbctoken.ErrConflict):
+	case errors.As(err, &busy):
+		return ExitFailure
+	}
+	if _, ok := awsRejected(err); ok {
+		return ExitUsage
+	}
+	if errors.Is(err, vbctoken.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, vbctoken.ErrConflict) {
 		return ExitTransient
 	}
 	return ExitFailure
+}
+
+// unknownHost returns the host name of a DNS "no such host" answer in err's chain.
+func unknownHost(err error) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return dns.Name
+	}
+	return ""
 }
 
 // fail reports err on stderr with the next step an operator can take, writes the JSON
 // error object when asked, and returns the exit code.
 func (a *app) fail(cmd string, c common, err error, jsonOut any) int {
 	code := exitCode(err)
-	fmt.Fprintf(a.stderr, "vbctoken %s: %v\n", cmd, err)
-	if hint := hintFor(err, c.store); hint != "" {
+	msg := message(cmd, err)
+	fmt.Fprintf(a.stderr, "vbctoken %s: %s\n", cmd, msg)
+	hint := hintFor(err, c.dir())
+	if hint != "" {
 		fmt.Fprintln(a.stderr, hint)
 	}
 	if c.json {
 		if jsonOut == nil {
 			jsonOut = errorJSON{}
 		}
-		a.writeJSON(withError(jsonOut, err, code))
+		a.writeJSON(withError(jsonOut, msg, hint, code))
 	}
 	return code
 }
 
-func hintFor(err error, dir string) string {
-	if dir == "" {
-		dir = config.DefaultStoreDir
+// message is err's text without a leading repeat of the command's name ("vbctoken
+// refresh: refresh: …" reads "vbctoken refresh: …").
+func message(cmd string, err error) string {
+	msg := err.Error()
+	for _, p := range []string{cmd + ": ", strings.ReplaceAll(cmd, "-", " ") + ": "} {
+		msg = strings.TrimPrefix(msg, p)
 	}
+	return msg
+}
+
+func hintFor(err error, dir string) string {
+	var (
+		remote  *remoteError
+		noStore *noStoreError
+		setup   *awsSetupError
+		busy    *storeBusyError
+	)
 	switch {
+	case errors.As(err, &remote):
+		return remote.Hint
+	case errors.As(err, &noStore) && noStore.SandboxIdle:
+		return "Its VBC sandbox runs inside `vbctoken serve`: start it again (`make local`, or `vbctoken serve --store " + noStore.Dir + "`) and run this command again; it asks the running serve."
+	case errors.As(err, &noStore):
+		return "For the deployed stack set VBC_CREDENTIALS_SECRET_ID, VBC_TOKEN_SECRET_ID and VBC_ACCESS_SECRET_ID (the stack's outputs) and AWS_REGION.\n" +
+			"For a local store pass --store DIR, or start one here with `vbctoken serve` (`make local`)."
+	case errors.As(err, &setup):
+		return setup.Fix
+	case errors.As(err, &busy):
+		return "Open " + busy.Other.URL + ", or stop that serve (Ctrl-C) first, or give this one its own --store DIR."
 	case errors.Is(err, vbctoken.ErrReconsentRequired):
 		return nextStepConsent
 	case errors.Is(err, vbctoken.ErrNoCredentials):
 		return "Store the VBC consumer key and secret first: in the credentials secret (VBC_CREDENTIALS_SECRET_ID), or for a local run as\n" +
 			`{"client_id":"…","client_secret":"…"} in ` + dir + "/credentials.json (mode 0600)."
+	case unknownHost(err) != "":
+		return "DNS knows no host " + unknownHost(err) + ": check VBC_TOKEN_URL and VBC_AUTHORIZE_URL (or AWS_ENDPOINT_URL_SECRETS_MANAGER), and that this machine can resolve names. Retrying will not help."
+	}
+	if hint, ok := awsRejected(err); ok {
+		return hint
+	}
+	switch {
 	case errors.Is(err, vbctoken.ErrTransient), errors.Is(err, context.DeadlineExceeded):
 		return "VBC or AWS did not answer in time; nothing was lost. Try again in a few minutes."
 	case errors.Is(err, vbctoken.ErrBadClient):
 		return "VBC rejected the client credentials: check the consumer key and secret in the credentials secret."
 	case errors.Is(err, vbctoken.ErrNewerSchema):
 		return "Upgrade vbctoken: a newer version wrote the stored pair."
+	case errors.Is(err, vbctoken.ErrMalformedSecret):
+		return "The stored value is damaged. For a local store, `vbctoken reset --store " + dir + "` sets the pair aside (a copy is kept); on AWS, restore the previous version (AWSPREVIOUS) as the README's runbook says."
 	}
 	return ""
 }
@@ -344,20 +533,25 @@ type errorJSON struct {
 	ExitCode int    `json:"exit_code,omitempty"`
 }
 
-// withError adds "error" and "exit_code" to the JSON of v (an object).
-func withError(v any, err error, code int) any {
+// withError adds "error", "hint" and "exit_code" to the JSON of v (an object).
+func withError(v any, msg, hint string, code int) any {
 	data, merr := json.Marshal(v)
 	var fields map[string]any
 	if merr != nil || json.Unmarshal(data, &fields) != nil || fields == nil {
 		fields = map[string]any{}
 	}
-	fields["error"] = err.Error()
+	fields["error"] = msg
+	if hint != "" {
+		fields["hint"] = hint
+	}
 	fields["exit_code"] = code
 	return fields
 }
 
+// writeJSON writes v as indented JSON. HTML escaping is off: a consent URL keeps its "&".
 func (a *app) writeJSON(v any) {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }

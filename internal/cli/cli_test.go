@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/vbctoken/vbctoken/internal/memstore"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 func TestUsageAndHelp(t *testing.T) {
@@ -436,7 +439,7 @@ func TestLogin(t *testing.T) {
 func TestFileStore(t *testing.T) {
 	h := newHarness(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,5 +494,134 @@ func TestExitCodes(t *testing.T) {
 		if got := exitCode(tc.err); got != tc.code {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
 		}
+	}
+}
+
+func TestExitCodesOfPermanentAndLocalErrors(t *testing.T) {
+	dnsErr := &net.DNSError{Err: "no such host", Name: "api.vonage.example", IsNotFound: true}
+	for _, tc := range []struct {
+		name string
+		err  error
+		code int
+		hint string
+	}{
+		{"no store", &noStoreError{Dir: ".vbctoken", Why: "does not exist"}, ExitNoStore, "VBC_TOKEN_SECRET_ID"},
+		{"sandbox store without serve", &noStoreError{Dir: "s", SandboxIdle: true}, ExitNoStore, "vbctoken serve --store s"},
+		{"DNS: no such host, through the client's transient kind",
+			&vbctoken.UpstreamError{Op: "refresh", Kind: vbctoken.ErrTransient, Err: &url.Error{Op: "Post", URL: "https://api.vonage.example/token", Err: &net.OpError{Op: "dial", Err: dnsErr}}},
+			ExitUsage, "DNS knows no host api.vonage.example"},
+		{"DNS timeout stays transient", &vbctoken.UpstreamError{Op: "refresh", Kind: vbctoken.ErrTransient, Err: &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}}, ExitTransient, "Try again"},
+		{"AWS profile", &awsSetupError{What: "AWS_PROFILE names the profile", Fix: "aws configure list-profiles"}, ExitUsage, "list-profiles"},
+		{"AWS access denied", fmt.Errorf("load pair: %w", &smstore.Error{Op: "GetSecretValue", SecretID: "arn:pair", Code: "AccessDeniedException"}), ExitUsage, "secretsmanager:GetSecretValue"},
+		{"AWS credentials refused", &smstore.Error{Op: "GetSecretValue", SecretID: "p", Code: "UnrecognizedClientException"}, ExitUsage, "aws sso login"},
+		{"AWS session expired", &smstore.Error{Op: "GetSecretValue", SecretID: "p", Code: "ExpiredTokenException"}, ExitUsage, "expired"},
+		{"AWS secret missing", &smstore.Error{Op: "GetSecretValue", SecretID: "p", Code: "ResourceNotFoundException", Kind: vbctoken.ErrNotFound}, ExitUsage, "No secret p"},
+		{"AWS throttled", &smstore.Error{Op: "GetSecretValue", SecretID: "p", Code: "ThrottlingException", Kind: vbctoken.ErrTransient}, ExitTransient, "Try again"},
+		{"store held by a serve", &storeBusyError{Dir: "d", Other: serveInfo{PID: 7, URL: "http://127.0.0.1:1"}}, ExitFailure, "http://127.0.0.1:1"},
+		{"what the serve said", &remoteError{Msg: "refresh: re-consent required", Code: ExitReconsent, Hint: "hint from serve"}, ExitReconsent, "hint from serve"},
+		{"damaged pair", fmt.Errorf("load pair: %w", vbctoken.ErrMalformedSecret), ExitFailure, "vbctoken reset --store d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exitCode(tc.err); got != tc.code {
+				t.Errorf("exitCode = %d, want %d", got, tc.code)
+			}
+			if hint := hintFor(tc.err, "d"); !strings.Contains(hint, tc.hint) {
+				t.Errorf("hint %q lacks %q", hint, tc.hint)
+			}
+		})
+	}
+}
+
+// A token URL whose host DNS does not know is a configuration error (exit 2), never
+// "try again in a few minutes".
+func TestUnknownHostIsPermanent(t *testing.T) {
+	h := newHarness(t)
+	h.connect()
+	h.env[config.EnvTokenURL] = "https://vbc-token.invalid/token"
+	r := h.run("", "refresh", "--force")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "DNS knows no host vbc-token.invalid") || strings.Contains(r.stderr, "Try again") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// Errors name what was being done once: no "refresh: refresh:" or "file store: file store".
+func TestErrorsDoNotRepeatPrefixes(t *testing.T) {
+	h := newHarness(t)
+	outputs := []string{h.run("", "refresh").stderr}
+	h.store.SetRawPair([]byte("{damaged"))
+	outputs = append(outputs, h.run("", "refresh").stderr, h.run("", "status").stderr)
+	for _, out := range outputs {
+		for _, p := range []string{"refresh: refresh:", "status: status:", "file store: file store", "consent url: consent url"} {
+			if strings.Contains(out, p) {
+				t.Errorf("%q repeats %q", out, p)
+			}
+		}
+	}
+}
+
+// --json gets a JSON error object for usage and configuration errors too, and a consent
+// URL keeps its "&".
+func TestJSONErrorsAndURLs(t *testing.T) {
+	h := newHarness(t)
+	h.env[config.EnvPKCE] = "maybe"
+	for _, args := range [][]string{{"status", "--json"}, {"refresh", "--json", "--timeout", "-1s"}, {"status", "--json", "--frob"}} {
+		r := h.run("", args...)
+		var got problemsJSON
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != ExitUsage || got.ExitCode != ExitUsage || len(got.Problems) == 0 || got.Error == "" {
+			t.Errorf("%v: exit %d, %v, %q", args, r.code, err, r.stdout)
+		}
+	}
+	delete(h.env, config.EnvPKCE)
+	r := h.run("", "consent-url", "--json")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "&") || strings.Contains(r.stdout, `\u0026`) {
+		t.Errorf("consent-url --json: %s", r.stdout)
+	}
+}
+
+// AWS configuration problems come out as what is wrong and how to fix it, exit 2, never
+// as raw SDK text with exit 1.
+func TestAWSSetupErrors(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+		"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", empty)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", empty)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	env := map[string]string{config.EnvCredentialsSecretID: "vbc/creds", config.EnvTokenSecretID: "vbc/pair", config.EnvAccessSecretID: "vbc/access"}
+
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		want  []string
+	}{
+		{"unknown profile", func() { t.Setenv("AWS_PROFILE", "nope") }, []string{`the profile "nope"`, "aws configure list-profiles"}},
+		{"no region", func() { t.Setenv("AWS_PROFILE", "") }, []string{"no AWS region", "AWS_REGION"}},
+		{"no credentials", func() { t.Setenv("AWS_REGION", "eu-west-1") }, []string{"no usable AWS credentials", "aws sso login"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.setup()
+			r := runCLI(t, env, nil, "status")
+			if r.code != ExitUsage {
+				t.Errorf("exit %d, want %d: %s", r.code, ExitUsage, r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			r = runCLI(t, env, nil, "status", "--json")
+			var got struct {
+				Error    string `json:"error"`
+				ExitCode int    `json:"exit_code"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.ExitCode != ExitUsage {
+				t.Errorf("--json: %v %q", err, r.stdout)
+			}
+		})
 	}
 }

@@ -9,16 +9,19 @@ import (
 const MaxClockSpeed = 100000
 
 // clock is the clock serve shares between the sandbox, the keeper and the scheduler. At
-// speed 1 it is the wall clock. Faster, it starts at the wall clock's time and runs speed
-// times faster, so that a VBC "day" passes in seconds.
+// speed 1 it is the wall clock. Faster, it runs speed times faster, so that a VBC "day"
+// passes in seconds. It starts at the wall clock's time, or later where an earlier serve's
+// sped-up clock left the store (resume): a store's times never lie in its clock's future,
+// so the clock of a store stands still while no serve runs and never goes back.
 //
 // hold slows it to real speed for a moment: the sandbox's authorization codes live
 // vbcsandbox.CodeTTL (10 minutes) of sandbox time, which at 3600× is a sixth of a second,
 // less than a browser needs to follow the redirect to the callback. Serve holds the clock
 // from the sandbox's approval until the callback has exchanged the code.
 type clock struct {
-	wall  func() time.Time
-	speed float64
+	wall   func() time.Time
+	speed  float64
+	offset time.Duration // at speed 1: how far ahead of the wall clock it runs
 
 	mu        sync.Mutex
 	baseWall  time.Time // wall time of the last rebase
@@ -30,15 +33,19 @@ type clock struct {
 // rebaseEvery keeps the scaled elapsed time far from overflowing a Duration.
 const rebaseEvery = time.Minute
 
-func newClock(wall func() time.Time, speed float64) *clock {
+func newClock(wall func() time.Time, speed float64, resume time.Time) *clock {
 	now := wall()
-	return &clock{wall: wall, speed: speed, baseWall: now, baseVirt: now.Round(0)}
+	virt := now.Round(0)
+	if resume.After(virt) {
+		virt = resume
+	}
+	return &clock{wall: wall, speed: speed, baseWall: now, baseVirt: virt, offset: virt.Sub(now.Round(0))}
 }
 
 // Now returns the shared time.
 func (c *clock) Now() time.Time {
 	if c.speed == 1 {
-		return c.wall()
+		return c.wall().Add(c.offset)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -10,7 +10,7 @@ func TestClock(t *testing.T) {
 
 	t.Run("speed 1 is the wall clock", func(t *testing.T) {
 		wall := newFakeClock()
-		c := newClock(wall.Now, 1)
+		c := newClock(wall.Now, 1, time.Time{})
 		wall.Advance(time.Second)
 		c.hold(time.Minute)
 		if got := c.Now(); !got.Equal(wall.Now()) {
@@ -20,7 +20,7 @@ func TestClock(t *testing.T) {
 
 	t.Run("sped up, held, released, hold expiring", func(t *testing.T) {
 		wall := newFakeClock()
-		c := newClock(wall.Now, 3600)
+		c := newClock(wall.Now, 3600, time.Time{})
 		steps := []struct {
 			do   func()
 			want time.Duration // clock time since start

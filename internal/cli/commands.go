@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,13 +25,6 @@ const EnvPassword = "VBC_PASSWORD"
 // maxPasswordBytes bounds the line `login` reads from stdin.
 const maxPasswordBytes = 4096
 
-func flagProblems(c common) []string {
-	if c.timeout <= 0 {
-		return []string{"--timeout must be positive"}
-	}
-	return nil
-}
-
 // consentURL mints a one-time consent link. The URL is the last line of stdout (DESIGN.md);
 // the explanation goes to stderr so that `$(vbctoken consent-url)` is the bare URL.
 func (a *app) consentURL(ctx context.Context, args []string) int {
@@ -39,38 +35,45 @@ func (a *app) consentURL(ctx context.Context, args []string) int {
 		"Prints a signed, single-use consent link (the VBC authorize URL) as the last line of stdout.\n"+
 			"An admin opens it in a browser and approves; VBC then redirects to VBC_REDIRECT_URL\n"+
 			"(required), whose callback stores the new token pair. The link expires after 15 minutes.\n"+
-			"With --json: {\"url\",\"expires_at\"}.\n"); done {
+			"On a local store that `vbctoken serve` holds, that serve mints the link (for its sandbox\n"+
+			"and its callback; VBC_REDIRECT_URL is not needed). With --json: {\"url\",\"expires_at\"}.\n"); done {
 		return code
 	}
-	s, code, ok := a.settings(fs.Name(), config.Need{RedirectURL: true}, flagProblems(c))
-	if !ok {
-		return code
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	k, _, err := a.keeperFor(ctx, s, c)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	// The state's expiry is minted inside ConsentURL from the same clock: reading the
-	// clock first gives a time at or just before it.
-	expires := a.now().Add(vbctoken.DefaultStateTTL).UTC().Truncate(time.Second)
-	u, err := k.ConsentURL(ctx)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	if c.json {
-		a.writeJSON(struct {
-			URL       string    `json:"url"`
-			ExpiresAt time.Time `json:"expires_at"`
-		}{u, expires})
+	return a.oneShot(ctx, fs.Name(), c, targetOptions{}, nil, config.Need{RedirectURL: true}, func(ctx context.Context, s config.Settings, t target) int {
+		// The state's expiry is minted inside ConsentURL from the same clock: reading the
+		// clock first gives a time at or just before it. A serve with a sped-up clock keeps
+		// its links valid for the same 15 minutes of real time.
+		expires := a.now().Add(vbctoken.DefaultStateTTL).UTC().Truncate(time.Second)
+		var u, redirect string
+		if t.serve != nil {
+			r, err := t.serve.call(ctx, http.MethodPost, apiConsentURL, "")
+			if err != nil {
+				return a.fail(fs.Name(), c, err, nil)
+			}
+			u, redirect = r.URL, r.RedirectURL
+		} else {
+			k, err := a.keeperFor(s, t.store, c)
+			if err != nil {
+				return a.fail(fs.Name(), c, err, nil)
+			}
+			if u, err = k.ConsentURL(ctx); err != nil {
+				return a.fail(fs.Name(), c, err, nil)
+			}
+			redirect = s.RedirectURL
+		}
+		if c.json {
+			a.writeJSON(struct {
+				URL       string    `json:"url"`
+				ExpiresAt time.Time `json:"expires_at"`
+			}{u, expires})
+			return ExitOK
+		}
+		fmt.Fprintf(a.stderr, "Open this link in a browser signed in as a VBC admin and approve access.\n"+
+			"It works once and expires at %s (in %s). VBC then sends you to %s.\n",
+			fmtTime(expires), web.HumanDuration(vbctoken.DefaultStateTTL), redirect)
+		fmt.Fprintln(a.stdout, u)
 		return ExitOK
-	}
-	fmt.Fprintf(a.stderr, "Open this link in a browser signed in as a VBC admin and approve access.\n"+
-		"It works once and expires at %s (in %s). VBC then sends you to %s.\n",
-		fmtTime(expires), web.HumanDuration(vbctoken.DefaultStateTTL), s.RedirectURL)
-	fmt.Fprintln(a.stdout, u)
-	return ExitOK
+	})
 }
 
 // status reports the stored pair; exit 3 when re-consent is needed.
@@ -81,33 +84,40 @@ func (a *app) status(ctx context.Context, args []string) int {
 	if done, code := a.parse(fs, args, "status [flags]",
 		"Shows whether vbctoken is connected to VBC, the last grant, the pair's age, when the access\n"+
 			"and refresh tokens expire and when the next refresh is due. Never prints a token.\n"+
-			"Exits 3 when re-consent is needed. With --json: the keeper's Status object.\n"); done {
+			"Exits 3 when re-consent is needed, 5 when there is no store. With --json: the keeper's\n"+
+			"Status object.\n"); done {
 		return code
 	}
-	s, code, ok := a.settings(fs.Name(), config.Need{}, flagProblems(c))
-	if !ok {
+	return a.oneShot(ctx, fs.Name(), c, targetOptions{}, nil, config.Need{}, func(ctx context.Context, s config.Settings, t target) int {
+		var st vbctoken.Status
+		if t.serve != nil {
+			r, err := t.serve.call(ctx, http.MethodGet, apiStatus, "")
+			if err != nil {
+				return a.fail(fs.Name(), c, err, nil)
+			}
+			if r.Status != nil {
+				st = *r.Status
+			}
+		} else {
+			k, err := a.keeperFor(s, t.store, c)
+			if err == nil {
+				st, err = k.Status(ctx)
+			}
+			if err != nil {
+				return a.fail(fs.Name(), c, err, nil)
+			}
+		}
+		code := ExitOK
+		if !st.Connected {
+			code = ExitReconsent
+		}
+		if c.json {
+			a.writeJSON(st)
+			return code
+		}
+		writeStatus(a.stdout, st, t.where)
 		return code
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	k, where, err := a.keeperFor(ctx, s, c)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	st, err := k.Status(ctx)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	code = ExitOK
-	if !st.Connected {
-		code = ExitReconsent
-	}
-	if c.json {
-		a.writeJSON(st)
-		return code
-	}
-	writeStatus(a.stdout, st, where)
-	return code
+	})
 }
 
 func writeStatus(w io.Writer, st vbctoken.Status, where string) {
@@ -154,40 +164,50 @@ func (a *app) refresh(ctx context.Context, args []string) int {
 	if done, code := a.parse(fs, args, "refresh [--force] [flags]",
 		"Runs the refresher's logic once: refreshes the pair when the policy says so (or always\n"+
 			"with --force), stores the new pair with compare-and-swap and updates the access secret.\n"+
-			"Safe to run while the scheduled refresher runs. With --json: the keeper's Result.\n"); done {
+			"Safe to run while the scheduled refresher runs; on a local store that `vbctoken serve`\n"+
+			"holds, that serve refreshes (with its sandbox and clock). With --json: the keeper's Result.\n"); done {
 		return code
 	}
-	s, code, ok := a.settings(fs.Name(), config.Need{}, flagProblems(c))
-	if !ok {
-		return code
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	k, _, err := a.keeperFor(ctx, s, c)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	res, err := k.Refresh(ctx, force)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, res)
-	}
-	if c.json {
-		a.writeJSON(res)
+	return a.oneShot(ctx, fs.Name(), c, targetOptions{}, nil, config.Need{}, func(ctx context.Context, s config.Settings, t target) int {
+		var res vbctoken.Result
+		now := a.now()
+		var err error
+		if t.serve != nil {
+			var r apiReply
+			r, err = t.serve.call(ctx, http.MethodPost, apiRefresh, url.Values{"force": {strconv.FormatBool(force)}}.Encode())
+			if r.Result != nil {
+				res = *r.Result
+			}
+			if !r.Now.IsZero() {
+				now = r.Now
+			}
+		} else {
+			var k *vbctoken.Keeper
+			if k, err = a.keeperFor(s, t.store, c); err == nil {
+				res, err = k.Refresh(ctx, force)
+				now = a.now()
+			}
+		}
+		if err != nil {
+			return a.fail(fs.Name(), c, err, res)
+		}
+		if c.json {
+			a.writeJSON(res)
+			return ExitOK
+		}
+		switch res.Outcome {
+		case vbctoken.OutcomeRefreshed:
+			fmt.Fprintf(a.stdout, "Refreshed (%s).\n", web.ReasonText(res.Reason))
+		case vbctoken.OutcomeSkipped:
+			fmt.Fprintln(a.stdout, "Nothing to do: the pair is fresh (use --force to refresh anyway).")
+		case vbctoken.OutcomeSuperseded:
+			fmt.Fprintln(a.stdout, "Another writer stored a newer pair first; it is kept.")
+		default:
+			fmt.Fprintf(a.stdout, "Done: %s.\n", res.Outcome)
+		}
+		writeResult(a.stdout, res, now)
 		return ExitOK
-	}
-	now := a.now()
-	switch res.Outcome {
-	case vbctoken.OutcomeRefreshed:
-		fmt.Fprintf(a.stdout, "Refreshed (%s).\n", web.ReasonText(res.Reason))
-	case vbctoken.OutcomeSkipped:
-		fmt.Fprintln(a.stdout, "Nothing to do: the pair is fresh (use --force to refresh anyway).")
-	case vbctoken.OutcomeSuperseded:
-		fmt.Fprintln(a.stdout, "Another writer stored a newer pair first; it is kept.")
-	default:
-		fmt.Fprintf(a.stdout, "Done: %s.\n", res.Outcome)
-	}
-	writeResult(a.stdout, res, now)
-	return ExitOK
+	})
 }
 
 func writeResult(w io.Writer, res vbctoken.Result, now time.Time) {
@@ -212,42 +232,43 @@ func (a *app) login(ctx context.Context, args []string) int {
 			"With --json: the keeper's Result and the user name.\n"); done {
 		return code
 	}
-	problems := flagProblems(c)
+	var problems []string
 	if strings.TrimSpace(username) == "" {
 		problems = append(problems, "--username is required")
 	}
-	s, code, ok := a.settings(fs.Name(), config.Need{}, problems)
-	if !ok {
-		return code
-	}
-	user, err := vbctoken.NormalizeUsername(username)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	password, err := a.password(user)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	k, _, err := a.keeperFor(ctx, s, c)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	res, err := k.Login(ctx, user, password)
-	if err != nil {
-		return a.fail(fs.Name(), c, err, nil)
-	}
-	if c.json {
-		a.writeJSON(struct {
-			vbctoken.Result
-			Username string `json:"username"`
-		}{res, user})
+	return a.oneShot(ctx, fs.Name(), c, targetOptions{}, problems, config.Need{}, func(ctx context.Context, s config.Settings, t target) int {
+		if t.serve != nil {
+			// The serve's keeper and sandbox own that store; a second writer beside it is what
+			// the claim exists to prevent.
+			return a.fail(fs.Name(), c, &storeBusyError{Dir: c.dir(), Other: t.serve.info}, nil)
+		}
+		user, err := vbctoken.NormalizeUsername(username)
+		if err != nil {
+			return a.fail(fs.Name(), c, err, nil)
+		}
+		password, err := a.password(user)
+		if err != nil {
+			return a.fail(fs.Name(), c, err, nil)
+		}
+		k, err := a.keeperFor(s, t.store, c)
+		if err != nil {
+			return a.fail(fs.Name(), c, err, nil)
+		}
+		res, err := k.Login(ctx, user, password, false)
+		if err != nil {
+			return a.fail(fs.Name(), c, err, nil)
+		}
+		if c.json {
+			a.writeJSON(struct {
+				vbctoken.Result
+				Username string `json:"username"`
+			}{res, user})
+			return ExitOK
+		}
+		fmt.Fprintf(a.stdout, "Connected with the password grant as %s.\n", user)
+		writeResult(a.stdout, res, a.now())
 		return ExitOK
-	}
-	fmt.Fprintf(a.stdout, "Connected with the password grant as %s.\n", user)
-	writeResult(a.stdout, res, a.now())
-	return ExitOK
+	})
 }
 
 // password reads VBC_PASSWORD or, when unset, one line of stdin.

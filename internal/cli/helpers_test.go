@@ -92,7 +92,7 @@ func (h *harness) run(stdin string, args ...string) result {
 		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut,
 		getenv: func(k string) string { return h.env[k] },
 		now:    h.clock.Now,
-		openStore: func(context.Context, config.Settings, string) (vbctoken.Store, error) {
+		openStore: func(context.Context, config.Settings, string, bool) (vbctoken.Store, error) {
 			return h.store, nil
 		},
 		storeRetry:  vbctoken.RetryPolicy{Sleep: noSleep},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/internal/web"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
 // Defaults of serve.
@@ -49,12 +49,37 @@ type serveOptions struct {
 	addr         string
 	refreshEvery time.Duration
 	clockSpeed   float64
+	problems     []string // found in the flags, reported with the environment's
 }
 
 // serve runs the keeper locally: status page, consent link, callback, scheduled refresh
-// and, without client credentials, the VBC sandbox, all on one port.
+// and, without client credentials, the VBC sandbox, all on one port. It reads like its
+// steps: flags, the store (claimed), the listener, the wiring, run until stopped.
 func (a *app) serve(ctx context.Context, args []string) int {
-	var o serveOptions
+	o, done, code := a.parseServe(args)
+	if done {
+		return code
+	}
+	p, code, ok := a.prepareServe(ctx, o)
+	if !ok {
+		return code
+	}
+	defer p.close()
+	ln, err := a.listen(o.addr)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "vbctoken serve: cannot listen on %s: %v (is another vbctoken serve running? choose another --addr)\n", o.addr, err)
+		return ExitFailure
+	}
+	defer ln.Close()
+	rig, err := a.buildServe(ctx, p, baseURL(ln.Addr()))
+	if err != nil {
+		return a.fail("serve", o.common, err, nil)
+	}
+	return a.runServe(ctx, rig, ln)
+}
+
+// parseServe reads serve's flags.
+func (a *app) parseServe(args []string) (o serveOptions, done bool, code int) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	o.common.register(fs, false)
 	fs.StringVar(&o.addr, "addr", DefaultAddr, "listen on `HOST:PORT` (port 0 picks a free one)")
@@ -68,38 +93,61 @@ func (a *app) serve(ctx context.Context, args []string) int {
 			"  GET /consent     redirects to a fresh consent link\n"+
 			"  GET /callback    the consent callback (the same code as the Lambda)\n"+
 			"  GET /healthz     liveness; GET /status.json the status for scripts\n"+
+			"  /api/            what the other commands ask of a running serve (token in serve.json)\n"+
 			"  /sandbox/        the VBC sandbox, in sandbox mode\n"+
 			"and runs the refresher's logic every --refresh-every.\n\n"+
 			"Sandbox mode (what `make local` gives a fresh clone): when no *_SECRET_ID variable,\n"+
 			"no VBC_TOKEN_URL or VBC_AUTHORIZE_URL and no credentials.json (other than one serve\n"+
 			"generated for the sandbox) are configured, a local VBC sandbox answers under /sandbox/\n"+
-			"with generated client credentials saved in the store. Otherwise serve talks to VBC with\n"+
-			"the configured credentials; VBC_REDIRECT_URL is then required and must be registered.\n"+
-			"Logs are JSON on stderr. Stop with Ctrl-C.\n"); done {
-		return code
+			"with generated client credentials saved in the store. Its live chains and clock are\n"+
+			"saved in sandbox.json, so a restart keeps the connection. Otherwise serve talks to VBC\n"+
+			"with the configured credentials; VBC_REDIRECT_URL is then required and must be registered.\n\n"+
+			"One serve per store: it holds <store>/serve.json while it runs (pid, URL, clock speed),\n"+
+			"a second one on the same store refuses to start, and status, consent-url, refresh and\n"+
+			"reset on that store ask the running serve. Deleting the store while serving recreates it.\n"+
+			"Logs are JSON on stderr. Stop with Ctrl-C (exit 0).\n"); done {
+		return o, true, code
 	}
-	var problems []string
 	if o.timeout <= 0 {
-		problems = append(problems, "--timeout must be positive")
+		o.problems = append(o.problems, "--timeout must be positive")
 	}
 	if o.refreshEvery <= 0 {
-		problems = append(problems, "--refresh-every must be positive")
+		o.problems = append(o.problems, "--refresh-every must be positive")
 	}
 	if !(o.clockSpeed >= 1 && o.clockSpeed <= MaxClockSpeed) {
-		problems = append(problems, fmt.Sprintf("--clock-speed must be between 1 and %d", MaxClockSpeed))
+		o.problems = append(o.problems, fmt.Sprintf("--clock-speed must be between 1 and %d", MaxClockSpeed))
 	}
-	log := a.serveLogger(o.verbose)
+	return o, false, 0
+}
 
+// servePrep is serve's store, opened (created when missing) and claimed, and its mode.
+type servePrep struct {
+	o       serveOptions
+	s       config.Settings
+	log     *slog.Logger
+	store   vbctoken.Store
+	dir     string      // the file store's directory; "" on Secrets Manager
+	claim   *storeClaim // nil on Secrets Manager, where other keepers share the pair by design
+	sandbox bool
+}
+
+func (p *servePrep) close() {
+	if p.claim != nil {
+		p.claim.release()
+	}
+}
+
+// prepareServe reads the environment, opens and claims the store and decides the mode,
+// reporting every configuration problem at once.
+func (a *app) prepareServe(ctx context.Context, o serveOptions) (*servePrep, int, bool) {
+	problems := o.problems
+	p := &servePrep{o: o, log: a.serveLogger(o.verbose)}
 	s, err := config.FromEnv(a.getenv, config.Need{})
-	var store vbctoken.Store
+	p.s = s
 	var storeErr error
-	sandbox := false
 	if err == nil {
-		store, storeErr = a.openStore(ctx, s, o.store)
-		if storeErr == nil {
-			sandbox, storeErr = sandboxMode(ctx, a.getenv, s, store, o.store)
-		}
-		if storeErr == nil && !sandbox {
+		storeErr = a.openServeStore(ctx, p)
+		if storeErr == nil && !p.sandbox {
 			if o.clockSpeed != 1 {
 				problems = append(problems, "--clock-speed works only in sandbox mode (no client credentials and no VBC endpoints configured)")
 			}
@@ -107,42 +155,111 @@ func (a *app) serve(ctx context.Context, args []string) int {
 			_, err = config.FromEnv(a.getenv, config.Need{RedirectURL: true})
 		}
 	}
-	if code, ok := a.reportProblems(fs.Name(), err, problems); !ok {
-		return code
+	if code, ok := a.reportProblems("serve", false, err, problems); !ok {
+		p.close()
+		return nil, code, false
 	}
 	if storeErr != nil {
-		return a.fail(fs.Name(), o.common, storeErr, nil)
+		p.close()
+		return nil, a.fail("serve", o.common, storeErr, nil), false
 	}
+	return p, ExitOK, true
+}
 
-	ln, err := a.listen(o.addr)
+// openServeStore opens the store (creating a file store), claims it and decides the mode.
+// A store the local sandbox filled is refused when serve is pointed at VBC: VBC knows
+// neither the sandbox's client id nor its tokens.
+func (a *app) openServeStore(ctx context.Context, p *servePrep) error {
+	if !p.s.UsesSecretsManager() {
+		p.dir = p.o.dir()
+		claim, err := claimStore(p.dir)
+		if err != nil {
+			return err
+		}
+		p.claim = claim
+	}
+	store, err := a.openStore(ctx, p.s, p.dir, true)
 	if err != nil {
-		fmt.Fprintf(a.stderr, "vbctoken serve: cannot listen on %s: %v (is another vbctoken serve running? choose another --addr)\n", o.addr, err)
-		return ExitFailure
+		return err
 	}
-	defer ln.Close()
-	base := baseURL(ln.Addr())
+	p.store = store
+	if p.sandbox, err = sandboxMode(ctx, a.getenv, p.s, store, p.dir); err != nil || p.sandbox || p.dir == "" {
+		return err
+	}
+	if creds, err := store.LoadCredentials(ctx); err == nil && isSandboxClient(creds) {
+		return &sandboxStoreError{Dir: p.dir, What: "holds the local sandbox's generated client credentials (client id " + creds.ClientID + "), which VBC does not know"}
+	}
+	if cur, err := store.LoadPair(ctx); err == nil && !cur.Pair.RefreshToken.IsZero() {
+		if st, err := loadSandboxState(p.dir); err == nil && st.knows(cur.Pair.RefreshToken.Reveal()) {
+			return &sandboxStoreError{Dir: p.dir, What: "holds a token pair the local sandbox issued, which VBC would never accept"}
+		}
+	}
+	return nil
+}
 
-	clk := newClock(a.now, 1)
+// sandboxStoreError refuses to point serve at VBC on a store the local sandbox filled.
+type sandboxStoreError struct{ Dir, What string }
+
+func (e *sandboxStoreError) Error() string {
+	return fmt.Sprintf("%v: VBC endpoints are configured, but the store %s %s. Use another --store for VBC; or, to reuse this one, "+
+		"put your VBC consumer key and secret in %s and set the sandbox's pair aside with `vbctoken reset --force --store %s`",
+		vbctoken.ErrBadInput, e.Dir, e.What, filepath.Join(e.Dir, "credentials.json"), e.Dir)
+}
+
+func (e *sandboxStoreError) Is(target error) bool { return target == vbctoken.ErrBadInput }
+
+// serveRig is serve wired up, without a listener: the handler answers every route, so tests
+// drive it with httptest.
+type serveRig struct {
+	base    string
+	handler http.Handler
+	sched   *scheduler
+	sandbox *localSandbox // nil when talking to VBC
+	claim   *storeClaim
+	info    serveInfo
+	log     *slog.Logger
+	mode    string
+	store   string
+}
+
+// buildServe wires serve for the base URL it will answer on: the clock, the sandbox (its
+// chains revived from sandbox.json), the keeper on a store that recovers from deletion, the
+// scheduler and the routes.
+func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serveRig, error) {
+	log, s, o := p.log, p.s, p.o
+	clk := newClock(a.now, 1, time.Time{})
 	clientCfg := s.ClientConfig()
 	clientCfg.Retry = a.clientRetry
 	callbackPath := web.CallbackPath
-	var sb *vbcsandbox.Sandbox
+	redirect := s.RedirectURL
 	mode := "VBC at " + s.TokenURL
-	if sandbox {
-		clk = newClock(a.now, o.clockSpeed)
-		creds, err := sandboxCredentials(ctx, store, log)
+	guard := &storeGuard{claim: p.claim, dir: p.dir, log: log}
+	var sb *localSandbox
+	if p.sandbox {
+		creds, err := sandboxCredentials(ctx, p.store, log)
 		if err != nil {
-			return a.fail(fs.Name(), o.common, err, nil)
+			return nil, err
 		}
-		if err := clearStalePair(ctx, store, log); err != nil {
-			return a.fail(fs.Name(), o.common, err, nil)
+		state, err := loadSandboxState(p.dir)
+		if err != nil {
+			log.Warn("sandbox mode: cannot read the saved sandbox; starting without its chains", "error", err)
+			state = sandboxState{Version: sandboxStateVersion}
 		}
-		redirect := base + web.CallbackPath
-		sb = vbcsandbox.New(vbcsandbox.Options{
-			Clients:    []vbcsandbox.Client{{ID: creds.ClientID, Secret: creds.ClientSecret.Reveal(), RedirectURLs: []string{redirect}, Name: "vbctoken (local)"}},
-			Now:        clk.Now,
-			SigningKey: a.signingKey,
-		})
+		resume, err := adoptPair(ctx, p.store, state, log)
+		if err != nil {
+			return nil, err
+		}
+		clk = newClock(a.now, o.clockSpeed, resume)
+		redirect = base + web.CallbackPath
+		sb, err = newLocalSandbox(ctx, sandboxSetup{dir: p.dir, creds: creds, redirect: redirect, scope: s.Scope,
+			now: clk.Now, signingKey: a.signingKey, log: log, state: state})
+		if err != nil {
+			return nil, err
+		}
+		if err := sb.save(); err != nil {
+			log.Error("sandbox mode: cannot save the sandbox's chains; a restart of serve will lose the connection", "error", err)
+		}
+		guard.creds, guard.sandbox = &creds, sb
 		clientCfg.Endpoints = vbctoken.Endpoints{
 			AuthorizeURL: base + SandboxPrefix + vbcsandbox.AuthorizePath,
 			TokenURL:     base + SandboxPrefix + vbcsandbox.TokenPath,
@@ -161,6 +278,11 @@ func (a *app) serve(ctx context.Context, args []string) int {
 		}
 	}
 
+	store := p.store
+	if fs, ok := p.store.(*filestore.Store); ok && p.claim != nil {
+		store = &recoveringStore{Store: fs, guard: guard}
+		guard.files = fs
+	}
 	kc := s.KeeperConfig(store)
 	kc.Client = clientCfg
 	// A consent link stays valid 15 minutes of real time, whatever the clock speed.
@@ -168,58 +290,80 @@ func (a *app) serve(ctx context.Context, args []string) int {
 	kc.StoreRetry, kc.Now, kc.Logger = a.storeRetry, clk.Now, log
 	keeper, err := vbctoken.NewKeeper(kc)
 	if err != nil {
-		return a.fail(fs.Name(), o.common, err, nil)
+		return nil, err
 	}
-	if !sandbox {
+	if !p.sandbox {
 		// Fail now, not at the first consent, when the credentials are missing.
 		if _, err := store.LoadCredentials(ctx); err != nil {
-			return a.fail(fs.Name(), o.common, err, nil)
+			return nil, err
 		}
 	}
 
+	failures := &failureLog{log: log, wall: a.now, every: failureLogEvery}
 	sched := &scheduler{
-		keeper:  keeper,
-		every:   max(time.Duration(float64(o.refreshEvery)/clk.Speed()), minTick),
-		timeout: o.timeout,
-		now:     clk.Now,
-		log:     log,
+		keeper:        keeper,
+		every:         max(time.Duration(float64(o.refreshEvery)/clk.Speed()), minTick),
+		timeout:       o.timeout,
+		now:           clk.Now,
+		log:           log,
+		storeFailures: failures,
 	}
+	info := serveInfo{Version: serveInfoVersion, PID: os.Getpid(), URL: base, StartedAt: a.now().UTC(),
+		ClockSpeed: clk.Speed(), Sandbox: p.sandbox, Token: newToken()}
 	srv := &server{
-		keeper:  keeper,
-		sched:   sched,
-		clock:   clk,
-		timeout: o.timeout,
-		log:     log,
-		mode:    mode,
-		store:   storeText(s, o.store),
-		loc:     a.location,
+		keeper:      keeper,
+		sched:       sched,
+		clock:       clk,
+		timeout:     o.timeout,
+		log:         log,
+		mode:        mode,
+		store:       storeText(p),
+		dir:         p.dir,
+		redirectURL: redirect,
+		token:       info.Token,
+		fileStore:   store,
+		failures:    failures,
+		loc:         a.location,
 		callback: &web.Callback{
-			Keeper: keeper, Log: log, Path: callbackPath, Location: a.location,
+			Keeper: keeper, Log: log, Path: callbackPath, Location: a.location, HomeURL: "/",
 		},
 		sandbox: sb,
 	}
+	return &serveRig{base: base, handler: srv.routes(callbackPath), sched: sched, sandbox: sb, claim: p.claim,
+		info: info, log: log, mode: mode, store: srv.store}, nil
+}
+
+// runServe publishes serve in the store, serves until ctx ends (Ctrl-C: exit 0), then
+// shuts down: in-flight requests finish, the sandbox's chains and clock are saved, the
+// store is released.
+func (a *app) runServe(ctx context.Context, rig *serveRig, ln net.Listener) int {
+	log := rig.log
+	if rig.claim != nil {
+		if err := rig.claim.publish(rig.info); err != nil {
+			log.Warn("cannot write serve.json; other commands will not find this serve", "error", err)
+		}
+	}
 	httpSrv := &http.Server{
-		Handler:           srv.routes(callbackPath),
+		Handler:           rig.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- httpSrv.Serve(ln) })
-	wg.Go(func() { sched.run(ctx) })
+	wg.Go(func() { rig.sched.run(ctx) })
 
-	fmt.Fprintf(a.stderr, "vbctoken serving on %s — open it in your browser\n", base)
-	if sandbox {
+	fmt.Fprintf(a.stderr, "vbctoken serving on %s — open it in your browser\n", rig.base)
+	if rig.sandbox != nil {
 		fmt.Fprintf(a.stderr, "sandbox mode: no VBC client credentials are configured, so a local VBC sandbox answers at %s%s/ (%s).\n",
-			base, SandboxPrefix, mode)
+			rig.base, SandboxPrefix, rig.mode)
 	}
-	log.Info("vbctoken serving", "url", base, "mode", mode, "sandbox", sandbox, "store", srv.store,
-		"clock_speed", clk.Speed(), "refresh_every", o.refreshEvery.String())
+	log.Info("vbctoken serving", "url", rig.base, "mode", rig.mode, "sandbox", rig.sandbox != nil, "store", rig.store,
+		"clock_speed", rig.info.ClockSpeed, "refresh_every", rig.sched.every.String())
 	if a.serving != nil {
-		a.serving(base)
+		a.serving(rig.base)
 	}
 
 	code := ExitOK
@@ -236,8 +380,20 @@ func (a *app) serve(ctx context.Context, args []string) int {
 		log.Warn("serve: shutdown did not finish cleanly", "error", err)
 	}
 	wg.Wait()
+	if rig.sandbox != nil {
+		if err := rig.sandbox.save(); err != nil {
+			log.Error("sandbox mode: cannot save the sandbox's chains; the next serve will not keep the connection", "error", err)
+		}
+	}
 	log.Info("vbctoken stopped")
 	return code
+}
+
+func storeText(p *servePrep) string {
+	if p.s.UsesSecretsManager() {
+		return "AWS Secrets Manager (" + p.s.TokenSecretID + ")"
+	}
+	return "files in " + p.dir
 }
 
 func (a *app) serveLogger(verbose bool) *slog.Logger {
@@ -246,6 +402,11 @@ func (a *app) serveLogger(verbose bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// isSandboxClient reports whether creds are the ones serve generated for its sandbox.
+func isSandboxClient(creds vbctoken.Credentials) bool {
+	return strings.HasPrefix(creds.ClientID, SandboxClientPrefix)
 }
 
 // sandboxMode decides whether serve mounts the sandbox: no Secrets Manager ids, no VBC
@@ -258,12 +419,9 @@ func sandboxMode(ctx context.Context, getenv func(string) string, s config.Setti
 	creds, err := store.LoadCredentials(ctx)
 	switch {
 	case err == nil:
-		return strings.HasPrefix(creds.ClientID, SandboxClientPrefix), nil
+		return isSandboxClient(creds), nil
 	case errors.Is(err, vbctoken.ErrNoCredentials):
 		// A placeholder credentials.json is an operator's intent to talk to VBC.
-		if dir == "" {
-			dir = config.DefaultStoreDir
-		}
 		if _, serr := os.Stat(filepath.Join(dir, "credentials.json")); serr == nil {
 			return false, nil
 		} else if !errors.Is(serr, fs.ErrNotExist) {
@@ -282,7 +440,7 @@ type credentialsSaver interface {
 // sandboxCredentials returns the sandbox client credentials stored by an earlier serve, or
 // generates and saves new ones (mode 0600 in the file store).
 func sandboxCredentials(ctx context.Context, store vbctoken.Store, log *slog.Logger) (vbctoken.Credentials, error) {
-	if c, err := store.LoadCredentials(ctx); err == nil && strings.HasPrefix(c.ClientID, SandboxClientPrefix) {
+	if c, err := store.LoadCredentials(ctx); err == nil && isSandboxClient(c) {
 		return c, nil
 	}
 	saver, ok := store.(credentialsSaver)
@@ -300,25 +458,37 @@ func sandboxCredentials(ctx context.Context, store vbctoken.Store, log *slog.Log
 	return c, nil
 }
 
-// clearStalePair forgets a pair left by an earlier serve: the sandbox that issued it lived
-// in that process's memory, so its refresh token can never work again. Consent nonces and
-// unknown fields are kept.
-func clearStalePair(ctx context.Context, store vbctoken.Store, log *slog.Logger) error {
+// adoptPair decides what becomes of the pair an earlier serve left. A pair whose refresh
+// token the saved sandbox knows is kept: its chain is revived, so the connection survives
+// the restart. Any other pair can never be refreshed (the sandbox that issued it is gone
+// without a trace) and is cleared, keeping consent nonces and unknown fields. A pair that
+// cannot be read is left alone for the status page to explain. It returns the time the
+// clock resumes from: the saved clock or the kept pair's, whichever is later.
+func adoptPair(ctx context.Context, store vbctoken.Store, state sandboxState, log *slog.Logger) (time.Time, error) {
+	resume := state.Clock
 	cur, err := store.LoadPair(ctx)
 	if err != nil {
-		return fmt.Errorf("sandbox mode: %w", err)
+		log.Warn("sandbox mode: cannot read the stored pair; the status page says how to set it aside", "error", err)
+		return resume, nil
 	}
 	if cur.Pair == nil || cur.Pair.RefreshToken.IsZero() {
-		return nil
+		return resume, nil
+	}
+	if state.knows(cur.Pair.RefreshToken.Reveal()) {
+		if cur.Pair.ObtainedAt.After(resume) {
+			resume = cur.Pair.ObtainedAt
+		}
+		log.Info("sandbox mode: kept the connection of the earlier run (its sandbox chain was saved)", "pair", cur.Pair)
+		return resume, nil
 	}
 	if _, err := store.CommitPair(ctx, cur.Pair.WithTokens(&vbctoken.Pair{}), cur.Version); err != nil {
-		return fmt.Errorf("sandbox mode: clear the pair of an earlier run: %w", err)
+		return resume, fmt.Errorf("sandbox mode: clear the pair of an earlier run: %w", err)
 	}
 	if err := store.PutAccess(ctx, vbctoken.AccessToken{}); err != nil {
-		return fmt.Errorf("sandbox mode: clear the access token of an earlier run: %w", err)
+		return resume, fmt.Errorf("sandbox mode: clear the access token of an earlier run: %w", err)
 	}
-	log.Info("sandbox mode: cleared the token pair of an earlier run (its sandbox is gone); connect again", "pair", cur.Pair)
-	return nil
+	log.Info("sandbox mode: cleared a token pair that no saved sandbox chain knows (it can never be refreshed); connect again", "pair", cur.Pair)
+	return resume, nil
 }
 
 // baseURL is the http URL of a listener; an unspecified host becomes 127.0.0.1.
@@ -331,250 +501,4 @@ func baseURL(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// scheduler runs the refresher's logic on serve's clock and remembers what it did for the
-// status page.
-type scheduler struct {
-	keeper  *vbctoken.Keeper
-	every   time.Duration // wall time between checks
-	timeout time.Duration
-	now     func() time.Time
-	log     *slog.Logger
-
-	mu        sync.Mutex
-	last      *web.LastRefresh
-	lastCheck time.Time
-	refreshes int
-	// deadSince is the ObtainedAt of a pair whose refresh token VBC rejected: it is not
-	// tried again (every try would fail and log) until a consent stores a new pair.
-	deadSince time.Time
-}
-
-func (s *scheduler) run(ctx context.Context) {
-	t := time.NewTicker(s.every)
-	defer t.Stop()
-	for {
-		s.tick(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// tick runs one check: like the scheduled Lambda, but it does not call the keeper while
-// nobody has consented, so an unconnected serve stays quiet. A check that has started
-// finishes even when serve is stopping (bounded by the timeout): cancelling a refresh
-// between VBC's answer and the store's write would lose the only live pair.
-func (s *scheduler) tick(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
-	defer cancel()
-	st, err := s.keeper.Status(ctx)
-	s.mu.Lock()
-	s.lastCheck = s.now()
-	dead := s.deadSince
-	s.mu.Unlock()
-	if err != nil {
-		s.log.Warn("scheduler: cannot read the pair", "error", err)
-		s.record(web.LastRefresh{At: s.now(), Err: err}, false)
-		return
-	}
-	if !st.Connected || (!dead.IsZero() && st.ObtainedAt.Equal(dead)) {
-		return
-	}
-	res, err := s.keeper.Refresh(ctx, false)
-	switch {
-	case errors.Is(err, vbctoken.ErrReconsentRequired):
-		s.mu.Lock()
-		s.deadSince = st.ObtainedAt
-		s.mu.Unlock()
-	case err != nil:
-		s.log.Warn("scheduler: refresh failed; trying again at the next run", "error", err)
-	case res.Outcome == vbctoken.OutcomeSkipped:
-		s.log.Debug("scheduler: pair is fresh", "next_refresh", st.NextRefresh)
-		return
-	}
-	s.record(web.LastRefresh{At: s.now(), Result: res, Err: err}, err == nil && res.Outcome == vbctoken.OutcomeRefreshed)
-}
-
-func (s *scheduler) record(l web.LastRefresh, refreshed bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.last = &l
-	if refreshed {
-		s.refreshes++
-	}
-}
-
-// snapshot returns what the scheduler last did.
-func (s *scheduler) snapshot() (last *web.LastRefresh, lastCheck time.Time, refreshes int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.last != nil {
-		l := *s.last
-		last = &l
-	}
-	return last, s.lastCheck, s.refreshes
-}
-
-// server holds serve's HTTP handlers.
-type server struct {
-	keeper   *vbctoken.Keeper
-	sched    *scheduler
-	clock    *clock
-	callback *web.Callback
-	sandbox  *vbcsandbox.Sandbox // nil when talking to VBC
-	timeout  time.Duration
-	log      *slog.Logger
-	mode     string
-	store    string
-	loc      *time.Location
-}
-
-func (s *server) routes(callbackPath string) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.statusPage)
-	mux.HandleFunc("GET /status.json", s.statusJSON)
-	mux.HandleFunc("GET /consent", s.consent)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.Handle(callbackPath, s.withTimeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The code is exchanged by now: the sped-up clock may run again.
-		defer s.clock.release()
-		s.callback.ServeHTTP(w, r)
-	})))
-	if s.sandbox != nil {
-		sb := http.StripPrefix(SandboxPrefix, s.sandbox)
-		mux.Handle(SandboxPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && r.URL.Path == SandboxPrefix+vbcsandbox.AuthorizePath {
-				// An approval mints a code that lives 10 sandbox minutes: run the clock at real
-				// speed until the callback has exchanged it.
-				s.clock.hold(consentHold)
-			}
-			sb.ServeHTTP(w, r)
-		}))
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		web.Respond(web.Page{Status: http.StatusNotFound, Tone: web.ToneBad, Title: "Not found",
-			Lead: "There is nothing at this address.", LinkURL: "/", LinkText: "Status page"}).Write(w)
-	})
-	return s.logRequests(mux)
-}
-
-// withTimeout bounds a request by the operation timeout and detaches it from the client:
-// a browser that goes away mid-callback must not cancel the store's write of a new pair.
-func (s *server) withTimeout(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.timeout)
-		defer cancel()
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
-}
-
-// logRequests logs method, path and status; never the query, which carries code and state.
-func (s *server) logRequests(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(rec, r)
-		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration_ms", time.Since(start).Milliseconds())
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (s *server) view(ctx context.Context) (web.StatusView, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	st, err := s.keeper.Status(ctx)
-	if err != nil {
-		return web.StatusView{}, err
-	}
-	last, lastCheck, n := s.sched.snapshot()
-	return web.StatusView{Status: st, Last: last, LastCheck: lastCheck, Refreshes: n,
-		ConnectURL: "/consent", Mode: s.mode, Store: s.store, Location: s.loc}, nil
-}
-
-func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
-	v, err := s.view(r.Context())
-	if err != nil {
-		s.log.Error("status page: cannot read the pair", "error", err)
-		web.Respond(web.Page{Status: http.StatusServiceUnavailable, Tone: web.ToneBad, Refresh: web.DefaultStatusRefresh,
-			Title: "Cannot read the stored pair", Lead: "vbctoken could not read its store. The details are in the logs; this page retries by itself."}).Write(w)
-		return
-	}
-	web.Respond(web.StatusPage(v)).Write(w)
-}
-
-// statusJSONBody is GET /status.json: the keeper's Status and what the scheduler did.
-type statusJSONBody struct {
-	Status      vbctoken.Status `json:"status"`
-	Refreshes   int             `json:"refreshes"`
-	LastCheck   time.Time       `json:"last_check,omitzero"`
-	LastRefresh *lastJSON       `json:"last_refresh,omitempty"`
-	Mode        string          `json:"mode"`
-}
-
-type lastJSON struct {
-	At      time.Time        `json:"at"`
-	Outcome vbctoken.Outcome `json:"outcome,omitempty"`
-	Reason  vbctoken.Reason  `json:"reason,omitempty"`
-	Summary string           `json:"summary"`
-}
-
-func (s *server) statusJSON(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	v, err := s.view(r.Context())
-	if err != nil {
-		s.log.Error("status.json: cannot read the pair", "error", err)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"cannot read the stored pair"}` + "\n"))
-		return
-	}
-	body := statusJSONBody{Status: v.Status, Refreshes: v.Refreshes, LastCheck: v.LastCheck, Mode: v.Mode}
-	if v.Last != nil {
-		body.LastRefresh = &lastJSON{At: v.Last.At, Outcome: v.Last.Result.Outcome, Reason: v.Last.Result.Reason, Summary: v.Last.Summary()}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(body)
-}
-
-// consent redirects to a freshly minted consent link. A deployed callback never does
-// this: only an admin with access to the state key mints links (DESIGN.md "Consent").
-// serve may, because it is a local admin tool bound to 127.0.0.1 by default: whoever can
-// reach its port already holds the store.
-func (s *server) consent(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
-	defer cancel()
-	u, err := s.keeper.ConsentURL(ctx)
-	if err != nil {
-		s.log.Error("consent: cannot mint a consent link", "error", err)
-		p := web.Page{Status: http.StatusServiceUnavailable, Tone: web.ToneBad, Title: "Cannot create a consent link",
-			Lead: "vbctoken could not create a consent link. The details are in the logs.", LinkURL: "/", LinkText: "Status page"}
-		if errors.Is(err, vbctoken.ErrNoCredentials) {
-			p.Lead = "The client credentials are not configured. Store the VBC consumer key and secret first."
-		}
-		web.Respond(p).Write(w)
-		return
-	}
-	for k, v := range web.SecurityHeaders() {
-		w.Header().Set(k, v)
-	}
-	http.Redirect(w, r, u, http.StatusFound)
 }

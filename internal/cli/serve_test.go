@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"html"
@@ -22,6 +21,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of serve's goroutines.
@@ -38,18 +38,32 @@ type served struct {
 // connections. The test's cleanup stops it if the test did not.
 func startServe(t *testing.T, env map[string]string, ln net.Listener, args ...string) *served {
 	t.Helper()
+	return startServeWith(t, serveSetup{env: env, ln: ln}, args...)
+}
+
+// serveSetup is what startServeWith varies.
+type serveSetup struct {
+	env  map[string]string
+	ln   net.Listener
+	wall func() time.Time // default time.Now
+}
+
+func startServeWith(t *testing.T, in serveSetup, args ...string) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := &syncBuffer{}
 	ready := make(chan string, 1)
 	a := &app{
 		stdin: strings.NewReader(""), stdout: io.Discard, stderr: stderr,
-		getenv:     func(k string) string { return env[k] },
+		getenv:     func(k string) string { return in.env[k] },
+		now:        in.wall,
 		serving:    func(base string) { ready <- base },
 		signingKey: signingKey(),
 		location:   time.UTC,
 		storeRetry: vbctoken.RetryPolicy{Sleep: noSleep}, clientRetry: vbctoken.RetryPolicy{Sleep: noSleep},
 	}
-	if ln != nil {
+	if in.ln != nil {
+		ln := in.ln
 		a.listen = func(string) (net.Listener, error) { return ln, nil }
 	}
 	done := make(chan int, 1)
@@ -240,7 +254,7 @@ func TestServeSandboxEndToEnd(t *testing.T) {
 	}
 	u, _ := url.Parse(cb)
 	secrets := []string{u.Query().Get("code"), u.Query().Get("state")}
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,33 +274,6 @@ func TestServeSandboxEndToEnd(t *testing.T) {
 	}
 }
 
-// A second `make local` reuses the sandbox credentials and forgets the pair of the
-// previous run, whose sandbox is gone.
-func TestServeRestartInSandboxMode(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	s := startServe(t, map[string]string{}, nil, "--store", dir)
-	if r := get(t, decide(t, s.base, "approve")); r.status != http.StatusOK {
-		t.Fatalf("consent: %d %s", r.status, r.body)
-	}
-	s.stop()
-	first, _ := os.ReadFile(filepath.Join(dir, "credentials.json"))
-
-	s = startServe(t, map[string]string{}, nil, "--store", dir)
-	if st := statusOf(t, s.base); st.Status.Connected {
-		t.Errorf("the previous run's pair survived: %+v", st)
-	}
-	if !strings.Contains(s.stderr.String(), "cleared the token pair of an earlier run") {
-		t.Errorf("no log about the cleared pair:\n%s", s.stderr)
-	}
-	second, _ := os.ReadFile(filepath.Join(dir, "credentials.json"))
-	if !bytes.Equal(first, second) || len(first) == 0 {
-		t.Errorf("credentials were not reused")
-	}
-	if r := get(t, decide(t, s.base, "approve")); r.status != http.StatusOK {
-		t.Errorf("consent after restart: %d", r.status)
-	}
-}
-
 // With client credentials and VBC endpoints configured, serve talks to them and mounts no
 // sandbox; the registered callback URL must point at it.
 func TestServeAgainstConfiguredVBC(t *testing.T) {
@@ -303,7 +290,7 @@ func TestServeAgainstConfiguredVBC(t *testing.T) {
 	t.Cleanup(ts.Close)
 	srv := ts.URL
 	dir := t.TempDir()
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,5 +332,69 @@ func TestServeAgainstVBCWithoutCredentials(t *testing.T) {
 	code := a.run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--store", t.TempDir()})
 	if code != ExitUsage || !strings.Contains(errOut.String(), "client credentials not configured") {
 		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+}
+
+// serve's wiring is built and answers without a listener: flags, store, build, then the
+// handler driven with httptest.
+func TestServeWiringWithoutListener(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	var stderr syncBuffer
+	wall := newFakeClock()
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" },
+		now: wall.Now, signingKey: signingKey(), location: time.UTC}
+	a.setDefaults()
+	o, done, _ := a.parseServe([]string{"--store", dir, "--clock-speed", "3600", "--refresh-every", "2h"})
+	if done {
+		t.Fatal("parse stopped")
+	}
+	p, code, ok := a.prepareServe(context.Background(), o)
+	if !ok {
+		t.Fatalf("prepare: exit %d: %s", code, stderr.String())
+	}
+	defer p.close()
+	if !p.sandbox || p.claim == nil {
+		t.Fatalf("prepared: sandbox %v, claim %v", p.sandbox, p.claim)
+	}
+	rig, err := a.buildServe(context.Background(), p, "http://serve.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rig.sched.every != 2*time.Second || rig.info.ClockSpeed != 3600 || rig.info.URL != "http://serve.test" {
+		t.Errorf("rig: every %v, info %+v", rig.sched.every, rig.info)
+	}
+	do := func(method, path, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "http://serve.test"+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		rig.handler.ServeHTTP(rec, req)
+		return rec
+	}
+	if r := do("GET", "/healthz", ""); r.Code != http.StatusOK {
+		t.Errorf("healthz: %d", r.Code)
+	}
+	if r := do("GET", "/", ""); r.Code != http.StatusOK || !strings.Contains(r.Body.String(), "Not connected to VBC yet") {
+		t.Errorf("status page: %d %s", r.Code, r.Body)
+	}
+	if r := do("GET", apiStatus, ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("api without token: %d", r.Code)
+	}
+	if r := do("GET", apiStatus, "wrong"); r.Code != http.StatusUnauthorized {
+		t.Errorf("api with a wrong token: %d", r.Code)
+	}
+	r := do("GET", apiStatus, rig.info.Token)
+	var reply apiReply
+	if err := json.Unmarshal(r.Body.Bytes(), &reply); err != nil || r.Code != http.StatusOK || reply.Status == nil || !reply.Now.Equal(start) {
+		t.Errorf("api status: %d %v %s", r.Code, err, r.Body)
+	}
+	r = do("POST", apiRefresh, rig.info.Token)
+	if err := json.Unmarshal(r.Body.Bytes(), &reply); err != nil || r.Code != http.StatusConflict || reply.ExitCode != ExitReconsent || reply.Hint != nextStepConsent {
+		t.Errorf("api refresh while not connected: %d %v %s", r.Code, err, r.Body)
+	}
+	r = do("POST", apiConsentURL, rig.info.Token)
+	if err := json.Unmarshal(r.Body.Bytes(), &reply); err != nil || !strings.HasPrefix(reply.URL, "http://serve.test/sandbox/authorize?") || reply.RedirectURL != "http://serve.test/callback" {
+		t.Errorf("api consent-url: %d %v %s", r.Code, err, r.Body)
 	}
 }

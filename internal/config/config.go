@@ -4,10 +4,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +28,7 @@ const (
 )
 
 // Defaults (DESIGN.md).
-const (
-	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
-	DefaultTokenURL     = "https://api.vonage.com/token"
-	DefaultScope        = "openid"
-)
+const ()
 
 // Settings is the parsed configuration.
 type Settings struct {
@@ -91,10 +84,10 @@ func FromEnv(getenv func(string) string, need Need) (Settings, error) {
 		CredentialsSecretID: get(EnvCredentialsSecretID, ""),
 		TokenSecretID:       get(EnvTokenSecretID, ""),
 		AccessSecretID:      get(EnvAccessSecretID, ""),
-		AuthorizeURL:        get(EnvAuthorizeURL, DefaultAuthorizeURL),
-		TokenURL:            get(EnvTokenURL, DefaultTokenURL),
+		AuthorizeURL:        get(EnvAuthorizeURL, contract.DefaultAuthorizeURL),
+		TokenURL:            get(EnvTokenURL, contract.DefaultTokenURL),
 		RedirectURL:         get(EnvRedirectURL, ""),
-		Scope:               get(EnvScope, DefaultScope),
+		Scope:               get(EnvScope, contract.DefaultScope),
 		Policy:              vbctoken.DefaultPolicy(),
 	}
 	ids := map[string]string{EnvCredentialsSecretID: s.CredentialsSecretID, EnvTokenSecretID: s.TokenSecretID, EnvAccessSecretID: s.AccessSecretID}
@@ -146,25 +139,5 @@ func FromEnv(getenv func(string) string, need Need) (Settings, error) {
 	return s, nil
 }
 
-// checkURL accepts https URLs, and http only for loopback hosts (local runs and tests):
-// client secrets and tokens never travel in clear over a network.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return errors.New("is not an absolute URL")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		host := u.Hostname()
-		if host == "localhost" {
-			return nil
-		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			return nil
-		}
-		return errors.New("must use https (plain http is allowed only for localhost)")
-	}
-	return errors.New("must be an https URL")
-}
+// checkURL accepts https URLs, and http only for loopback hosts (contract.CheckURL).
+func checkURL(raw string) error { return contract.CheckURL(raw) }

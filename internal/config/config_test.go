@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -16,7 +17,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.AuthorizeURL != DefaultAuthorizeURL || s.TokenURL != DefaultTokenURL || s.Scope != "openid" || s.PKCE ||
+	if s.AuthorizeURL != contract.DefaultAuthorizeURL || s.TokenURL != contract.DefaultTokenURL || s.Scope != "openid" || s.PKCE ||
 		s.Policy != vbctoken.DefaultPolicy() || s.UsesSecretsManager() {
 		t.Errorf("defaults: %+v", s)
 	}

@@ -1,13 +1,16 @@
 package config
 
-import "github.com/vbctoken/vbctoken/pkg/vbctoken"
+import (
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
+)
 
 // DefaultStoreDir is the local file store of `vbctoken` when no secret ids are set.
 const DefaultStoreDir = ".vbctoken"
 
 // SecretIDs returns the Secrets Manager ids of the settings.
-func (s Settings) SecretIDs() vbctoken.SecretIDs {
-	return vbctoken.SecretIDs{Credentials: s.CredentialsSecretID, Pair: s.TokenSecretID, Access: s.AccessSecretID}
+func (s Settings) SecretIDs() smstore.SecretIDs {
+	return smstore.SecretIDs{Credentials: s.CredentialsSecretID, Pair: s.TokenSecretID, Access: s.AccessSecretID}
 }
 
 // KeeperConfig returns the keeper settings for store: the OAuth client and the policy.

@@ -1,10 +1,17 @@
-// Package contract holds the names that DESIGN.md fixes and that several parts must agree
-// on: the environment variables of the functions and the CLI, and the custom metric the
-// refresher emits and the stack's alarm watches. It has no dependencies, so the CDK
-// construct can use it without linking the keeper.
+// Package contract holds the names that docs/design.md fixes and that several parts must
+// agree on: the environment variables of the functions and the CLI, and the custom metric the
+// refresher emits and the stack's alarm watches, VBC's default endpoints and the rule for
+// endpoint URLs. It depends on the standard library only, so the CDK construct can use it
+// without linking the keeper.
 package contract
 
-// Environment variables (DESIGN.md "Configuration"): names, ARNs and URLs, never secrets.
+import (
+	"errors"
+	"net"
+	"net/url"
+)
+
+// Environment variables (docs/design.md "Configuration"): names, ARNs and URLs, never secrets.
 const (
 	EnvCredentialsSecretID = "VBC_CREDENTIALS_SECRET_ID"
 	EnvTokenSecretID       = "VBC_TOKEN_SECRET_ID"
@@ -16,9 +23,52 @@ const (
 	EnvPKCE                = "VBC_PKCE"
 	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
 	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+	// EnvSelfHealSecretID names the optional self-heal login secret {"username","password"};
+	// set, the refresher restores a provably lost chain with the password grant.
+	EnvSelfHealSecretID = "VBC_SELF_HEAL_SECRET_ID"
 )
 
-// The refresher's CloudWatch Embedded Metric Format metrics, in namespace MetricNamespace.
+// Accounts mode (docs/design.md "Accounts mode"): on when EnvAccountSecretPrefix is set.
+const (
+	EnvAccountSecretPrefix = "VBC_ACCOUNT_SECRET_PREFIX"
+	EnvAccountKMSKeyID     = "VBC_ACCOUNT_KMS_KEY_ID"
+	EnvTableName           = "VBC_TABLE_NAME"
+	EnvAccountQueueURL     = "VBC_ACCOUNT_QUEUE_URL"
+)
+
+// VBC's endpoints and the scope asked for when none is configured (docs/design.md
+// "Configuration"; docs/vbc.md "What Vonage documents"), and the callback's route
+// (docs/design.md "Routes").
+const (
+	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
+	DefaultTokenURL     = "https://api.vonage.com/token"
+	DefaultScope        = "openid"
+	CallbackPath        = "/callback"
+)
+
+// CheckURL accepts an https URL, and plain http only on a loopback host (local runs and
+// tests): client secrets and tokens never cross a network in clear. Its errors name the
+// problem, not the URL.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("is not an absolute URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+		return errors.New("must use https (plain http is allowed only on a loopback host)")
+	}
+	return errors.New("must be an https URL")
+}
+
+// The refresher's CloudWatch Embedded Metric Format metrics, in namespace MetricNamespace
+// (docs/design.md "Metrics").
 //
 // MetricRefreshTokenSecondsLeft: seconds until the stored refresh token expires (0 when
 // re-consent is needed), with the single dimension FunctionName. The stack alarms when it
@@ -36,4 +86,7 @@ const (
 	MetricDimensionFunctionName   = "FunctionName"
 	MetricDimensionOutcome        = "Outcome"
 	MetricOutcomeError            = "error"
+	// MetricPropertyAccount is the property (not a dimension) that names the account of an
+	// accounts-mode run's metric line: one metric serves any number of accounts.
+	MetricPropertyAccount = "Account"
 )

@@ -24,6 +24,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/motoserver"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 const (
@@ -68,7 +69,7 @@ type env struct {
 	moto    *motoserver.Server
 	vbc     *vbcsandbox.Sandbox
 	secrets motoserver.Secrets
-	store   *vbctoken.SecretsManagerStore
+	store   *smstore.Store
 	fnEnv   map[string]string
 	keeper  *vbctoken.Keeper // the admin's side (what `vbctoken consent-url` does)
 	funcs   []*lambdarun.Function
@@ -83,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	secrets := moto.CreateStoreSecrets(t, true)
 	creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: clientID, ClientSecret: clientSecret})
 	moto.PutSecret(t, secrets.Credentials, string(creds))
-	store := vbctoken.NewSecretsManagerStore(moto.Client(), vbctoken.SecretIDs(secrets))
+	store := smstore.New(moto.Client(), smstore.SecretIDs(secrets))
 	e := &env{t: t, moto: moto, vbc: vbc, secrets: secrets, store: store,
 		fnEnv: map[string]string{
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER": moto.URL,

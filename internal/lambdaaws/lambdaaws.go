@@ -18,7 +18,7 @@
 // internal/config (OpenStore, for the CLI) imported it. Dropping those imports from the
 // Lambdas' build was measured at a further 2.5–4 ms of init (refresher 1.41× → 1.18× hello
 // world in one run), so now neither does: the CLI opens its store in internal/cli and apps
-// pass their own aws.Config to vbctoken.NewSecretsManagerSource.
+// pass their own aws.Config to smstore.NewSource.
 //
 // # What is kept and what is given up
 //
@@ -38,7 +38,7 @@ import (
 	"strings"
 
 	"github.com/vbctoken/vbctoken/internal/config"
-	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -99,11 +99,11 @@ func Config(getenv func(string) string) (aws.Config, error) {
 // OpenStore reads a function's settings (config.FromEnv with need) and its SDK
 // configuration from getenv and returns the Secrets Manager store, reporting every problem
 // of both at once.
-func OpenStore(getenv func(string) string, need config.Need) (config.Settings, *vbctoken.SecretsManagerStore, error) {
+func OpenStore(getenv func(string) string, need config.Need) (config.Settings, *smstore.Store, error) {
 	settings, err := config.FromEnv(getenv, need)
 	awsCfg, awsErr := Config(getenv)
 	if err := errors.Join(err, awsErr); err != nil {
 		return settings, nil, err
 	}
-	return settings, vbctoken.NewSecretsManagerStoreFromConfig(awsCfg, settings.SecretIDs()), nil
+	return settings, smstore.NewFromConfig(awsCfg, settings.SecretIDs()), nil
 }

@@ -276,6 +276,10 @@ func (f *Function) Invoke(ctx context.Context, event []byte) (Result, error) {
 		return Result{}, ErrClosed
 	}
 	defer func() { <-f.sem }()
+	if f.isClosing() {
+		// select picks at random among ready cases: a free sem must not hide Close.
+		return Result{}, ErrClosed
+	}
 
 	for attempt := 0; ; attempt++ {
 		p, err := f.ensureRunning(ctx)
@@ -320,9 +324,15 @@ func (f *Function) invokeOn(ctx context.Context, p *process, event []byte) (res 
 	select {
 	case f.queue <- inv:
 	case <-p.exited:
+		if f.isClosing() {
+			return res, false, ErrClosed // Close stopped the process
+		}
 		res.Err, res.Payload = f.exitError(inv.id, p)
 		return res, true, nil
 	case <-timer.C:
+		if f.isClosing() {
+			return res, false, ErrClosed
+		}
 		p.stop(0)
 		res.Err, res.Payload = f.timeoutError(inv.id)
 		return res, false, nil
@@ -349,10 +359,18 @@ func (f *Function) invokeOn(ctx context.Context, p *process, event []byte) (res 
 				return f.finish(p, res, delivered, out), false, nil
 			default:
 			}
+			if f.isClosing() {
+				// Close stopped the process: both channels are ready by the time this
+				// goroutine runs on a loaded machine, and select would pick either.
+				return res, false, ErrClosed
+			}
 			res.Duration = time.Since(delivered)
 			res.Err, res.Payload = f.exitError(inv.id, p)
 			return res, false, nil
 		case <-timer.C:
+			if f.isClosing() {
+				return res, false, ErrClosed
+			}
 			p.stop(0)
 			res.Duration = time.Since(delivered)
 			res.Err, res.Payload = f.timeoutError(inv.id)
@@ -392,6 +410,18 @@ func (f *Function) timeoutError(id string) (*FunctionError, []byte) {
 	return e, mustJSON(e)
 }
 
+// isClosing reports whether Close has begun. Invoke checks it wherever Close's own
+// effects (the process exiting, a timer firing while Close waits out the grace) could
+// otherwise be reported as the function's failure: a running Invoke returns ErrClosed.
+func (f *Function) isClosing() bool {
+	select {
+	case <-f.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 // ensureRunning returns a live process whose runtime has asked for an event, starting
 // one if there is none or the last one has exited.
 func (f *Function) ensureRunning(ctx context.Context) (*process, error) {
@@ -403,7 +433,13 @@ func (f *Function) ensureRunning(ctx context.Context) (*process, error) {
 	old := f.proc
 	if old != nil && !old.hasExited() {
 		f.mu.Unlock()
-		return old, old.awaitInit(ctx, f.cfg.InitTimeout, f.closed)
+		if err := old.awaitInit(ctx, f.cfg.InitTimeout, f.closed); err != nil {
+			if f.isClosing() {
+				return nil, ErrClosed
+			}
+			return nil, err
+		}
+		return old, nil
 	}
 	if old != nil {
 		<-old.finished // it exited; this waits for its server and handlers to be gone
@@ -419,6 +455,9 @@ func (f *Function) ensureRunning(ctx context.Context) (*process, error) {
 
 	if err := p.awaitInit(ctx, f.cfg.InitTimeout, f.closed); err != nil {
 		p.stop(0)
+		if f.isClosing() {
+			return nil, ErrClosed
+		}
 		return nil, err
 	}
 	return p, nil

@@ -147,12 +147,28 @@ func (p *process) awaitInit(ctx context.Context, limit time.Duration, closed <-c
 		}
 		return &InitError{Type: "Runtime.ExitError", Message: "Runtime exited with error: " + p.exitDescriptionLocked()}
 	case <-timer.C:
+		if p.readyWithin(limit) {
+			return nil // it asked in time; this goroutine woke late (a loaded machine)
+		}
 		return &InitError{Type: "Sandbox.Timedout", Message: fmt.Sprintf("Init timed out after %.2f seconds", limit.Seconds())}
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-closed:
 		return ErrClosed
 	}
+}
+
+// readyWithin reports whether the runtime asked for its first event within limit of
+// the exec.
+func (p *process) readyWithin(limit time.Duration) bool {
+	select {
+	case <-p.ready:
+	default:
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.readyAt.Sub(p.started) <= limit
 }
 
 // beginInvocation counts an invocation and reports whether it is the environment's

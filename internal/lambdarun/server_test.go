@@ -15,12 +15,13 @@ import (
 	"time"
 )
 
-// rawRuntime starts a Function whose process idles, so the test itself can play the
-// runtime against the Runtime API, as aws-lambda-go would, and check every answer.
+// rawRuntime starts a Function whose process idles (for an hour: Close ends it), so the
+// test itself can play the runtime against the Runtime API, as aws-lambda-go would, and
+// check every answer.
 func rawRuntime(t *testing.T) (*Function, *process, string) {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "bootstrap")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 3600\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	f, err := newFunction(Config{Binary: script, FunctionName: "raw", Timeout: 30 * time.Second, ShutdownGrace: 100 * time.Millisecond})
@@ -40,7 +41,8 @@ func rawRuntime(t *testing.T) (*Function, *process, string) {
 	return f, p, "http://" + p.ln.Addr().String()
 }
 
-var rawClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+// rawClient's timeout is a backstop against a hung test, not a measurement.
+var rawClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Minute}
 
 func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
@@ -93,7 +95,7 @@ func wait(t *testing.T, ch <-chan invokeReturn) Result {
 			t.Fatalf("Invoke: %v", r.err)
 		}
 		return r.res
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute): // a backstop against a hung test
 		t.Fatal("Invoke did not return")
 	}
 	return Result{}
@@ -227,7 +229,8 @@ func TestInitErrorEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || string(body) != `{"status":"OK"}` {
 		t.Fatalf("init/error: %d %s", resp.StatusCode, body)
 	}
-	err := p.awaitInit(t.Context(), time.Second, nil)
+	// The init error is already in: awaitInit returns it at once, whatever the limit.
+	err := p.awaitInit(t.Context(), time.Hour, nil)
 	if ie, ok := err.(*InitError); !ok || ie.Type != "Config.Missing" || ie.Message != "no VBC_SECRET_ARN" {
 		t.Errorf("awaitInit = %v", err)
 	}

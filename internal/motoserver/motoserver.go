@@ -340,10 +340,11 @@ func (s *Server) VersionCount(t testing.TB, name string) int {
 	return n
 }
 
-// Secrets names the three secrets of the design. Its fields match vbctoken.SecretIDs, so
-// vbctoken.SecretIDs(s) converts it.
+// Secrets names the secrets of the design. Its fields match smstore.SecretIDs, so
+// smstore.SecretIDs(s) converts it. Login (the self-heal secret) is not created.
 type Secrets struct {
 	Credentials, Pair, Access string
+	Login                     string
 }
 
 // Placeholders are the values the CDK stack creates the secrets with.

@@ -625,7 +625,7 @@ func (s *sim) prepareConsent(offset time.Duration) *consentRun {
 			}
 			ctx := p.start(cliTimeout)
 			defer p.finish()
-			_, err := s.keeper(p).Login(ctx, adminUser, vbctoken.Secret(password))
+			_, err := s.keeper(p).Login(ctx, adminUser, vbctoken.Secret(password), false)
 			c.loginOK = err == nil
 			if err != nil {
 				s.guard.check("login error", []byte(err.Error()))

@@ -15,6 +15,8 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/memstore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // Backend is the store under test: how to reach it without faults (the checker's view)
@@ -56,11 +58,11 @@ func MemBackend() Backend {
 }
 
 // FileBackend is the file store in dir (a t.TempDir). Every process opens its own
-// FileStore on the directory, as separate Lambda or CLI processes would; faults wrap its
+// filestore.Store on the directory, as separate Lambda or CLI processes would; faults wrap its
 // calls, and a death in the middle of a commit leaves pair.pending.json behind as
-// FileStore.CommitPair would (strandFile).
+// filestore.Store.CommitPair would (strandFile).
 func FileBackend(dir string) (Backend, error) {
-	fs, err := vbctoken.NewFileStore(dir)
+	fs, err := filestore.New(dir)
 	if err != nil {
 		return Backend{}, err
 	}
@@ -69,7 +71,7 @@ func FileBackend(dir string) (Backend, error) {
 		clean: fs,
 		setup: func(ctx context.Context, c vbctoken.Credentials) error { return fs.SaveCredentials(ctx, c) },
 		open: func(p *process) vbctoken.Store {
-			own, err := vbctoken.NewFileStore(dir)
+			own, err := filestore.New(dir)
 			if err != nil {
 				panic(fmt.Sprintf("soak: reopen file store: %v", err))
 			}
@@ -78,15 +80,15 @@ func FileBackend(dir string) (Backend, error) {
 	}, nil
 }
 
-// SecretsManagerBackend is vbctoken.SecretsManagerStore over api (moto_server's client in
+// SecretsManagerBackend is smstore.Store over api (moto_server's client in
 // the tests) on the three secrets ids, which must exist. Faults are injected at the API:
 // each GetSecretValue, PutSecretValue and UpdateSecretVersionStage may be throttled, fail
 // with a 5xx or time out, before or after it took effect.
-func SecretsManagerBackend(api vbctoken.SecretsAPI, ids vbctoken.SecretIDs) Backend {
+func SecretsManagerBackend(api smstore.API, ids smstore.SecretIDs) Backend {
 	versions := &versionLog{m: map[string]string{}}
 	return Backend{
 		name:  "moto",
-		clean: vbctoken.NewSecretsManagerStore(api, ids),
+		clean: smstore.New(api, ids),
 		setup: func(ctx context.Context, c vbctoken.Credentials) error {
 			data, err := vbctoken.EncodeCredentials(c)
 			if err != nil {
@@ -98,7 +100,7 @@ func SecretsManagerBackend(api vbctoken.SecretsAPI, ids vbctoken.SecretIDs) Back
 			return err
 		},
 		open: func(p *process) vbctoken.Store {
-			return vbctoken.NewSecretsManagerStore(&faultAPI{p: p, inner: api, ids: ids, versions: versions}, ids)
+			return smstore.New(&faultAPI{p: p, inner: api, ids: ids, versions: versions}, ids)
 		},
 	}
 }
@@ -244,12 +246,12 @@ func (v *versionLog) get(version string) string {
 // faultAPI wraps the Secrets Manager API for one process.
 type faultAPI struct {
 	p        *process
-	inner    vbctoken.SecretsAPI
-	ids      vbctoken.SecretIDs
+	inner    smstore.API
+	ids      smstore.SecretIDs
 	versions *versionLog
 }
 
-var _ vbctoken.SecretsAPI = (*faultAPI)(nil)
+var _ smstore.API = (*faultAPI)(nil)
 
 // apiError builds what the SDK returns once its own retries gave up.
 func (a *faultAPI) apiError(op, kind string, after bool) error {
@@ -266,7 +268,7 @@ func (a *faultAPI) apiError(op, kind string, after bool) error {
 	return &smithy.OperationError{ServiceID: "Secrets Manager", OperationName: op, Err: err}
 }
 
-// GetSecretValue implements vbctoken.SecretsAPI.
+// GetSecretValue implements smstore.API.
 func (a *faultAPI) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
 	a.p.storeLatency(ctx)
 	if err := a.p.alive(); err != nil {
@@ -278,7 +280,7 @@ func (a *faultAPI) GetSecretValue(ctx context.Context, in *secretsmanager.GetSec
 	return a.inner.GetSecretValue(ctx, in, optFns...)
 }
 
-// PutSecretValue implements vbctoken.SecretsAPI.
+// PutSecretValue implements smstore.API.
 func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
 	const op = "PutSecretValue"
 	a.p.storeLatency(ctx)
@@ -301,7 +303,7 @@ func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSec
 		}
 		a.versions.put(aws.ToString(out.VersionId), rt)
 		switch {
-		case slices.Contains(out.VersionStages, vbctoken.StageCurrent):
+		case slices.Contains(out.VersionStages, "AWSCURRENT"):
 			if err := a.p.landed(rt); err != nil {
 				return nil, err
 			}
@@ -326,7 +328,7 @@ func (a *faultAPI) PutSecretValue(ctx context.Context, in *secretsmanager.PutSec
 	return out, nil
 }
 
-// UpdateSecretVersionStage implements vbctoken.SecretsAPI.
+// UpdateSecretVersionStage implements smstore.API.
 func (a *faultAPI) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
 	const op = "UpdateSecretVersionStage"
 	a.p.storeLatency(ctx)
@@ -341,7 +343,7 @@ func (a *faultAPI) UpdateSecretVersionStage(ctx context.Context, in *secretsmana
 	if err != nil {
 		return nil, err
 	}
-	if aws.ToString(in.SecretId) == a.ids.Pair && aws.ToString(in.VersionStage) == vbctoken.StageCurrent {
+	if aws.ToString(in.SecretId) == a.ids.Pair && aws.ToString(in.VersionStage) == "AWSCURRENT" {
 		if err := a.p.landed(a.versions.get(aws.ToString(in.MoveToVersionId))); err != nil {
 			return nil, err
 		}

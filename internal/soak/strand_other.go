@@ -6,9 +6,10 @@ import (
 	"context"
 
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
-// strandFile is nil where vbctoken.FileStore does not run (it needs flock).
-func strandFile(string, *vbctoken.FileStore) func(context.Context, *vbctoken.Pair, string) (string, bool, error) {
+// strandFile is nil where filestore.Store does not run (it needs flock).
+func strandFile(string, *filestore.Store) func(context.Context, *vbctoken.Pair, string) (string, bool, error) {
 	return nil
 }

@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
-// strandFile returns the file backend's half-way commit: what vbctoken.FileStore.CommitPair
+// strandFile returns the file backend's half-way commit: what filestore.Store.CommitPair
 // leaves when its process dies after writing pair.pending.json and before renaming it over
-// pair.json (vbctoken.FileStore's documented layout: the commit lock dir/.commit.lock, the
+// pair.json (filestore.Store's documented layout: the commit lock dir/.commit.lock, the
 // pending file dir/pair.pending.json). It takes the commit lock, so no other commit
 // interleaves; when prev is no longer current or the pair is already stored it commits
-// through own instead, which answers as FileStore does.
-func strandFile(dir string, own *vbctoken.FileStore) func(context.Context, *vbctoken.Pair, string) (string, bool, error) {
+// through own instead, which answers as the file store does.
+func strandFile(dir string, own *filestore.Store) func(context.Context, *vbctoken.Pair, string) (string, bool, error) {
 	return func(ctx context.Context, p *vbctoken.Pair, prev string) (string, bool, error) {
 		data, err := vbctoken.EncodePair(p)
 		if err != nil {

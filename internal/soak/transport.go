@@ -12,15 +12,14 @@ import (
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
-	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
 // faultHeader carries the fault a process drew to the sandbox's FaultFunc.
 const faultHeader = "X-Soak-Fault"
 
-// httpTimeout is what one token request may take: the keeper's production client uses
-// vbctoken.DefaultHTTPTimeout.
-const httpTimeout = vbctoken.DefaultHTTPTimeout
+// httpTimeout is what one token request may take: the keeper's production client's
+// default (15 s per request, pkg/vbctoken's ClientConfig.HTTPClient).
+const httpTimeout = 15 * time.Second
 
 // tokenTransport sits between one process's OAuth client and the sandbox. It draws the
 // process's token endpoint faults, spends virtual time for slow and hanging requests (so a

@@ -109,7 +109,7 @@ func errorRedirect(req authRequest, e *oauthError) string {
 
 // decide applies a consent decision to an authorization request and returns where the
 // browser goes next.
-func (s *Sandbox) decide(q url.Values, approve bool) (string, error) {
+func (s *Sandbox) decide(q url.Values, approve bool, subject string) (string, error) {
 	req, rerr, err := s.parseAuthorize(q)
 	if err != nil {
 		return "", err
@@ -128,7 +128,11 @@ func (s *Sandbox) decide(q url.Values, approve bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("vbcsandbox: issue code: %w", err)
 	}
+	if subject == "" {
+		subject = s.opts.ConsentSubject
+	}
 	s.codes[code] = &authCode{
+		subject:     subject,
 		clientID:    req.client.ID,
 		redirectURI: req.redirectURI,
 		scope:       grantedScope(req.scope),
@@ -149,7 +153,24 @@ func (s *Sandbox) Approve(authorizeURL string) (callbackURL string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("vbcsandbox: approve: %w", err)
 	}
-	return s.decide(u.Query(), true)
+	return s.decide(u.Query(), true, "")
+}
+
+// ApproveAs is Approve by another VBC user than Options.ConsentSubject: the admin of
+// another VBC account, whose tokens form a chain of their own (WSO2 keeps one active token
+// per client, user and scope). user gets "@vbc.prod" appended when it has no domain.
+func (s *Sandbox) ApproveAs(authorizeURL, user string) (callbackURL string, err error) {
+	u, err := url.Parse(authorizeURL)
+	if err != nil {
+		return "", fmt.Errorf("vbcsandbox: approve: %w", err)
+	}
+	if user == "" {
+		return "", fmt.Errorf("vbcsandbox: approve: empty user")
+	}
+	if !strings.Contains(user, "@") {
+		user += UsernameSuffix
+	}
+	return s.decide(u.Query(), true, user)
 }
 
 // Decline refuses authorizeURL as if a user clicked Decline, and returns the callback URL
@@ -159,7 +180,7 @@ func (s *Sandbox) Decline(authorizeURL string) (callbackURL string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("vbcsandbox: decline: %w", err)
 	}
-	return s.decide(u.Query(), false)
+	return s.decide(u.Query(), false, "")
 }
 
 func (s *Sandbox) handleAuthorizeGet(w http.ResponseWriter, r *http.Request) {
@@ -207,7 +228,13 @@ func (s *Sandbox) handleAuthorizePost(w http.ResponseWriter, r *http.Request) {
 		renderPage(w, http.StatusBadRequest, errorPage, pageData{Message: "Choose Approve or Decline."})
 		return
 	}
-	next, err := s.decide(r.PostForm, approve)
+	// The consent page may name the approving user (a local run connecting several VBC
+	// accounts); the default is Options.ConsentSubject.
+	user := strings.TrimSpace(r.PostForm.Get("user"))
+	if user != "" && !strings.Contains(user, "@") {
+		user += UsernameSuffix
+	}
+	next, err := s.decide(r.PostForm, approve, user)
 	if err != nil {
 		renderPage(w, http.StatusBadRequest, errorPage, pageData{Message: errorMessage(err)})
 		return
@@ -290,7 +317,9 @@ var consentPage = template.Must(template.New("consent").Parse(`<!DOCTYPE html>
 <p>Approving sends an authorization code to <code id="redirect-uri">{{.RedirectURI}}</code>.</p>
 <form id="consent" method="post" action="authorize">
 {{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
-{{end}}<div class="actions">
+{{end}}<p><label for="user">Approve as (another VBC account's admin, for a multi-account run)</label>
+<input id="user" name="user" type="text" value="{{.Subject}}" autocomplete="off" spellcheck="false"></p>
+<div class="actions">
 <button id="approve" type="submit" name="decision" value="approve">Approve</button>
 <button id="decline" type="submit" name="decision" value="decline">Decline</button>
 </div>

@@ -174,6 +174,7 @@ const (
 )
 
 type authCode struct {
+	subject     string // who approved; Options.ConsentSubject unless ApproveAs named another
 	clientID    string
 	redirectURI string
 	scope       string

@@ -285,7 +285,7 @@ func (s *Sandbox) grantCode(req *tokenReq, r *http.Request, form url.Values) (*i
 			return nil, errGrant("code_verifier does not match the code_challenge")
 		}
 	}
-	ch := &chain{clientID: c.ID, subject: s.opts.ConsentSubject, scope: ac.scope}
+	ch := &chain{clientID: c.ID, subject: ac.subject, scope: ac.scope}
 	res, oerr := s.issueLocked(req, ch, now, GrantAuthorizationCode, nil)
 	if oerr != nil {
 		return nil, oerr

@@ -145,7 +145,7 @@ func (s *Sandbox) wso2Code(req *tokenReq, c Client) (*issue, *oauthError) {
 			return nil, errGrant(DescPKCEFailed)
 		}
 	}
-	res, oerr := s.wso2IssueLocked(req, c.ID, s.opts.ConsentSubject, ac.scope, now, GrantAuthorizationCode)
+	res, oerr := s.wso2IssueLocked(req, c.ID, ac.subject, ac.scope, now, GrantAuthorizationCode)
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -11,12 +11,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
 // Limits on what the callback accepts. VBC's codes and our states are far shorter.
 const (
-	CallbackPath     = "/callback"
+	CallbackPath     = contract.CallbackPath
 	maxQueryBytes    = 4096
 	maxCodeBytes     = 1024
 	maxDetailRunes   = 300
@@ -48,6 +49,9 @@ type Callback struct {
 	Path string
 	// Location formats times on pages; default UTC.
 	Location *time.Location
+	// HomeURL, when set, adds a button back to it on every page the callback answers with
+	// (`vbctoken serve` sets its status page; the Lambda has none).
+	HomeURL string
 }
 
 // Serve handles one request.
@@ -55,6 +59,9 @@ func (c *Callback) Serve(ctx context.Context, req Request) Response {
 	log := c.logger().With("request_id", req.RequestID)
 	page := c.serve(ctx, req, log)
 	page.RequestID = req.RequestID
+	if c.HomeURL != "" && page.LinkURL == "" {
+		page.LinkURL, page.LinkText = c.HomeURL, "Back to the status page"
+	}
 	resp := Respond(page)
 	if page.Status == http.StatusMethodNotAllowed {
 		resp.Headers["Allow"] = http.MethodGet
@@ -171,7 +178,10 @@ func consentErrorPage(err error) Page {
 	case errors.Is(err, vbctoken.ErrStateExpired):
 		return bad(http.StatusBadRequest, "This consent link has expired", "Consent links are valid for a short time only.")
 	case errors.Is(err, vbctoken.ErrStateReused):
-		return bad(http.StatusConflict, "This consent link was already used", "Each consent link works once. If you just connected, you are done; otherwise start again.")
+		// Most often the admin reloaded the success page: a warning, not a failure.
+		p := bad(http.StatusConflict, "This consent link was already used", "Each consent link works once. If you approved a moment ago, the connection is made and you are done; otherwise start again.")
+		p.Tone = ToneWarn
+		return p
 	case errors.Is(err, vbctoken.ErrBadState), errors.Is(err, vbctoken.ErrBadInput):
 		return bad(http.StatusBadRequest, "This link is not valid", "The link was not issued by this vbctoken deployment, or it was changed.")
 	case errors.Is(err, vbctoken.ErrInvalidGrant):

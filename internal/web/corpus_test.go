@@ -114,7 +114,7 @@ func (e *callbackEnv) tokenRequests() int {
 // mint signs a state with the key derived from secret, minted at `at`.
 func mint(t testing.TB, secret string, at time.Time) string {
 	t.Helper()
-	s, _, err := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret(vbctoken.Secret(secret)), 0).Mint(at)
+	s, _, err := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret(vbctoken.Secret(secret)), 0).Mint(at, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,17 +18,17 @@ import (
 // css is the one stylesheet of every page. It is inline and allowed by its hash in the CSP,
 // so pages load nothing from anywhere.
 const css = `
-:root{color-scheme:light dark;--ok:#137333;--bad:#b3261e;--warn:#8a5300;--fg:#1f1f1f;--muted:#5f6368;--card:#fff;--bg:#f3f4f6;--line:#e0e0e0}
-@media (prefers-color-scheme:dark){:root{--fg:#e8eaed;--muted:#9aa0a6;--card:#202124;--bg:#121212;--line:#3c4043;--ok:#81c995;--bad:#f28b82;--warn:#fdd663}}
+:root{color-scheme:light dark;--ok:#137333;--bad:#b3261e;--warn:#8a5300;--on-badge:#fff;--fg:#1f1f1f;--muted:#5f6368;--card:#fff;--bg:#f3f4f6;--line:#e0e0e0}
+@media (prefers-color-scheme:dark){:root{--fg:#e8eaed;--muted:#9aa0a6;--card:#202124;--bg:#121212;--line:#3c4043;--ok:#81c995;--bad:#f28b82;--warn:#fdd663;--on-badge:#121212}}
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 main{max-width:36rem;width:calc(100% - 2rem);margin:1rem 0;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:2rem 2.25rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h1{font-size:1.4rem;margin:.25rem 0 1rem;display:flex;gap:.6rem;align-items:center}
-.badge{display:inline-flex;width:2rem;height:2rem;border-radius:50%;align-items:center;justify-content:center;color:#fff;font-size:1.1rem;flex:none}
+.badge{display:inline-flex;width:2rem;height:2rem;border-radius:50%;align-items:center;justify-content:center;color:var(--on-badge);font-size:1.1rem;font-weight:700;flex:none}
 .ok .badge{background:var(--ok)}.bad .badge{background:var(--bad)}.warn .badge{background:var(--warn)}
 p{margin:.5rem 0}.muted{color:var(--muted);font-size:.9rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:1rem 0}dt{color:var(--muted)}dd{margin:0;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
-code{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:.05rem .35rem;font-size:.9em}
+code{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:.05rem .35rem;font-size:.9em;display:inline-block;max-width:100%;overflow-wrap:anywhere}
 .detail{border-left:3px solid var(--line);padding:.25rem .75rem;color:var(--muted);overflow-wrap:anywhere}
 a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;border-radius:6px;background:#1a73e8;color:#fff;text-decoration:none}
 footer{margin-top:1.5rem;font-size:.8rem;color:var(--muted)}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
@@ -61,7 +62,7 @@ func StatusPage(v StatusView) Page {
 	if v.RefreshSeconds <= 0 {
 		v.RefreshSeconds = DefaultStatusRefresh
 	}
-	t := func(at time.Time) string { return fmtTimeAt(at, v.Location) + " · " + Relative(at, now) }
+	t := func(at time.Time) string { return fmtTimeAt(at, v.Location) + " · " + unbreakable(Relative(at, now)) }
 
 	p := Page{Status: http.StatusOK, Refresh: v.RefreshSeconds}
 	hasPair := !st.RefreshExpiresAt.IsZero()
@@ -74,7 +75,7 @@ func StatusPage(v StatusView) Page {
 	switch {
 	case !st.Connected && st.Reason == vbctoken.ReasonRefreshExpired:
 		p.Tone, p.Title = ToneBad, "Re-consent needed"
-		p.Lead = "The refresh token expired " + Relative(st.RefreshExpiresAt, now) + ", so the chain is gone. Only a new consent in the browser restores the connection."
+		p.Lead = "The refresh token expired " + unbreakable(Relative(st.RefreshExpiresAt, now)) + ", so the chain is gone. Only a new consent in the browser restores the connection."
 		p.LinkURL, p.LinkText = v.ConnectURL, "Connect again"
 	case !st.Connected:
 		p.Tone, p.Title = ToneWarn, "Not connected to VBC yet"
@@ -82,7 +83,7 @@ func StatusPage(v StatusView) Page {
 		p.LinkURL, p.LinkText = v.ConnectURL, "Connect to VBC"
 	case chainDead:
 		p.Tone, p.Title = ToneBad, "Re-consent needed"
-		p.Lead = "VBC rejected the stored refresh token " + Relative(v.Last.At, now) + " (revoked, or used by someone else). Only a new consent in the browser restores the connection."
+		p.Lead = "VBC rejected the stored refresh token " + unbreakable(Relative(v.Last.At, now)) + " (revoked, or used by someone else). Only a new consent in the browser restores the connection."
 		p.LinkURL, p.LinkText = v.ConnectURL, "Connect again"
 	case failedSince:
 		p.Tone, p.Title = ToneWarn, "Connected — the last refresh failed"
@@ -111,10 +112,10 @@ func StatusPage(v StatusView) Page {
 		p.Facts = append(p.Facts, Fact{"Next refresh", next})
 	}
 	if v.Last != nil {
-		p.Facts = append(p.Facts, Fact{"Last refresh", v.Last.Summary() + " · " + Relative(v.Last.At, now)})
+		p.Facts = append(p.Facts, Fact{"Last refresh", v.Last.Summary() + " · " + unbreakable(Relative(v.Last.At, now))})
 	}
 	if !v.LastCheck.IsZero() {
-		p.Facts = append(p.Facts, Fact{"Last check", Relative(v.LastCheck, now)})
+		p.Facts = append(p.Facts, Fact{"Last check", unbreakable(Relative(v.LastCheck, now))})
 	}
 	p.Facts = append(p.Facts, Fact{"Refreshes since start", strconv.Itoa(v.Refreshes)})
 	if v.Mode != "" {
@@ -126,6 +127,10 @@ func StatusPage(v StatusView) Page {
 	p.Facts = append(p.Facts, Fact{"Clock", fmtTimeAt(now, v.Location)})
 	return p
 }
+
+// unbreakable joins the words of a short phrase such as "in 23h 59m" with no-break spaces,
+// so a narrow page never splits it across lines.
+func unbreakable(s string) string { return strings.ReplaceAll(s, " ", "\u00a0") }
 
 // validUntil labels an expiry: "<what> expires", or "<what> expired" once it passed.
 func validUntil(what string, expires, now time.Time) string {
@@ -245,4 +250,31 @@ func fmtTimeAt(t time.Time, loc *time.Location) string {
 		loc = time.UTC
 	}
 	return t.In(loc).Format("2 Jan 2006, 15:04:05 MST")
+}
+
+// StoreErrorPage is the status page of `vbctoken serve` when the store cannot be read, with
+// what to do about it. resetCommand (such as "vbctoken reset --store .vbctoken") sets a
+// damaged pair aside, keeping a copy; it is "" where there is no such command (Secrets
+// Manager: restore the previous version as the README's runbook says). err's text never
+// reaches the page. The page reloads itself, so it turns into the status page once the
+// store is readable again.
+func StoreErrorPage(err error, resetCommand string) Page {
+	p := Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Refresh: DefaultStatusRefresh}
+	switch {
+	case errors.Is(err, vbctoken.ErrNewerSchema):
+		p.Title = "A newer vbctoken wrote the stored pair"
+		p.Lead = "This vbctoken does not know the stored pair's schema version and will not overwrite it. Upgrade vbctoken and start it again."
+	case errors.Is(err, vbctoken.ErrMalformedSecret):
+		p.Title = "The stored token pair is damaged"
+		p.Lead = "vbctoken cannot read the stored pair, so apps get no new token and the scheduler cannot refresh."
+		if resetCommand != "" {
+			p.Next, p.NextCode = "Set it aside (a copy is kept) and connect again:", resetCommand
+		} else {
+			p.Next = "Restore the previous version of the pair secret (AWSPREVIOUS), as the README's runbook describes, or consent again."
+		}
+	default:
+		p.Title = "Cannot read the stored pair"
+		p.Lead = "vbctoken could not read its store. The details are in the logs; this page retries by itself."
+	}
+	return p
 }

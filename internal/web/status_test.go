@@ -41,19 +41,19 @@ func TestStatusPage(t *testing.T) {
 		{
 			name: "connected", view: StatusView{Status: connected, Last: refreshed, LastCheck: now.Add(-3 * time.Second), Refreshes: 4, Mode: "local VBC sandbox", Store: "files in .vbctoken"},
 			tone: ToneOK, title: "Connected to VBC",
-			has: []string{"refresh_token (refreshed by the keeper)", "2 Mar 2026, 10:00:00 UTC · 2h 0m ago", "Access token expires", "in 22h 0m",
-				"Next refresh", "in 20h 0m", "refreshed (access token close to expiry) · 2h 0m ago", "3s ago", ">4<", "local VBC sandbox", "files in .vbctoken"},
+			has: []string{"refresh_token (refreshed by the keeper)", "2 Mar 2026, 10:00:00 UTC · " + nb("2h 0m ago"), "Access token expires", nb("in 22h 0m"),
+				"Next refresh", nb("in 20h 0m"), "refreshed (access token close to expiry) · " + nb("2h 0m ago"), nb("3s ago"), ">4<", "local VBC sandbox", "files in .vbctoken"},
 			lacks: []string{`id="link"`},
 		},
 		{
 			name: "refresh token expired", view: StatusView{Status: expired},
 			tone: ToneBad, title: "Re-consent needed", link: true,
-			has: []string{"expired 1d 0h ago", "Connect again", "Refresh token expired"}, lacks: []string{"Next refresh"},
+			has: []string{"expired " + nb("1d 0h ago"), "Connect again", "Refresh token expired"}, lacks: []string{"Next refresh"},
 		},
 		{
 			name: "chain rejected by VBC after the current pair", view: StatusView{Status: connected, Last: after(fmt.Errorf("refresh: %w", vbctoken.ErrReconsentRequired))},
 			tone: ToneBad, title: "Re-consent needed", link: true,
-			has: []string{"VBC rejected the stored refresh token 1m 0s ago", "re-consent required"}, lacks: []string{"Next refresh"},
+			has: []string{"VBC rejected the stored refresh token " + nb("1m 0s ago"), "re-consent required"}, lacks: []string{"Next refresh"},
 		},
 		{
 			name: "a consent after the rejection reconnects", view: StatusView{Status: connected, Last: &LastRefresh{At: obtained.Add(-time.Hour), Err: vbctoken.ErrReconsentRequired}},
@@ -97,6 +97,55 @@ func TestStatusPage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// nb is s with no-break spaces: the status page keeps "in 22h 0m" on one line.
+func nb(s string) string { return strings.ReplaceAll(s, " ", "\u00a0") }
+
+// StoreErrorPage says what to do about each kind of unreadable store, never the error.
+func TestStoreErrorPage(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		reset string
+		title string
+		has   []string
+	}{
+		{"damaged pair, file store", fmt.Errorf("load pair: %w: <secret detail>", vbctoken.ErrMalformedSecret), "vbctoken reset --store /tmp/x",
+			"The stored token pair is damaged", []string{"Set it aside (a copy is kept)", "<code>vbctoken reset --store /tmp/x</code>"}},
+		{"damaged pair, Secrets Manager", vbctoken.ErrMalformedSecret, "", "The stored token pair is damaged", []string{"AWSPREVIOUS"}},
+		{"newer schema", &vbctoken.SchemaError{What: "pair", Version: 9}, "vbctoken reset", "A newer vbctoken wrote the stored pair", []string{"Upgrade vbctoken"}},
+		{"anything else", errors.New("<secret detail>"), "vbctoken reset", "Cannot read the stored pair", []string{"details are in the logs"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := StoreErrorPage(tc.err, tc.reset)
+			body := Respond(p).Body
+			if p.Title != tc.title || p.Status != http.StatusServiceUnavailable || p.Tone != ToneBad || p.Refresh == 0 {
+				t.Errorf("page: %+v", p)
+			}
+			for _, s := range tc.has {
+				if !strings.Contains(body, s) {
+					t.Errorf("page lacks %q:\n%s", s, body)
+				}
+			}
+			if strings.Contains(body, "secret detail") {
+				t.Errorf("the error text reached the page")
+			}
+		})
+	}
+}
+
+// The stylesheet keeps commands and short phrases whole and the badge's mark readable in
+// dark mode (dark on the light badge colours, white on the dark ones in light mode).
+func TestStylesheet(t *testing.T) {
+	for _, want := range []string{
+		"--on-badge:#fff", "--ok:#81c995;--bad:#f28b82;--warn:#fdd663;--on-badge:#121212",
+		"color:var(--on-badge)", "code{", "display:inline-block;max-width:100%",
+	} {
+		if !strings.Contains(css, want) {
+			t.Errorf("stylesheet lacks %q", want)
+		}
 	}
 }
 

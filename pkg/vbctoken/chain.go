@@ -40,6 +40,12 @@ type lease struct {
 	ExpiresAt time.Time
 }
 
+// loginLock is a VBC user locked after failed password attempts, until Until.
+type loginLock struct {
+	User  string
+	Until time.Time
+}
+
 // liveFor reports whether the lease still binds a keeper other than holder at now.
 func (l *lease) liveFor(holder string, now time.Time) bool {
 	return l != nil && l.Holder != holder && now.Before(l.ExpiresAt.Add(leaseSkew))

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,14 +136,79 @@ func TestLeaseLiveness(t *testing.T) {
 	}
 }
 
-// chainWorld is a sandbox in ModeWSO2 and a file store, for tests that must write the
+// chainWorld is a sandbox in ModeWSO2 and an in-memory store, for tests that must write the
 // keeper's bookkeeping by hand.
 type chainWorld struct {
 	t     *testing.T
 	clock *testutil.Clock
 	vbc   *vbcsandbox.Sandbox
 	srv   *httptest.Server
-	store *FileStore
+	store *casStore
+}
+
+// casStore is a minimal compare-and-swap Store for this package's own tests (the real
+// stores live in subpackages that import this one). pending simulates a write that reached
+// the store but never became current.
+type casStore struct {
+	mu      sync.Mutex
+	creds   Credentials
+	pair    []byte
+	version int
+	pending []byte
+	access  AccessToken
+}
+
+func (s *casStore) LoadCredentials(context.Context) (Credentials, error) { return s.creds, nil }
+
+func (s *casStore) LoadPair(context.Context) (Versioned, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := Versioned{Pair: &Pair{}}
+	if s.pair != nil {
+		p, err := DecodePair(s.pair)
+		if err != nil {
+			return Versioned{}, err
+		}
+		v.Pair, v.Version = p, strconv.Itoa(s.version)
+	}
+	if s.pending != nil {
+		if p, err := DecodePair(s.pending); err == nil {
+			v.Pending = p
+		}
+	}
+	return v, nil
+}
+
+func (s *casStore) CommitPair(_ context.Context, p *Pair, prev string) (string, error) {
+	data, err := EncodePair(p)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := ""
+	if s.pair != nil {
+		cur = strconv.Itoa(s.version)
+	}
+	if cur != prev {
+		return "", ErrConflict
+	}
+	s.pair, s.pending = data, nil
+	s.version++
+	return strconv.Itoa(s.version), nil
+}
+
+func (s *casStore) PutAccess(_ context.Context, a AccessToken) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access = a
+	return nil
+}
+
+func (s *casStore) LoadAccess(context.Context) (AccessToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access, nil
 }
 
 func newChainWorld(t *testing.T) *chainWorld {
@@ -155,13 +222,7 @@ func newChainWorld(t *testing.T) *chainWorld {
 	})
 	srv := httptest.NewServer(vbc)
 	t.Cleanup(srv.Close)
-	store, err := NewFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveCredentials(context.Background(), Credentials{ClientID: "cid", ClientSecret: "csecret"}); err != nil {
-		t.Fatal(err)
-	}
+	store := &casStore{creds: Credentials{ClientID: "cid", ClientSecret: "csecret"}}
 	return &chainWorld{t: t, clock: clock, vbc: vbc, srv: srv, store: store}
 }
 
@@ -289,9 +350,9 @@ func TestDeadPendingIsIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.store.replace(pendingFile, data); err != nil {
-		t.Fatal(err)
-	}
+	w.store.mu.Lock()
+	w.store.pending = data
+	w.store.mu.Unlock()
 	before := w.stored()
 	if before.Pending == nil {
 		t.Fatal("the file store does not report the pending file")

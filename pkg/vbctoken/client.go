@@ -9,27 +9,20 @@ import (
 	"io"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"golang.org/x/oauth2"
 )
 
-// VBC's endpoints and defaults (VBC.md, DESIGN.md "Configuration").
-const (
-	DefaultAuthorizeURL = "https://api.vonage.com/authorize"
-	DefaultTokenURL     = "https://api.vonage.com/token"
-	DefaultScope        = "openid"
-	// DefaultHTTPTimeout bounds one token request, body included.
-	DefaultHTTPTimeout = 15 * time.Second
-)
+// defaultHTTPTimeout bounds one token request, body included.
+const defaultHTTPTimeout = 15 * time.Second
 
 const (
 	// usernameDomain is what the password grant wants after the VBC user name.
@@ -54,15 +47,17 @@ const (
 	maxDescription = 120
 	// maxCode bounds the OAuth error code kept in an error.
 	maxCode = 48
+	// lockedCode starts WSO2's error_description for a user locked after failed logins.
+	lockedCode = "17003"
 )
 
 // Endpoints are VBC's OAuth endpoints. White-label tenants use another token host.
 type Endpoints struct {
-	AuthorizeURL string // default DefaultAuthorizeURL
-	TokenURL     string // default DefaultTokenURL
+	AuthorizeURL string // default https://api.vonage.com/authorize
+	TokenURL     string // default https://api.vonage.com/token
 }
 
-// ClientConfig configures a Client. Only RedirectURL has no useful default (the code flow
+// ClientConfig configures a client. Only RedirectURL has no useful default (the code flow
 // needs the callback registered in the VBC portal).
 type ClientConfig struct {
 	Endpoints
@@ -71,9 +66,9 @@ type ClientConfig struct {
 	RedirectURL string
 	// Scope is the space-separated scope asked for; default "openid".
 	Scope string
-	// PKCE says the code flow carries an S256 challenge; see Client.PKCE.
+	// PKCE says the code flow carries an S256 challenge; see client.PKCE.
 	PKCE bool
-	// HTTPClient makes the token requests. Default: DefaultHTTPTimeout per request and
+	// HTTPClient makes the token requests. Default: defaultHTTPTimeout per request and
 	// http.DefaultTransport (TLS verified). Redirects are not followed unless its
 	// CheckRedirect says otherwise. The client and its Transport are wrapped, never modified.
 	HTTPClient *http.Client
@@ -83,10 +78,10 @@ type ClientConfig struct {
 	Now func() time.Time
 }
 
-// Client talks to VBC's OAuth endpoints on golang.org/x/oauth2: it builds the consent URL
+// client talks to VBC's OAuth endpoints on golang.org/x/oauth2: it builds the consent URL
 // and runs the three grants VBC supports, returning a Pair stamped at receipt or an
 // *UpstreamError that holds no secret. It is safe for concurrent use.
-type Client struct {
+type client struct {
 	creds    Credentials
 	pkce     bool
 	scope    string
@@ -101,17 +96,17 @@ type Client struct {
 // NewClient returns a client for creds. Configuration problems (no credentials, a token URL
 // that is not https — or http on a loopback host, for local runs) surface as errors from the
 // grant methods.
-func NewClient(cfg ClientConfig, creds Credentials) *Client {
+func newClient(cfg ClientConfig, creds Credentials) *client {
 	ep := cfg.Endpoints
 	if ep.AuthorizeURL == "" {
-		ep.AuthorizeURL = DefaultAuthorizeURL
+		ep.AuthorizeURL = contract.DefaultAuthorizeURL
 	}
 	if ep.TokenURL == "" {
-		ep.TokenURL = DefaultTokenURL
+		ep.TokenURL = contract.DefaultTokenURL
 	}
 	scope := strings.TrimSpace(cfg.Scope)
 	if scope == "" {
-		scope = DefaultScope
+		scope = contract.DefaultScope
 	}
 	now := cfg.Now
 	if now == nil {
@@ -119,7 +114,7 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: DefaultHTTPTimeout}
+		hc = &http.Client{Timeout: defaultHTTPTimeout}
 	}
 	base := hc.Transport
 	if base == nil {
@@ -131,7 +126,7 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 		// the client secret and the grant to wherever it points.
 		checkRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	c := &Client{
+	c := &client{
 		creds: creds,
 		pkce:  cfg.PKCE,
 		scope: scope,
@@ -169,31 +164,16 @@ func NewClient(cfg ClientConfig, creds Credentials) *Client {
 
 // checkTokenURL refuses a token URL the client secret must not be sent to.
 func checkTokenURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%w: token URL is not an absolute URL", ErrBadInput)
+	if err := contract.CheckURL(raw); err != nil {
+		return fmt.Errorf("%w: token URL %v", ErrBadInput, err)
 	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-			return nil
-		}
-		return fmt.Errorf("%w: token URL must be https (plain http only on a loopback host)", ErrBadInput)
-	}
-	return fmt.Errorf("%w: token URL must be https", ErrBadInput)
+	return nil
 }
-
-// PKCE reports whether the code flow is configured with PKCE: callers then pass
-// StateSigner.PKCEVerifier(nonce) to AuthCodeURL and Exchange.
-func (c *Client) PKCE() bool { return c.pkce }
 
 // AuthCodeURL returns the consent URL an admin opens: scope, response_type=code,
 // redirect_uri, client_id and state, plus an S256 code_challenge of verifier unless verifier
 // is "" (no PKCE).
-func (c *Client) AuthCodeURL(state string, verifier string) string {
+func (c *client) AuthCodeURL(state string, verifier string) string {
 	var opts []oauth2.AuthCodeOption
 	if verifier != "" {
 		opts = append(opts, oauth2.S256ChallengeOption(verifier))
@@ -213,7 +193,7 @@ func (c *Client) AuthCodeURL(state string, verifier string) string {
 // x/oauth2 form-encodes the client id and secret before Basic-encoding them (RFC 6749
 // §2.3.1); for VBC's alphanumeric consumer keys and secrets that is the plain
 // base64(key:secret) of VBC's docs.
-func (c *Client) Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error) {
+func (c *client) Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error) {
 	const op = "exchange"
 	if err := checkCode(code); err != nil {
 		return nil, fmt.Errorf("vbc %s: %w", op, err)
@@ -254,7 +234,7 @@ func checkCode(code Secret) error {
 // already rotated with invalid_grant, never by revoking anything. Such an invalid_grant
 // after an attempt whose outcome is unknown carries Unknown: the rotation's answer may have
 // been lost in transit.
-func (c *Client) Refresh(ctx context.Context, refreshToken Secret) (*Pair, error) {
+func (c *client) Refresh(ctx context.Context, refreshToken Secret) (*Pair, error) {
 	const op = "refresh"
 	if refreshToken.IsZero() {
 		return nil, fmt.Errorf("vbc %s: %w: empty refresh token", op, ErrBadInput)
@@ -271,7 +251,7 @@ func (c *Client) Refresh(ctx context.Context, refreshToken Secret) (*Pair, error
 // retried (VBC locks the account after a few failures), and a request that may have reached
 // VBC is never repeated; only one that certainly did not (connection refused, 429 or 503
 // with Retry-After) is.
-func (c *Client) Password(ctx context.Context, username string, password Secret) (*Pair, error) {
+func (c *client) Password(ctx context.Context, username string, password Secret) (*Pair, error) {
 	const op = "password"
 	user, err := NormalizeUsername(username)
 	if err != nil {
@@ -311,7 +291,7 @@ func NormalizeUsername(u string) (string, error) {
 // *UpstreamError. secrets are the request's secret values, kept out of every error.
 // replayable says the grant may be sent again after an attempt that may have reached VBC
 // (refresh); codes and passwords are resent only when the earlier attempt certainly did not.
-func (c *Client) retrieve(ctx context.Context, op string, grant Grant, replayable bool, secrets []string, call func(context.Context) (*oauth2.Token, error)) (*Pair, error) {
+func (c *client) retrieve(ctx context.Context, op string, grant Grant, replayable bool, secrets []string, call func(context.Context) (*oauth2.Token, error)) (*Pair, error) {
 	if c.setupErr != nil {
 		return nil, fmt.Errorf("vbc %s: %w", op, c.setupErr)
 	}
@@ -362,7 +342,7 @@ func (c *Client) retrieve(ctx context.Context, op string, grant Grant, replayabl
 // the chain: this small parse of the same JSON keeps what can be kept. With an access and a
 // refresh token the pair is complete (expires_in as expiresIn reads it); with a refresh token
 // alone it is a salvage whose access token is treated as expired at once; otherwise nil.
-func (c *Client) rescue(grant Grant, resp *responseInfo) (p *Pair, complete bool) {
+func (c *client) rescue(grant Grant, resp *responseInfo) (p *Pair, complete bool) {
 	if resp.status < 200 || resp.status > 299 || len(resp.body) == 0 || resp.html || resp.oversized {
 		return nil, false
 	}
@@ -402,7 +382,7 @@ func (c *Client) rescue(grant Grant, resp *responseInfo) (p *Pair, complete bool
 }
 
 // pairFrom builds the pair from a token x/oauth2 accepted, stamped with c.now at receipt.
-func (c *Client) pairFrom(op string, grant Grant, tok *oauth2.Token, resp *responseInfo) (*Pair, *UpstreamError) {
+func (c *client) pairFrom(op string, grant Grant, tok *oauth2.Token, resp *responseInfo) (*Pair, *UpstreamError) {
 	malformed := func(reason string) (*Pair, *UpstreamError) {
 		return nil, &UpstreamError{Op: op, StatusCode: resp.status, Kind: ErrMalformedResponse, Err: errors.New(reason)}
 	}
@@ -492,6 +472,8 @@ func classify(op string, err error, resp *responseInfo, secrets []string) *Upstr
 		}
 	}
 	ue.Code = sanitizeCode(rawCode, secrets)
+	// WSO2's account-locked answer: an error_description that starts with 17003.
+	ue.Locked = strings.HasPrefix(strings.TrimSpace(rawDesc), lockedCode)
 	code := strings.ToLower(strings.TrimSpace(rawCode))
 	status := ue.StatusCode
 	success := status >= 200 && status < 300

@@ -83,14 +83,14 @@ func (w *sbWorld) client(pkce bool, mod ...func(*vbctoken.ClientConfig)) *vbctok
 // consent runs the browser part of the code flow: mint a state, build the authorize URL,
 // approve it at the sandbox and verify the state that comes back. It returns the code and
 // the PKCE verifier ("" without PKCE).
-func (w *sbWorld) consent(c *vbctoken.Client) (code vbctoken.Secret, verifier string) {
+func (w *sbWorld) consent(c *vbctoken.Client, pkce bool) (code vbctoken.Secret, verifier string) {
 	w.t.Helper()
 	signer := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret(sbSecret), 0)
-	state, nonce, err := signer.Mint(w.clock.Now())
+	state, nonce, err := signer.Mint(w.clock.Now(), "")
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if c.PKCE() {
+	if pkce {
 		verifier = signer.PKCEVerifier(nonce)
 	}
 	cb, err := w.vbc.Approve(c.AuthCodeURL(state, verifier))
@@ -162,7 +162,7 @@ func TestSandboxCodeFlow(t *testing.T) {
 		t.Run(map[bool]string{false: "plain", true: "pkce"}[pkce], func(t *testing.T) {
 			w := newSBWorld(t)
 			c := w.client(pkce)
-			code, verifier := w.consent(c)
+			code, verifier := w.consent(c, pkce)
 
 			pair, err := c.Exchange(context.Background(), code, verifier)
 			if err != nil {
@@ -181,7 +181,7 @@ func TestSandboxCodeFlow(t *testing.T) {
 	t.Run("pkce with the wrong verifier", func(t *testing.T) {
 		w := newSBWorld(t)
 		c := w.client(true)
-		code, _ := w.consent(c)
+		code, _ := w.consent(c, true)
 		wrong := strings.Repeat("x", 43)
 		_, err := c.Exchange(context.Background(), code, wrong)
 		if !errors.Is(err, vbctoken.ErrInvalidGrant) {
@@ -252,7 +252,7 @@ func TestSandboxWrongClientSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, _ := w.consent(good)
+	code, _ := w.consent(good, false)
 	bad := vbctoken.NewClient(vbctoken.ClientConfig{
 		Endpoints:   vbctoken.Endpoints{TokenURL: w.srv.URL + vbcsandbox.TokenPath},
 		RedirectURL: clRedirect,

@@ -372,8 +372,8 @@ func TestAuthCodeURL(t *testing.T) {
 
 func TestDefaultEndpoints(t *testing.T) {
 	c := vbctoken.NewClient(vbctoken.ClientConfig{}, clCreds)
-	if got := c.AuthCodeURL("s", ""); !strings.HasPrefix(got, vbctoken.DefaultAuthorizeURL+"?") {
-		t.Errorf("AuthCodeURL = %s, want it on %s", got, vbctoken.DefaultAuthorizeURL)
+	if got := c.AuthCodeURL("s", ""); !strings.HasPrefix(got, "https://api.vonage.com/authorize"+"?") {
+		t.Errorf("AuthCodeURL = %s, want it on %s", got, "https://api.vonage.com/authorize")
 	}
 }
 

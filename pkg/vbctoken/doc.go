@@ -27,7 +27,7 @@
 //
 // Apps never hold the refresh token (an app that refreshes on a 401 would rotate the token
 // behind the keeper's back). They read the access secret through a Source
-// (NewSecretsManagerSource) and call VBC through its Client: VBC kills the old access token
+// (smstore.NewSource) and call VBC through its Client: VBC kills the old access token
 // the moment the keeper refreshes, so the client re-reads the secret and retries once on a
 // 401, and the Source caches a read only until shortly after the keeper's planned refresh
 // (the secret's refresh_at), at most an hour.

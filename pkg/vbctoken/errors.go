@@ -3,6 +3,7 @@ package vbctoken
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -42,7 +43,40 @@ var (
 	ErrNewerSchema = errors.New("stored value has a newer schema version")
 	// ErrBadInput means a caller passed an unusable argument (empty code, bad username).
 	ErrBadInput = errors.New("bad input")
+	// ErrAccountLocked means VBC has locked the user of a password grant after failed
+	// attempts (WSO2 error 17003), or a lock the keeper recorded has not ended yet. Errors
+	// matching it are a *LockedError.
+	ErrAccountLocked = errors.New("VBC user locked")
 )
+
+// AccountLockout is how long VBC keeps a user locked, counted from the last attempt: every
+// attempt during a lock, right password or not, starts it again.
+const AccountLockout = 30 * time.Minute
+
+// LockedError reports a VBC user locked after failed password attempts. It matches
+// ErrAccountLocked.
+type LockedError struct {
+	User  string    // USER@vbc.prod
+	Until time.Time // when the lock ends if nobody tries again
+	// Known says the lock was recorded by an earlier attempt and nothing was sent now.
+	Known bool
+	Err   error // VBC's answer (nil when Known)
+}
+
+func (e *LockedError) Error() string {
+	msg := fmt.Sprintf("VBC has locked user %s after failed password attempts; it unlocks at %s if nobody tries before (every attempt during the lock extends it by %s)",
+		e.User, e.Until.UTC().Format(time.RFC3339), AccountLockout)
+	if e.Known {
+		msg += "; nothing was sent"
+	}
+	return msg
+}
+
+// Unwrap exposes VBC's answer.
+func (e *LockedError) Unwrap() error { return e.Err }
+
+// Is matches ErrAccountLocked.
+func (e *LockedError) Is(target error) bool { return target == ErrAccountLocked }
 
 // UpstreamError describes a failed call to the VBC token endpoint without any secret in it.
 // It matches ErrTransient, ErrBadClient, ErrInvalidGrant, ErrMalformedResponse or
@@ -54,6 +88,9 @@ type UpstreamError struct {
 	Code       string // OAuth error code (invalid_grant, …) when the body carried one
 	Kind       error  // one of the sentinels above
 	Attempts   int    // how many requests were made
+	// Locked says VBC answered that the user is locked (an error_description starting
+	// with WSO2's 17003); such an error also matches ErrAccountLocked.
+	Locked bool
 	// Unknown says this attempt, or an earlier one of the same call, may have reached VBC
 	// without a usable answer: an invalid_grant after it may mean VBC rotated the token
 	// and the answer was lost in transit.
@@ -94,7 +131,8 @@ func (e *UpstreamError) Unwrap() error { return e.Err }
 // Is matches the error's Kind, and ErrOutcomeUnknown for a transient failure that may have
 // reached VBC.
 func (e *UpstreamError) Is(target error) bool {
-	return target == e.Kind || target == ErrOutcomeUnknown && e.Unknown && e.Kind == ErrTransient
+	return target == e.Kind || target == ErrOutcomeUnknown && e.Unknown && e.Kind == ErrTransient ||
+		target == ErrAccountLocked && e.Locked
 }
 
 // SchemaError reports a stored value written by a newer vbctoken. It matches ErrNewerSchema.

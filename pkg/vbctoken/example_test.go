@@ -35,7 +35,7 @@ func exampleVBC() (baseURL string, keeper *vbctoken.Keeper, secret *accessSecret
 	if err != nil {
 		panic(err)
 	}
-	if _, err := keeper.Login(context.Background(), "alice", "pw"); err != nil {
+	if _, err := keeper.Login(context.Background(), "alice", "pw", false); err != nil {
 		panic(err)
 	}
 	return srv.URL, keeper, &accessSecret{store: store}, srv.Close
@@ -74,7 +74,7 @@ func Example() {
 
 	// The app. On AWS:
 	//   cfg, err := config.LoadDefaultConfig(ctx)
-	//   src, err := vbctoken.NewSecretsManagerSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID"))
+	//   src, err := smstore.NewSource(cfg, os.Getenv("VBC_ACCESS_SECRET_ID"))
 	src := vbctoken.NewSource(secret)
 	client := src.Client()
 

@@ -20,7 +20,7 @@ func fzMint(t testing.TB) map[string]bool {
 	for seed := range byte(4) {
 		s := vbctoken.NewStateSigner(fzStateKey, 0)
 		s.Rand = bytes.NewReader(bytes.Repeat([]byte{seed}, 16))
-		state, _, err := s.Mint(clT0)
+		state, _, err := s.Mint(clT0, "")
 		if err != nil {
 			t.Fatal(err)
 		}

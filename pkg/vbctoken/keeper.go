@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// tokenClient is what the keeper needs from the VBC OAuth client; *Client implements it.
+// tokenClient is what the keeper needs from the VBC OAuth client; *client implements it.
 type tokenClient interface {
 	AuthCodeURL(state, verifier string) string
 	Exchange(ctx context.Context, code Secret, verifier string) (*Pair, error)
@@ -20,14 +20,14 @@ type tokenClient interface {
 	Password(ctx context.Context, username string, password Secret) (*Pair, error)
 }
 
-var _ tokenClient = (*Client)(nil)
+var _ tokenClient = (*client)(nil)
 
 // Defaults of the keeper.
 const (
-	// DefaultStoreReserve is the part of an operation's deadline kept back for storing a
+	// defaultStoreReserve is the part of an operation's deadline kept back for storing a
 	// freshly issued pair: the token call must finish before it, so that a pair VBC issued
 	// always has time to be written.
-	DefaultStoreReserve = 10 * time.Second
+	defaultStoreReserve = 10 * time.Second
 	// maxConsentNonces bounds the used-nonce list kept in the pair secret.
 	maxConsentNonces = 100
 	// maxCommitRounds bounds compare-and-swap rounds against concurrent writers.
@@ -53,13 +53,21 @@ type KeeperConfig struct {
 	StateTTL time.Duration // default DefaultStateTTL
 	// StoreRetry retries transient store failures; its Sleep is swapped in tests.
 	StoreRetry   RetryPolicy
-	StoreReserve time.Duration // default DefaultStoreReserve
+	StoreReserve time.Duration // default defaultStoreReserve
 	// Holder names this keeper in the refresh leases it writes, for operators (for example
 	// the Lambda function's name, or "cli"); each operation adds a random suffix. Default
 	// "keeper".
 	Holder string
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Account is the VBC account this keeper's store belongs to, in accounts mode (a valid
+	// account id; docs/design.md "Accounts mode"): its consent links carry it, signed, and
+	// its log lines name it. "" in a single-account deployment.
+	Account string
+	// SelfHeal, when set, lets the keeper restore a provably lost chain with the password
+	// grant of the user it supplies (server-to-server deployments only; off by default;
+	// docs/chain-safety.md "Self-heal").
+	SelfHeal LoginSource
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Keeper owns the token pair: it completes consents, refreshes the pair on its policy and
@@ -96,10 +104,15 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 		cfg.StateTTL = DefaultStateTTL
 	}
 	if cfg.StoreReserve <= 0 {
-		cfg.StoreReserve = DefaultStoreReserve
+		cfg.StoreReserve = defaultStoreReserve
 	}
 	if cfg.Holder == "" {
 		cfg.Holder = "keeper"
+	}
+	if cfg.Account != "" {
+		if err := CheckAccount(cfg.Account); err != nil {
+			return nil, fmt.Errorf("new keeper: %w", err)
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -110,6 +123,9 @@ func NewKeeper(cfg KeeperConfig) (*Keeper, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Account != "" {
+		log = log.With("account", cfg.Account)
 	}
 	return &Keeper{cfg: cfg, store: cfg.Store, log: log, now: cfg.Now}, nil
 }
@@ -314,8 +330,13 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 		}
 	}
 	// VBC rejected every refresh token the store holds, nothing newer was stored, and this
-	// keeper's lease means no other keeper is spending one: the chain is gone.
-	dead := stored.Clone()
+	// keeper's lease means no other keeper is spending one: the chain is gone, unless an
+	// opt-in self-heal restores it.
+	res, err, handled, leased := k.trySelfHeal(work, leased, reason)
+	if handled {
+		return res, err
+	}
+	dead := leased.Pair.Clone()
 	dead.kept = nil
 	k.release(work, Versioned{Pair: dead, Version: leased.Version})
 	cause := "VBC rejected the stored refresh token"
@@ -452,7 +473,7 @@ func (k *Keeper) ConsentURL(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("consent url: %w", err)
 	}
 	signer := k.signer(creds)
-	state, nonce, err := signer.Mint(k.now())
+	state, nonce, err := signer.Mint(k.now(), k.cfg.Account)
 	if err != nil {
 		return "", fmt.Errorf("consent url: %w", err)
 	}
@@ -487,6 +508,11 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 	if err != nil {
 		return Result{}, fmt.Errorf("consent: %w", err)
 	}
+	if claims.Account != k.cfg.Account {
+		// Signed by this deployment, but for another account (or mode): never store a
+		// chain under an account the admin did not consent for.
+		return Result{}, fmt.Errorf("consent: %w: the link was minted for another account", ErrStateMalformed)
+	}
 	reserved, err := k.spendNonce(ctx, claims)
 	if err != nil {
 		return Result{}, fmt.Errorf("consent: %w", err)
@@ -516,10 +542,15 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 }
 
 // Login bootstraps the chain with the password grant (server-to-server use only). The
-// username gets "@vbc.prod" appended when it has no domain. The password is sent once: a
-// rejected one is never retried (VBC locks the account after a few failures). Re-grants
-// are handled as in CompleteConsent.
-func (k *Keeper) Login(ctx context.Context, username string, password Secret) (Result, error) {
+// username gets "@vbc.prod" appended when it has no domain. Re-grants are handled as in
+// CompleteConsent.
+//
+// The password is sent once: a rejected one is never retried, because VBC locks the user
+// after a few failures for AccountLockout from the last attempt. When VBC answers that the
+// user is locked, the lock is recorded in the pair secret and the error is a *LockedError;
+// until the lock ends, Login refuses to send anything for that user (a *LockedError with
+// Known set) unless force is true.
+func (k *Keeper) Login(ctx context.Context, username string, password Secret, force bool) (Result, error) {
 	ctx, cancel := withOpDeadline(ctx)
 	defer cancel()
 	user, err := NormalizeUsername(username)
@@ -533,11 +564,20 @@ func (k *Keeper) Login(ctx context.Context, username string, password Secret) (R
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
 	}
+	if l := cur.Pair.loginLock; l != nil && l.User == user && k.now().Before(l.Until) && !force {
+		return Result{}, fmt.Errorf("login: %w", &LockedError{User: user, Until: l.Until, Known: true})
+	}
 	work, stop := shield(ctx)
 	defer stop()
 	fresh, err := k.withClient(work, func(tokenCtx context.Context, c tokenClient) (*Pair, error) {
 		return c.Password(tokenCtx, user, password)
 	})
+	if errors.Is(err, ErrAccountLocked) {
+		until := k.now().Add(AccountLockout).Truncate(time.Second).Add(time.Second)
+		k.recordLoginLock(work, &loginLock{User: user, Until: until})
+		k.log.ErrorContext(ctx, "VBC has locked the password-grant user; no keeper tries it again before the lock ends", "user", user, "until", until)
+		return Result{}, fmt.Errorf("login: %w", &LockedError{User: user, Until: until, Err: err})
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("login: %w", err)
 	}
@@ -547,6 +587,26 @@ func (k *Keeper) Login(ctx context.Context, username string, password Secret) (R
 	}
 	k.log.InfoContext(ctx, "connected by password grant", "pair", fresh)
 	return res, nil
+}
+
+// recordLoginLock writes l into the pair secret (best effort: the lock is VBC's either way,
+// the record only spares further attempts).
+func (k *Keeper) recordLoginLock(ctx context.Context, l *loginLock) {
+	for round := 0; round < maxCommitRounds; round++ {
+		cur, err := k.loadPair(ctx)
+		if err != nil {
+			k.log.WarnContext(ctx, "could not record the user lock", "error", err)
+			return
+		}
+		next := cur.Pair.Clone()
+		next.loginLock = l
+		if _, err = k.commitRetried(ctx, next, cur.Version); !errors.Is(err, ErrConflict) {
+			if err != nil {
+				k.log.WarnContext(ctx, "could not record the user lock", "error", err)
+			}
+			return
+		}
+	}
 }
 
 // commitGrant stores the answer to a code or password grant on top of base with
@@ -582,6 +642,10 @@ func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (
 			}
 		}
 		write.ConsentNonces = pruneNonces(write.ConsentNonces, k.now())
+		if write.loginLock != nil && !k.now().Before(write.loginLock.Until) {
+			write.loginLock = nil
+		}
+		write.selfHeal = nil // an admin connected: self-heal may run again
 		_, err := k.commitRetried(ctx, write, base.Version)
 		if err == nil {
 			return k.settle(ctx, OutcomeConnected, "", write, true)
@@ -617,6 +681,12 @@ type Status struct {
 	RefreshingUntil time.Time `json:"refreshing_until,omitzero"`
 	// KeptPairs counts the pairs kept after a lost race, tried before any re-consent.
 	KeptPairs int `json:"kept_pairs,omitempty"`
+	// SelfHealAt is the last self-heal attempt; SelfHealHalted says VBC rejected its login
+	// and self-heal waits for an admin to connect.
+	SelfHealAt     time.Time `json:"self_heal_at,omitzero"`
+	SelfHealHalted bool      `json:"self_heal_halted,omitempty"`
+	// LoginLockedUntil is when a VBC user lock that a login met ends.
+	LoginLockedUntil time.Time `json:"login_locked_until,omitzero"`
 }
 
 // Status reads the pair and reports its state by the policy.
@@ -630,6 +700,12 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 	st := Status{Connected: !d.Reconsent, Reason: d.Reason, Now: now, KeptPairs: len(cur.Pair.kept)}
 	if l := cur.Pair.lease; l.liveFor("", now) {
 		st.RefreshingBy, st.RefreshingUntil = l.Holder, l.ExpiresAt
+	}
+	if h := cur.Pair.selfHeal; h != nil {
+		st.SelfHealAt, st.SelfHealHalted = h.At, h.Halted
+	}
+	if l := cur.Pair.loginLock; l != nil && now.Before(l.Until) {
+		st.LoginLockedUntil = l.Until
 	}
 	if p := cur.Pair; p != nil && !p.RefreshToken.IsZero() {
 		st.Grant, st.ObtainedAt, st.AccessExpiresAt, st.RefreshExpiresAt = p.Grant, p.ObtainedAt, p.ExpiresAt, p.RefreshExpiresAt
@@ -887,7 +963,7 @@ func (k *Keeper) clientFor(ctx context.Context) (Credentials, tokenClient, error
 	if err != nil {
 		return Credentials{}, nil, fmt.Errorf("load credentials: %w", err)
 	}
-	k.creds, k.client = creds, NewClient(k.cfg.Client, creds)
+	k.creds, k.client = creds, newClient(k.cfg.Client, creds)
 	return k.creds, k.client, nil
 }
 

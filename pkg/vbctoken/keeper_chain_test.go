@@ -23,6 +23,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/motoserver"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // wso2 runs the sandbox as VBC's token server behaves; race picks how it answers a second
@@ -262,7 +263,7 @@ func TestStrandedPairIsFinishedByTheNextRun(t *testing.T) {
 // throttledStages fails UpdateSecretVersionStage calls beyond the first `after` with
 // throttling, as a whole invocation's worth of Secrets Manager trouble would.
 type throttledStages struct {
-	vbctoken.SecretsAPI
+	smstore.API
 	after int32
 	n     atomic.Int32
 }
@@ -271,7 +272,7 @@ func (s *throttledStages) UpdateSecretVersionStage(ctx context.Context, in *secr
 	if s.n.Add(1) > s.after {
 		return nil, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
 	}
-	return s.SecretsAPI.UpdateSecretVersionStage(ctx, in, opts...)
+	return s.API.UpdateSecretVersionStage(ctx, in, opts...)
 }
 
 // 3b. The same on Secrets Manager (moto): the stage move fails for a whole invocation.
@@ -287,14 +288,14 @@ func TestStrandedPairOnSecretsManager(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
-			ids := vbctoken.SecretIDs(moto.CreateStoreSecrets(t, true))
+			ids := smstore.SecretIDs(moto.CreateStoreSecrets(t, true))
 			creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
 			moto.PutSecret(t, ids.Credentials, string(creds))
-			store := vbctoken.NewSecretsManagerStore(moto.Client(), ids)
+			store := smstore.New(moto.Client(), ids)
 			res := w.connect(w.keeperWith(store, false))
 			w.clock.Advance(23 * time.Hour)
 
-			failing := vbctoken.NewSecretsManagerStore(&throttledStages{SecretsAPI: moto.Client(), after: tc.movesOK}, ids)
+			failing := smstore.New(&throttledStages{API: moto.Client(), after: tc.movesOK}, ids)
 			before := w.vbc.Stats().Requests["refresh_token"]
 			first, err := w.build(failing, w.fakeBudget).Refresh(ctxFor(t), false)
 			if err == nil {
@@ -485,12 +486,12 @@ func TestReusedGrantsDoNotOverstateTheRefreshExpiry(t *testing.T) {
 		w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
 		// Another deployment logged in 5 hours ago; this one starts empty.
 		other := memstore.New(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
-		if _, err := w.keeperWith(other, false).Login(ctxFor(t), testUser, testPassword); err != nil {
+		if _, err := w.keeperWith(other, false).Login(ctxFor(t), testUser, testPassword, false); err != nil {
 			t.Fatal(err)
 		}
 		w.clock.Advance(5 * time.Hour)
 		k := w.keeper(false)
-		res, err := k.Login(ctxFor(t), testUser, testPassword)
+		res, err := k.Login(ctxFor(t), testUser, testPassword, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -582,4 +583,163 @@ func TestPartlyUsableAnswerIsKeptNotTrusted(t *testing.T) {
 		t.Errorf("kept pairs after the chain moved on: %d", st.KeptPairs)
 	}
 	w.assertChainLive()
+}
+
+// A password is sent once per login, never retried; a locked user (WSO2 17003) gets a
+// *LockedError naming when the lock ends, and later logins inside the window send nothing
+// unless forced.
+func TestLoginNeverLocksTheUserFurther(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.keeper(false)
+	sent := func() int { return w.vbc.Stats().Requests["password"] }
+	var locked *vbctoken.LockedError
+	for i := 1; ; i++ {
+		_, err := k.Login(ctxFor(t), testUser, "wrong-password", false)
+		if sent() != i {
+			t.Fatalf("after %d logins VBC saw %d password grants: a rejected password was retried", i, sent())
+		}
+		if errors.As(err, &locked) {
+			break // VBC locked the user (the sandbox after 3 failures)
+		}
+		if !errors.Is(err, vbctoken.ErrInvalidGrant) || i == 5 {
+			t.Fatalf("wrong password %d: %v", i, err)
+		}
+	}
+	if locked.Known || locked.User != testUser+"@vbc.prod" {
+		t.Fatalf("locked: %+v", locked)
+	}
+	attempts := sent()
+	if want := w.clock.Now().Add(vbctoken.AccountLockout); locked.Until.Before(want) || locked.Until.After(want.Add(2*time.Second)) {
+		t.Errorf("lock ends %v, want about %v", locked.Until, want)
+	}
+	// Inside the window: nothing is sent, by any keeper of this store.
+	w.clock.Advance(10 * time.Minute)
+	_, err := w.keeper(false).Login(ctxFor(t), testUser, testPassword, false)
+	if !errors.As(err, &locked) || !locked.Known {
+		t.Fatalf("login inside the lock: %v", err)
+	}
+	if sent() != attempts {
+		t.Fatalf("VBC saw %d password grants, want %d", sent(), attempts)
+	}
+	// Forced: sent, and VBC's lock starts again from this attempt.
+	if _, err = k.Login(ctxFor(t), testUser, testPassword, true); !errors.Is(err, vbctoken.ErrAccountLocked) || sent() != attempts+1 {
+		t.Fatalf("forced login inside the lock: %v (%d sent)", err, sent())
+	}
+	// After the lock: the right password connects and the record is gone.
+	w.clock.Advance(vbctoken.AccountLockout + time.Minute)
+	if _, err := k.Login(ctxFor(t), testUser, testPassword, false); err != nil {
+		t.Fatalf("after the lock: %v", err)
+	}
+	w.assertChainLive()
+	if strings.Contains(w.logs.String(), "wrong-password") {
+		t.Error("a password reached the logs")
+	}
+}
+
+// loginFunc adapts a function to vbctoken.LoginSource.
+type loginFunc func(ctx context.Context) (string, vbctoken.Secret, error)
+
+func (f loginFunc) LoadLogin(ctx context.Context) (string, vbctoken.Secret, error) { return f(ctx) }
+
+func selfHealWith(user, password string) func(*vbctoken.KeeperConfig) {
+	return func(c *vbctoken.KeeperConfig) {
+		c.SelfHeal = loginFunc(func(context.Context) (string, vbctoken.Secret, error) {
+			return user, vbctoken.Secret(password), nil
+		})
+	}
+}
+
+// Self-heal (opt-in): the answer to a refresh is lost after VBC rotated the token, which
+// no keeper can avoid; the password grant then hands back the very pair that was lost
+// (WSO2 reuse), and the chain goes on without an admin.
+func TestSelfHealRestoresALostChain(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	heal := selfHealWith(testUser, testPassword)
+	if _, err := w.build(w.store, heal).Login(ctxFor(t), testUser, testPassword, false); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(23 * time.Hour)
+	// Every attempt of this run is processed by VBC and its answer lost.
+	w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+		if grant == "refresh_token" {
+			return vbcsandbox.Fault{Kind: vbcsandbox.ProcessedButLost}
+		}
+		return vbcsandbox.Fault{}
+	})
+	k := w.build(w.store, heal, func(c *vbctoken.KeeperConfig) { c.Client.Retry.MaxAttempts = 1 })
+	if res, err := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt || !errors.Is(err, vbctoken.ErrOutcomeUnknown) {
+		t.Fatalf("lost answer: %+v %v", res, err)
+	}
+	w.vbc.SetFaults(nil)
+	lost := w.vbc.Issued()[len(w.vbc.Issued())-1]
+	res, err := k.Refresh(ctxFor(t), false)
+	if err != nil || res.Outcome != vbctoken.OutcomeConnected || res.Reason != vbctoken.ReasonSelfHealed {
+		t.Fatalf("self-heal: %+v %v", res, err)
+	}
+	if got := w.stored(); got.RefreshToken.Reveal() != lost.RefreshToken {
+		t.Errorf("self-heal stored another pair than the one whose answer was lost")
+	}
+	w.assertChainLive()
+	if strings.Contains(w.logs.String(), "re-consent required") {
+		t.Error("re-consent was declared")
+	}
+}
+
+// A self-heal login that VBC rejects halts self-heal: no keeper sends the password again
+// (a retry loop would keep the user locked), and re-consent is declared.
+func TestSelfHealHaltsOnARejectedLogin(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.build(w.store, selfHealWith(testUser, "wrong-password"))
+	w.connect(k)
+	w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+	for run := 0; run < 3; run++ {
+		res, err := k.Refresh(ctxFor(t), true)
+		if !errors.Is(err, vbctoken.ErrReconsentRequired) || res.Outcome != vbctoken.OutcomeReconsent {
+			t.Fatalf("run %d: %+v %v", run, res, err)
+		}
+		w.clock.Advance(vbctoken.SelfHealInterval + time.Minute)
+	}
+	if n := w.vbc.Stats().Requests["password"]; n != 1 {
+		t.Errorf("VBC saw %d password grants, want 1", n)
+	}
+	if !strings.Contains(w.logs.String(), "self-heal halted") {
+		t.Error("the halt was not logged")
+	}
+	// An admin's consent clears the halt.
+	w.connect(k)
+	w.assertChainLive()
+}
+
+// Self-heal tries at most once per SelfHealInterval, and never for a chain merely in doubt.
+func TestSelfHealIsRateLimited(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	k := w.build(w.store, selfHealWith(testUser, testPassword), func(c *vbctoken.KeeperConfig) { c.Client.Retry.MaxAttempts = 1 })
+	w.connect(k)
+	w.clock.Advance(23 * time.Hour)
+	// In doubt (VBC answers 502 before processing): no self-heal.
+	w.vbc.InjectNext(vbcsandbox.Status502)
+	if res, _ := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt {
+		t.Fatalf("in doubt: %+v", res)
+	}
+	if n := w.vbc.Stats().Requests["password"]; n != 0 {
+		t.Fatalf("self-heal ran for a chain in doubt (%d password grants)", n)
+	}
+	// Lost: the password grant gets no usable answer either; the next run inside the
+	// interval does not try again.
+	w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+	w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+		if grant == "password" {
+			return vbcsandbox.Fault{Kind: vbcsandbox.Status502}
+		}
+		return vbcsandbox.Fault{}
+	})
+	for run := 0; run < 2; run++ {
+		if res, err := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt || errors.Is(err, vbctoken.ErrReconsentRequired) {
+			t.Fatalf("run %d: %+v %v", run, res, err)
+		}
+		w.clock.Advance(10 * time.Minute)
+	}
+	if n := w.vbc.Stats().Requests["password"]; n != 1 {
+		t.Errorf("VBC saw %d password grants within the interval, want 1", n)
+	}
 }

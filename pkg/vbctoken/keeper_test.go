@@ -17,6 +17,7 @@ import (
 	"github.com/vbctoken/vbctoken/internal/testutil"
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // simClock is shared by the sandbox, the keeper and the retry sleeps: nothing really waits.
@@ -516,7 +517,7 @@ func TestConsentRacesRefresher(t *testing.T) {
 func TestLogin(t *testing.T) {
 	w := newWorld(t)
 	k := w.keeper(false)
-	res, err := k.Login(context.Background(), testUser, testPassword)
+	res, err := k.Login(context.Background(), testUser, testPassword, false)
 	if err != nil || res.Outcome != vbctoken.OutcomeConnected || res.Grant != vbctoken.GrantPassword {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -529,7 +530,7 @@ func TestLogin(t *testing.T) {
 		{testUser, "", vbctoken.ErrBadInput},
 		{testUser, "wrong-SECRET", vbctoken.ErrInvalidGrant},
 	} {
-		if _, err := k.Login(context.Background(), tc.user, vbctoken.Secret(tc.pass)); !errors.Is(err, tc.want) {
+		if _, err := k.Login(context.Background(), tc.user, vbctoken.Secret(tc.pass), false); !errors.Is(err, tc.want) {
 			t.Errorf("Login(%q): %v, want %v", tc.user, err, tc.want)
 		}
 	}
@@ -557,7 +558,7 @@ func TestConsentReplayRaceSecretsManager(t *testing.T) {
 	secrets := moto.CreateStoreSecrets(t, true)
 	creds, _ := vbctoken.EncodeCredentials(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
 	moto.PutSecret(t, secrets.Credentials, string(creds))
-	store := vbctoken.NewSecretsManagerStore(moto.Client(), vbctoken.SecretIDs(secrets))
+	store := smstore.New(moto.Client(), smstore.SecretIDs(secrets))
 	for round := 0; round < 5; round++ {
 		q := w.consentQuery(w.keeperWith(store, false))
 		var wg sync.WaitGroup

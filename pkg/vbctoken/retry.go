@@ -11,10 +11,10 @@ import (
 
 // Default retry settings, used for the zero fields of a RetryPolicy.
 const (
-	DefaultRetryInitial     = 200 * time.Millisecond
-	DefaultRetryMax         = 10 * time.Second
-	DefaultRetryMultiplier  = 2.0
-	DefaultRetryMaxAttempts = 8
+	defaultRetryInitial     = 200 * time.Millisecond
+	defaultRetryMax         = 10 * time.Second
+	defaultRetryMultiplier  = 2.0
+	defaultRetryMaxAttempts = 8
 )
 
 // RetryPolicy is capped exponential backoff with full jitter. Its zero value is usable: every
@@ -44,19 +44,19 @@ type RetryPolicy struct {
 // withDefaults fills the zero fields.
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.Initial <= 0 {
-		p.Initial = DefaultRetryInitial
+		p.Initial = defaultRetryInitial
 	}
 	if p.Max <= 0 {
-		p.Max = DefaultRetryMax
+		p.Max = defaultRetryMax
 	}
 	if p.Max < p.Initial {
 		p.Max = p.Initial
 	}
 	if p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {
-		p.Multiplier = DefaultRetryMultiplier
+		p.Multiplier = defaultRetryMultiplier
 	}
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = DefaultRetryMaxAttempts
+		p.MaxAttempts = defaultRetryMaxAttempts
 	}
 	if p.Sleep == nil {
 		p.Sleep = sleepCtx

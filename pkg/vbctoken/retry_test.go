@@ -142,7 +142,7 @@ func TestRetryJitterStaysUnderTheCeiling(t *testing.T) {
 		p := vbctoken.RetryPolicy{MaxAttempts: 6, Sleep: clock.Sleep, Now: clock.Now, Rand: func() float64 { return r }}
 		var calls []int
 		p.Do(context.Background(), script(&calls, 0, errRetryable), nil)
-		ceiling := vbctoken.DefaultRetryInitial
+		ceiling := 200 * time.Millisecond // the default Initial
 		for i, d := range clock.Sleeps() {
 			if d < 0 || d >= ceiling {
 				t.Errorf("rand %v: sleep %d = %v, want in [0, %v)", r, i+1, d, ceiling)

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 )
@@ -185,22 +184,6 @@ func NewSource(loader AccessLoader, opts ...SourceOption) *Source {
 		o(&cfg)
 	}
 	return &Source{loader: loader, cfg: cfg}
-}
-
-// NewSecretsManagerSource is NewSource over the access secret accessSecretID (name or ARN,
-// usually from VBC_ACCESS_SECRET_ID) in AWS Secrets Manager, with the app's SDK
-// configuration (typically config.LoadDefaultConfig: environment, shared config, IAM role).
-// The app needs only secretsmanager:GetSecretValue on that one secret. Nothing is read
-// until the first Token call.
-//
-// It takes an aws.Config rather than loading one, so that this package does not link the
-// SDK's config package (SSO, STS, profiles) into the Lambda functions, which do not use it.
-func NewSecretsManagerSource(cfg aws.Config, accessSecretID string, opts ...SourceOption) (*Source, error) {
-	if accessSecretID == "" {
-		return nil, fmt.Errorf("new secrets manager source: %w: empty access secret id", ErrBadInput)
-	}
-	store := NewSecretsManagerStoreFromConfig(cfg, SecretIDs{Access: accessSecretID})
-	return NewSource(store, opts...), nil
 }
 
 // Token returns a valid access token, reading the access secret only when the cached one is

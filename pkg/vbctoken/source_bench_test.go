@@ -244,7 +244,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-// simulateReader runs a real keeper (hourly Refresh on the DESIGN.md policy) against the
+// simulateReader runs a real keeper (hourly Refresh on the policy of docs/design.md "Refresh policy") against the
 // VBC sandbox in its WSO2 behaviour (a refresh kills the previous access token at once)
 // and one app process that calls the API every step, for days simulated days on a fake
 // clock. The keeper's refresh_at comes from hintStore.
@@ -272,7 +272,7 @@ func simulateReader(tb testing.TB, sc readerScenario, days int, step time.Durati
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := keeper.Login(ctx, "app", "pw"); err != nil {
+	if _, err := keeper.Login(ctx, "app", "pw", false); err != nil {
 		tb.Fatal(err)
 	}
 	rng := mrand.New(mrand.NewPCG(uint64(len(sc.name)), 11))

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// DefaultStateTTL is how long a consent link stays valid (DESIGN.md "Consent").
+// DefaultStateTTL is how long a consent link stays valid (docs/design.md "Consent state").
 const DefaultStateTTL = 15 * time.Minute
 
 // MaxStateLen is the longest state Verify decodes; longer input is refused unread.
@@ -26,12 +26,17 @@ const minStateKeyLen = 16
 
 // Wire layout of a state, before base64url (no padding):
 //
-//	version (1) | nonce (16) | expiry, unix seconds, big-endian (8) | HMAC-SHA256 of the preceding (32)
+//	version 1 (1) | nonce (16) | expiry, unix seconds, big-endian (8) | HMAC-SHA256 of the preceding (32)
+//	version 2 (1) | nonce (16) | expiry (8) | account length (1) | account | HMAC-SHA256 of the preceding (32)
+//
+// Version 1 is a single-account deployment's link; version 2 binds the link to an account
+// (accounts mode), so the callback never takes the account from an unsigned parameter.
 const (
-	stateVersion  = 1
-	stateNonceLen = 16
-	stateBodyLen  = 1 + stateNonceLen + 8
-	stateLen      = stateBodyLen + sha256.Size
+	stateVersion        = 1
+	stateVersionAccount = 2
+	stateNonceLen       = 16
+	stateBodyLen        = 1 + stateNonceLen + 8
+	stateLen            = stateBodyLen + sha256.Size
 )
 
 // ErrBadState matches every consent-state failure: malformed, tampered, expired or reused.
@@ -63,9 +68,10 @@ func (e *stateError) Is(target error) bool { return target == ErrBadState }
 type StateClaims struct {
 	Nonce     string    // base64url of 16 random bytes; the replay key
 	ExpiresAt time.Time // end of the link's validity, whole seconds, UTC
+	Account   string    // the account the link is for; "" in a single-account deployment
 }
 
-// StateSigner mints and verifies the signed consent state of DESIGN.md: a random nonce and
+// StateSigner mints and verifies the signed consent state of docs/design.md "Consent state": a random nonce and
 // an expiry under an HMAC, so the callback needs no storage to check a link it never saw,
 // and derives the PKCE verifier from the same nonce.
 //
@@ -113,21 +119,31 @@ func hmacSum(key, msg []byte) []byte {
 func (s *StateSigner) TTL() time.Duration { return s.ttl }
 
 // Mint returns a new state valid until now+TTL, and its nonce (what PKCEVerifier and the
-// replay check take).
-func (s *StateSigner) Mint(now time.Time) (state string, nonce string, err error) {
+// replay check take). A non-empty account (a valid account id) is bound into the state.
+func (s *StateSigner) Mint(now time.Time, account string) (state string, nonce string, err error) {
 	if !s.keyOK {
 		return "", "", fmt.Errorf("mint consent state: %w: key shorter than %d bytes", ErrBadInput, minStateKeyLen)
+	}
+	if account != "" {
+		if err := CheckAccount(account); err != nil {
+			return "", "", fmt.Errorf("mint consent state: %w", err)
+		}
 	}
 	r := s.Rand
 	if r == nil {
 		r = rand.Reader
 	}
-	buf := make([]byte, stateBodyLen, stateLen)
+	buf := make([]byte, stateBodyLen, stateLen+1+len(account))
 	buf[0] = stateVersion
 	if _, err := io.ReadFull(r, buf[1:1+stateNonceLen]); err != nil {
 		return "", "", fmt.Errorf("mint consent state: read random nonce: %w", err)
 	}
 	binary.BigEndian.PutUint64(buf[1+stateNonceLen:], uint64(now.Add(s.ttl).Unix()))
+	if account != "" {
+		buf[0] = stateVersionAccount
+		buf = append(buf, byte(len(account)))
+		buf = append(buf, account...)
+	}
 	buf = append(buf, hmacSum(s.macKey, buf)...)
 	return base64.RawURLEncoding.EncodeToString(buf),
 		base64.RawURLEncoding.EncodeToString(buf[1 : 1+stateNonceLen]), nil
@@ -146,23 +162,32 @@ func (s *StateSigner) Verify(state string, now time.Time) (StateClaims, error) {
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(state)
 	// The decoder skips CR and LF; insisting on the canonical form keeps one state per nonce.
-	if err != nil || len(raw) != stateLen || base64.RawURLEncoding.EncodeToString(raw) != state {
+	if err != nil || len(raw) < stateLen || base64.RawURLEncoding.EncodeToString(raw) != state {
 		return StateClaims{}, ErrStateMalformed
 	}
-	body, sig := raw[:stateBodyLen], raw[stateBodyLen:]
+	body, sig := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
 	if !hmac.Equal(sig, hmacSum(s.macKey, body)) {
 		return StateClaims{}, ErrStateTampered
 	}
-	if body[0] != stateVersion {
+	account := ""
+	switch {
+	case body[0] == stateVersion && len(body) == stateBodyLen:
+	case body[0] == stateVersionAccount && len(body) > stateBodyLen && int(body[stateBodyLen]) == len(body)-stateBodyLen-1:
+		account = string(body[stateBodyLen+1:])
+		if CheckAccount(account) != nil {
+			return StateClaims{}, ErrStateMalformed
+		}
+	default:
 		return StateClaims{}, ErrStateMalformed // signed by us, but a layout this build lacks
 	}
-	exp := binary.BigEndian.Uint64(body[1+stateNonceLen:])
+	exp := binary.BigEndian.Uint64(body[1+stateNonceLen : stateBodyLen])
 	if exp > maxStateExpiry {
 		return StateClaims{}, ErrStateMalformed
 	}
 	claims := StateClaims{
 		Nonce:     base64.RawURLEncoding.EncodeToString(body[1 : 1+stateNonceLen]),
 		ExpiresAt: time.Unix(int64(exp), 0).UTC(),
+		Account:   account,
 	}
 	if !now.Before(claims.ExpiresAt) {
 		return StateClaims{}, ErrStateExpired

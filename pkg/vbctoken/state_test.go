@@ -26,7 +26,7 @@ func stSigner(key []byte, seed byte) *vbctoken.StateSigner {
 
 func TestStateRoundTrip(t *testing.T) {
 	s := stSigner(stKey, 1)
-	state, nonce, err := s.Mint(clT0)
+	state, nonce, err := s.Mint(clT0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestStateNoncesAreRandom(t *testing.T) {
 	s := vbctoken.NewStateSigner(stKey, time.Minute) // crypto/rand
 	seen := map[string]bool{}
 	for range 200 {
-		state, nonce, err := s.Mint(clT0)
+		state, nonce, err := s.Mint(clT0, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestStateNoncesAreRandom(t *testing.T) {
 
 func TestStateExpired(t *testing.T) {
 	s := vbctoken.NewStateSigner(stKey, 10*time.Minute)
-	state, _, err := s.Mint(clT0)
+	state, _, err := s.Mint(clT0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestStateExpired(t *testing.T) {
 
 func TestStateTampered(t *testing.T) {
 	s := stSigner(stKey, 9)
-	state, _, err := s.Mint(clT0)
+	state, _, err := s.Mint(clT0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestStateTampered(t *testing.T) {
 }
 
 func TestStateWrongKeyIsTampered(t *testing.T) {
-	state, _, err := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret("another-secret"), 0).Mint(clT0)
+	state, _, err := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret("another-secret"), 0).Mint(clT0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,9 +136,57 @@ func TestStateWrongKeyIsTampered(t *testing.T) {
 	}
 }
 
+// Accounts mode: the account is bound into the signed state; a state whose account was
+// changed does not verify, and a signed state with a length that does not match its layout
+// is malformed.
+func TestStateCarriesTheAccount(t *testing.T) {
+	s := vbctoken.NewStateSigner(stKey, 0)
+	state, _, err := s.Mint(clT0, "globex-eu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Verify(state, clT0)
+	if err != nil || c.Account != "globex-eu" {
+		t.Fatalf("claims %+v, err %v", c, err)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(state)
+	swapped := bytes.Replace(bytes.Clone(raw), []byte("globex-eu"), []byte("globex-us"), 1)
+	if _, err := s.Verify(base64.RawURLEncoding.EncodeToString(swapped), clT0); !errors.Is(err, vbctoken.ErrStateTampered) {
+		t.Errorf("another account: %v, want ErrStateTampered", err)
+	}
+	long := append(bytes.Clone(raw), 0)
+	if _, err := s.Verify(base64.RawURLEncoding.EncodeToString(long), clT0); !errors.Is(err, vbctoken.ErrBadState) {
+		t.Errorf("one byte long: %v, want ErrBadState", err)
+	}
+	for _, bad := range []string{"Acme", "-acme", "ac me", "acme/x", strings.Repeat("a", 64)} {
+		if _, _, err := s.Mint(clT0, bad); !errors.Is(err, vbctoken.ErrBadInput) {
+			t.Errorf("Mint for account %q: %v, want ErrBadInput", bad, err)
+		}
+	}
+	if len(state) > vbctoken.MaxStateLen {
+		t.Errorf("a state for a 9-character account is %d characters", len(state))
+	}
+	longest, _, err := s.Mint(clT0, strings.Repeat("a", 63))
+	if err != nil || len(longest) > vbctoken.MaxStateLen {
+		t.Errorf("the longest account's state: %d characters, %v", len(longest), err)
+	}
+}
+
+func TestCheckAccount(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"acme": true, "globex-eu": true, "a": true, "0": true, "a-": true, strings.Repeat("z", 63): true,
+		"": false, "-a": false, "Acme": false, "a_b": false, "a.b": false, "a b": false, "é": false,
+		strings.Repeat("z", 64): false, "a\x00": false,
+	} {
+		if err := vbctoken.CheckAccount(id); (err == nil) != ok {
+			t.Errorf("CheckAccount(%q) = %v, want ok %v", id, err, ok)
+		}
+	}
+}
+
 func TestStateMalformed(t *testing.T) {
 	s := vbctoken.NewStateSigner(stKey, 0)
-	good, _, err := s.Mint(clT0)
+	good, _, err := s.Mint(clT0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +199,6 @@ func TestStateMalformed(t *testing.T) {
 		"padding appended":   good + "=",
 		"standard alphabet":  strings.NewReplacer("-", "+", "_", "/").Replace(good) + "+/",
 		"one byte short":     base64.RawURLEncoding.EncodeToString(raw[:len(raw)-1]),
-		"one byte long":      base64.RawURLEncoding.EncodeToString(append(bytes.Clone(raw), 0)),
 		"newline inside":     good[:10] + "\n" + good[10:],
 		"trailing CR":        good + "\r",
 		"space":              good[:10] + " " + good[10:],
@@ -192,7 +239,7 @@ func TestStateErrorsMatchTheirClass(t *testing.T) {
 func TestStateShortKey(t *testing.T) {
 	for _, key := range [][]byte{nil, []byte("short")} {
 		s := vbctoken.NewStateSigner(key, 0)
-		if _, _, err := s.Mint(clT0); !errors.Is(err, vbctoken.ErrBadInput) {
+		if _, _, err := s.Mint(clT0, ""); !errors.Is(err, vbctoken.ErrBadInput) {
 			t.Errorf("Mint with a %d-byte key = %v, want ErrBadInput", len(key), err)
 		}
 		if _, err := s.Verify("AAAA", clT0); !errors.Is(err, vbctoken.ErrBadInput) {
@@ -204,11 +251,11 @@ func TestStateShortKey(t *testing.T) {
 func TestStateRandomFailure(t *testing.T) {
 	s := vbctoken.NewStateSigner(stKey, 0)
 	s.Rand = iotest.ErrReader(errors.New("entropy gone"))
-	if state, _, err := s.Mint(clT0); err == nil || state != "" {
+	if state, _, err := s.Mint(clT0, ""); err == nil || state != "" {
 		t.Errorf("Mint = %q, %v; want an error", state, err)
 	}
 	s.Rand = bytes.NewReader(make([]byte, 5)) // too short for a nonce
-	if _, _, err := s.Mint(clT0); err == nil {
+	if _, _, err := s.Mint(clT0, ""); err == nil {
 		t.Error("Mint with 5 random bytes succeeded")
 	}
 }
@@ -230,7 +277,7 @@ func TestStateKeyFromClientSecret(t *testing.T) {
 func TestPKCEVerifier(t *testing.T) {
 	s := vbctoken.NewStateSigner(stKey, 0)
 	rfc7636 := regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
-	_, nonce, err := s.Mint(clT0)
+	_, nonce, err := s.Mint(clT0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +288,7 @@ func TestPKCEVerifier(t *testing.T) {
 	if again := vbctoken.NewStateSigner(stKey, time.Hour).PKCEVerifier(nonce); again != v {
 		t.Errorf("verifier not deterministic: %q then %q", v, again)
 	}
-	_, nonce2, _ := s.Mint(clT0)
+	_, nonce2, _ := s.Mint(clT0, "")
 	if s.PKCEVerifier(nonce2) == v {
 		t.Error("two nonces give the same verifier")
 	}

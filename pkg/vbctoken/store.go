@@ -52,6 +52,24 @@ func DecodeCredentials(data []byte) (Credentials, error) {
 	return c, nil
 }
 
+type loginWire struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// DecodeLogin parses the self-heal login secret {"username","password"}; a placeholder
+// without both fields is ErrNoCredentials.
+func DecodeLogin(data []byte) (username string, password Secret, err error) {
+	var w loginWire
+	if err := strictUnmarshal(data, &w); err != nil {
+		return "", "", fmt.Errorf("decode login: %w: %s", ErrMalformedSecret, err)
+	}
+	if strings.TrimSpace(w.Username) == "" || w.Password == "" {
+		return "", "", fmt.Errorf("decode login: %w: username and password are both required", ErrNoCredentials)
+	}
+	return strings.TrimSpace(w.Username), Secret(w.Password), nil
+}
+
 // Versioned is a pair as read from a store, with the version a compare-and-swap write must
 // name. Pair is an empty, not-connected pair when nothing was stored yet; Version is "" when
 // the store holds no version at all.

@@ -59,6 +59,11 @@ type Pair struct {
 	// estimated says RefreshExpiresAt is a conservative guess, not VBC's
 	// ("refresh_expiry_estimated"): a re-grant reused a refresh token of unknown age.
 	estimated bool
+	// loginLock is a VBC user lock a password grant met ("login_lock"), so that no
+	// keeper tries that user again before it ends.
+	loginLock *loginLock
+	// selfHeal records the last self-heal attempt ("self_heal").
+	selfHeal *selfHeal
 
 	// extra keeps fields written by other versions, so a rewrite preserves them.
 	extra map[string]json.RawMessage
@@ -102,6 +107,14 @@ func (p *Pair) Clone() *Pair {
 	if p.lease != nil {
 		l := *p.lease
 		c.lease = &l
+	}
+	if p.loginLock != nil {
+		l := *p.loginLock
+		c.loginLock = &l
+	}
+	if p.selfHeal != nil {
+		h := *p.selfHeal
+		c.selfHeal = &h
 	}
 	if p.extra != nil {
 		c.extra = make(map[string]json.RawMessage, len(p.extra))
@@ -188,6 +201,20 @@ type pairWire struct {
 	Retired          []string    `json:"retired,omitempty"`
 	Kept             []keptWire  `json:"kept,omitempty"`
 	Estimated        bool        `json:"refresh_expiry_estimated,omitempty"`
+	LoginLock        *lockWire   `json:"login_lock,omitempty"`
+	SelfHeal         *healWire   `json:"self_heal,omitempty"`
+}
+
+// healWire is the stored form of the self-heal record.
+type healWire struct {
+	At     *time.Time `json:"at"`
+	Halted bool       `json:"halted,omitempty"`
+}
+
+// lockWire is the stored form of a login lock.
+type lockWire struct {
+	User  string     `json:"user"`
+	Until *time.Time `json:"until"`
 }
 
 // leaseWire is the stored form of a lease.
@@ -217,7 +244,7 @@ var knownPairFields = map[string]bool{
 	"version": true, "access_token": true, "refresh_token": true, "token_type": true,
 	"scope": true, "id_token": true, "expires_at": true, "refresh_expires_at": true,
 	"obtained_at": true, "grant": true, "consent_nonces": true,
-	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true,
+	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true, "login_lock": true, "self_heal": true,
 }
 
 func utcPtr(t time.Time) *time.Time {
@@ -258,6 +285,12 @@ func EncodePair(p *Pair) ([]byte, error) {
 	}
 	if p.lease != nil {
 		w.Lease = &leaseWire{Holder: p.lease.Holder, ExpiresAt: utcPtr(p.lease.ExpiresAt)}
+	}
+	if p.loginLock != nil {
+		w.LoginLock = &lockWire{User: p.loginLock.User, Until: utcPtr(p.loginLock.Until)}
+	}
+	if p.selfHeal != nil {
+		w.SelfHeal = &healWire{At: utcPtr(p.selfHeal.At), Halted: p.selfHeal.Halted}
 	}
 	for _, k := range p.kept {
 		w.Kept = append(w.Kept, keptWire{
@@ -337,6 +370,20 @@ func DecodePair(data []byte) (*Pair, error) {
 		}
 		p.lease = &lease{Holder: w.Lease.Holder, ExpiresAt: timeOf(w.Lease.ExpiresAt)}
 		times = append(times, p.lease.ExpiresAt)
+	}
+	if w.LoginLock != nil {
+		if w.LoginLock.User == "" || w.LoginLock.Until == nil {
+			return nil, fmt.Errorf("decode pair: %w: login_lock without user or until", ErrMalformedSecret)
+		}
+		p.loginLock = &loginLock{User: w.LoginLock.User, Until: timeOf(w.LoginLock.Until)}
+		times = append(times, p.loginLock.Until)
+	}
+	if w.SelfHeal != nil {
+		if w.SelfHeal.At == nil {
+			return nil, fmt.Errorf("decode pair: %w: self_heal without at", ErrMalformedSecret)
+		}
+		p.selfHeal = &selfHeal{At: timeOf(w.SelfHeal.At), Halted: w.SelfHeal.Halted}
+		times = append(times, p.selfHeal.At)
 	}
 	for _, k := range w.Kept {
 		kp := &Pair{

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite every vbctoken.Store passes: the
-// compare-and-swap, idempotency, schema and no-leak rules of DESIGN.md, checked the same way
+// compare-and-swap, idempotency, schema and no-leak rules of docs/design.md "Secrets", checked the same way
 // for the file store, the Secrets Manager store and any fake.
 //
 // A store's test calls Run with a function returning a fresh, empty store and a back door
@@ -28,7 +28,7 @@ import (
 // Secret names one of a store's three secrets.
 type Secret string
 
-// The secrets of DESIGN.md.
+// The secrets of docs/design.md "Secrets".
 const (
 	Credentials Secret = "credentials"
 	Pair        Secret = "pair"

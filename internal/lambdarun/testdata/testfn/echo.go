@@ -21,12 +21,23 @@ type reply struct {
 	TraceID      string          `json:"traceId"`
 	PID          int             `json:"pid"`
 	Count        int             `json:"count"`
+	AnsweredMs   int64           `json:"answeredMs"`
 }
 
 var echoCount int
 
 func handleEcho(ctx context.Context, event json.RawMessage) (reply, error) {
 	echoCount++
+	var opts struct {
+		Sleep string `json:"sleep"`
+	}
+	if json.Unmarshal(event, &opts) == nil && opts.Sleep != "" {
+		d, err := time.ParseDuration(opts.Sleep)
+		if err != nil {
+			return reply{}, err
+		}
+		time.Sleep(d)
+	}
 	lc, _ := lambdacontext.FromContext(ctx)
 	deadline, _ := ctx.Deadline()
 	trace, _ := ctx.Value("x-amzn-trace-id").(string)
@@ -41,17 +52,25 @@ func handleEcho(ctx context.Context, event json.RawMessage) (reply, error) {
 		TraceID:      trace,
 		PID:          os.Getpid(),
 		Count:        echoCount,
+		AnsweredMs:   time.Now().UnixMilli(),
 	}, nil
 }
 
-// startEcho answers with its event and what Lambda told it about the invocation.
-// With ECHO_SIGTERM=1 it asks for SIGTERM at shutdown and logs when it gets it.
+// startEcho answers with its event and what Lambda told it about the invocation, after
+// sleeping for the event's "sleep" duration if it has one. ECHO_SIGTERM asks for SIGTERM
+// at shutdown: "exit" logs it and exits, "stay" logs it and keeps running, as a function
+// whose shutdown work outlasts the grace would.
 func startEcho() {
 	var opts []lambda.Option
-	if os.Getenv("ECHO_SIGTERM") == "1" {
+	switch os.Getenv("ECHO_SIGTERM") {
+	case "exit":
 		opts = append(opts, lambda.WithEnableSIGTERM(func() {
 			fmt.Println("echo: SIGTERM received")
-			time.Sleep(10 * time.Millisecond) // stay a moment: Lambda SIGKILLs after the grace
+			os.Exit(0)
+		}))
+	case "stay":
+		opts = append(opts, lambda.WithEnableSIGTERM(func() {
+			fmt.Println("echo: SIGTERM received")
 		}))
 	}
 	lambda.StartWithOptions(handleEcho, opts...)

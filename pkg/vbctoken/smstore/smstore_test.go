@@ -1,4 +1,4 @@
-package vbctoken_test
+package smstore_test
 
 import (
 	"bytes"
@@ -23,24 +23,25 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/motoserver"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/storetest"
 )
 
 // smFixture is a store on fresh moto secrets.
 type smFixture struct {
 	srv   *motoserver.Server
-	ids   vbctoken.SecretIDs
+	ids   smstore.SecretIDs
 	calls *recorder
-	store *vbctoken.SecretsManagerStore
+	store *smstore.Store
 }
 
 // newSMFixture creates the three secrets, with the CDK placeholders or with no value.
 func newSMFixture(t *testing.T, placeholders bool) *smFixture {
 	t.Helper()
 	srv := motoserver.Start(t)
-	ids := vbctoken.SecretIDs(srv.CreateStoreSecrets(t, placeholders))
-	rec := &recorder{SecretsAPI: srv.Client()}
-	return &smFixture{srv: srv, ids: ids, calls: rec, store: vbctoken.NewSecretsManagerStore(rec, ids)}
+	ids := smstore.SecretIDs(srv.CreateStoreSecrets(t, placeholders))
+	rec := &recorder{API: srv.Client()}
+	return &smFixture{srv: srv, ids: ids, calls: rec, store: smstore.New(rec, ids)}
 }
 
 func TestSecretsManagerStoreConformance(t *testing.T) {
@@ -62,9 +63,9 @@ func TestSecretsManagerStoreConformance(t *testing.T) {
 	})
 }
 
-// recorder is a SecretsAPI that records the calls it passes on.
+// recorder is an smstore.API that records the calls it passes on.
 type recorder struct {
-	vbctoken.SecretsAPI
+	smstore.API
 	mu     sync.Mutex
 	ops    []string
 	puts   []*secretsmanager.PutSecretValueInput
@@ -73,17 +74,17 @@ type recorder struct {
 
 func (r *recorder) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
 	r.record("Get", nil, nil)
-	return r.SecretsAPI.GetSecretValue(ctx, in, opts...)
+	return r.API.GetSecretValue(ctx, in, opts...)
 }
 
 func (r *recorder) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
 	r.record("Put", in, nil)
-	return r.SecretsAPI.PutSecretValue(ctx, in, opts...)
+	return r.API.PutSecretValue(ctx, in, opts...)
 }
 
 func (r *recorder) UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error) {
 	r.record("Stage", nil, in)
-	return r.SecretsAPI.UpdateSecretVersionStage(ctx, in, opts...)
+	return r.API.UpdateSecretVersionStage(ctx, in, opts...)
 }
 
 func (r *recorder) record(op string, put *secretsmanager.PutSecretValueInput, stage *secretsmanager.UpdateSecretVersionStageInput) {
@@ -138,8 +139,8 @@ func TestSecretsManagerStoreCallSequence(t *testing.T) {
 		if n := len(aws.ToString(put.ClientRequestToken)); n < 32 || n > 64 {
 			t.Errorf("ClientRequestToken has %d characters, want 32–64", n)
 		}
-		if !slices.Equal(put.VersionStages, []string{vbctoken.StagePending}) {
-			t.Errorf("put VersionStages = %v, want [%s] (AWSCURRENT must not move by itself)", put.VersionStages, vbctoken.StagePending)
+		if !slices.Equal(put.VersionStages, []string{"VBCTOKEN_PENDING"}) {
+			t.Errorf("put VersionStages = %v, want [%s] (AWSCURRENT must not move by itself)", put.VersionStages, "VBCTOKEN_PENDING")
 		}
 		if aws.ToString(stage.VersionStage) != "AWSCURRENT" || aws.ToString(stage.MoveToVersionId) != v1 ||
 			aws.ToString(stage.RemoveFromVersionId) != cur.Version {
@@ -221,7 +222,7 @@ func nthPair(f *smFixture, n int) *vbctoken.Pair {
 func TestSecretsManagerStoreMissingSecrets(t *testing.T) {
 	t.Parallel()
 	srv := motoserver.Start(t)
-	s := vbctoken.NewSecretsManagerStore(srv.Client(), vbctoken.SecretIDs{
+	s := smstore.New(srv.Client(), smstore.SecretIDs{
 		Credentials: motoserver.UniqueName(t, "missing"),
 		Pair:        motoserver.UniqueName(t, "missing"),
 		Access:      motoserver.UniqueName(t, "missing"),
@@ -246,9 +247,9 @@ func TestSecretsManagerStoreMissingSecrets(t *testing.T) {
 	}
 }
 
-// faulty is a SecretsAPI whose calls can be made to fail before or after reaching moto.
+// faulty is an smstore.API whose calls can be made to fail before or after reaching moto.
 type faulty struct {
-	vbctoken.SecretsAPI
+	smstore.API
 	put, stage, get func(call int) (forward bool, err error)
 	calls           map[string]int
 	mu              sync.Mutex
@@ -272,7 +273,7 @@ func (f *faulty) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecre
 	if !forward {
 		return nil, ferr
 	}
-	out, err := f.SecretsAPI.PutSecretValue(ctx, in, opts...)
+	out, err := f.API.PutSecretValue(ctx, in, opts...)
 	if ferr != nil {
 		return nil, ferr // it landed, but the caller never hears so
 	}
@@ -284,7 +285,7 @@ func (f *faulty) UpdateSecretVersionStage(ctx context.Context, in *secretsmanage
 	if !forward {
 		return nil, ferr
 	}
-	out, err := f.SecretsAPI.UpdateSecretVersionStage(ctx, in, opts...)
+	out, err := f.API.UpdateSecretVersionStage(ctx, in, opts...)
 	if ferr != nil {
 		return nil, ferr
 	}
@@ -296,7 +297,7 @@ func (f *faulty) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecre
 	if !forward {
 		return nil, ferr
 	}
-	return f.SecretsAPI.GetSecretValue(ctx, in, opts...)
+	return f.API.GetSecretValue(ctx, in, opts...)
 }
 
 // lostResponse is what the SDK returns when a connection dies after its retries.
@@ -346,9 +347,9 @@ func TestSecretsManagerStoreFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := &faulty{SecretsAPI: fx.calls}
+			f := &faulty{API: fx.calls}
 			c.fault(f)
-			s := vbctoken.NewSecretsManagerStore(f, fx.ids)
+			s := smstore.New(f, fx.ids)
 			p := storetest.NewPair()
 			// WHEN the commit fails
 			_, err = s.CommitPair(ctx, p, cur.Version)
@@ -383,9 +384,9 @@ func TestSecretsManagerStorePermanentErrors(t *testing.T) {
 			f := &faulty{get: func(int) (bool, error) {
 				return false, apiError(code, "User arn:aws:iam::123:role/x is not authorized")
 			}}
-			s := vbctoken.NewSecretsManagerStore(f, vbctoken.SecretIDs{Pair: "vbc/pair", Access: "vbc/access", Credentials: "vbc/cred"})
+			s := smstore.New(f, smstore.SecretIDs{Pair: "vbc/pair", Access: "vbc/access", Credentials: "vbc/cred"})
 			_, err := s.LoadPair(ctx)
-			var sme *vbctoken.SecretsManagerError
+			var sme *smstore.Error
 			if !errors.As(err, &sme) || sme.Code != code || sme.SecretID != "vbc/pair" || sme.Op != "GetSecretValue" {
 				t.Fatalf("LoadPair: err = %v, want a SecretsManagerError %s on vbc/pair", err, code)
 			}
@@ -456,15 +457,15 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 		proxy     *sdkProxy
 		wantErr   error
 		wantSeen  int32
-		operation func(s *vbctoken.SecretsManagerStore) error
+		operation func(s *smstore.Store) error
 	}{
 		// The fourth GetSecretValue looks for a pending write: the placeholder has no label.
 		{"throttled twice, then served", &sdkProxy{target: "GetSecretValue", fail: 2, status: 400, code: "ThrottlingException"},
-			nil, 4, func(s *vbctoken.SecretsManagerStore) error { _, err := s.LoadPair(ctx); return err }},
+			nil, 4, func(s *smstore.Store) error { _, err := s.LoadPair(ctx); return err }},
 		{"unavailable throughout", &sdkProxy{target: "GetSecretValue", fail: 99, status: 503, code: "ServiceUnavailable"},
-			vbctoken.ErrTransient, 3, func(s *vbctoken.SecretsManagerStore) error { _, err := s.LoadPair(ctx); return err }},
+			vbctoken.ErrTransient, 3, func(s *smstore.Store) error { _, err := s.LoadPair(ctx); return err }},
 		{"throttled throughout", &sdkProxy{target: "UpdateSecretVersionStage", fail: 99, status: 400, code: "ThrottlingException"},
-			vbctoken.ErrTransient, 3, func(s *vbctoken.SecretsManagerStore) error {
+			vbctoken.ErrTransient, 3, func(s *smstore.Store) error {
 				cur, err := s.LoadPair(ctx)
 				if err != nil {
 					return err
@@ -473,7 +474,7 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 				return err
 			}},
 		{"stage move landed, 500 answered, SDK retries the move", &sdkProxy{target: "UpdateSecretVersionStage", fail: 1, forward: true, status: 500, code: "InternalServiceError"},
-			nil, 2, func(s *vbctoken.SecretsManagerStore) error {
+			nil, 2, func(s *smstore.Store) error {
 				cur, err := s.LoadPair(ctx)
 				if err != nil {
 					return err
@@ -488,7 +489,7 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 				return nil
 			}},
 		{"put landed, 500 answered, SDK retries the same token", &sdkProxy{target: "PutSecretValue", fail: 1, forward: true, status: 500, code: "InternalServiceError"},
-			nil, 2, func(s *vbctoken.SecretsManagerStore) error {
+			nil, 2, func(s *smstore.Store) error {
 				cur, err := s.LoadPair(ctx)
 				if err != nil {
 					return err
@@ -501,14 +502,14 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			srv := motoserver.Start(t)
-			ids := vbctoken.SecretIDs(srv.CreateStoreSecrets(t, true))
+			ids := smstore.SecretIDs(srv.CreateStoreSecrets(t, true))
 			proxy := c.proxy
 			proxy.upstream = srv.URL
 			hs := httptest.NewServer(proxy)
 			defer hs.Close()
 			cfg := srv.Config() // the SDK's standard retryer, 3 attempts, short backoff
 			cfg.BaseEndpoint = aws.String(hs.URL)
-			s := vbctoken.NewSecretsManagerStoreFromConfig(cfg, ids)
+			s := smstore.NewFromConfig(cfg, ids)
 
 			err := c.operation(s)
 			if c.wantErr == nil && err != nil || c.wantErr != nil && !errors.Is(err, c.wantErr) {
@@ -532,7 +533,7 @@ func TestSecretsManagerStoreSDKRetries(t *testing.T) {
 func TestNewSecretsManagerStoreFromConfigHonoursEndpointEnv(t *testing.T) {
 	// Not parallel: it sets the environment LoadDefaultConfig reads.
 	srv := motoserver.Start(t)
-	ids := vbctoken.SecretIDs(srv.CreateStoreSecrets(t, true))
+	ids := smstore.SecretIDs(srv.CreateStoreSecrets(t, true))
 	dir := t.TempDir()
 	for k, v := range map[string]string{
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER":    srv.URL,
@@ -555,7 +556,7 @@ func TestNewSecretsManagerStoreFromConfigHonoursEndpointEnv(t *testing.T) {
 	if cfg.BaseEndpoint != nil {
 		t.Fatalf("config set BaseEndpoint %q itself; the test must prove the service-specific variable", *cfg.BaseEndpoint)
 	}
-	s := vbctoken.NewSecretsManagerStoreFromConfig(cfg, ids)
+	s := smstore.NewFromConfig(cfg, ids)
 	got, err := s.LoadPair(context.Background())
 	if err != nil {
 		t.Fatalf("LoadPair through AWS_ENDPOINT_URL_SECRETS_MANAGER: %v", err)
@@ -596,7 +597,7 @@ func TestMotoSemantics(t *testing.T) {
 
 	empty := motoserver.UniqueName(t, "moto")
 	srv.CreateSecret(t, empty, nil)
-	out, err := put(empty, "a", tok('a'), vbctoken.StagePending)
+	out, err := put(empty, "a", tok('a'), "VBCTOKEN_PENDING")
 	if err != nil || !slices.Contains(out.VersionStages, "AWSCURRENT") {
 		t.Errorf("first put with a custom label: stages %v, err %v; want AWSCURRENT attached", out.VersionStages, err)
 	}
@@ -607,13 +608,13 @@ func TestMotoSemantics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := put(name, "b", tok('b'), vbctoken.StagePending); err != nil || slices.Contains(out.VersionStages, "AWSCURRENT") {
+	if out, err := put(name, "b", tok('b'), "VBCTOKEN_PENDING"); err != nil || slices.Contains(out.VersionStages, "AWSCURRENT") {
 		t.Errorf("later put with a custom label: stages %v, err %v; want AWSCURRENT left alone", out.VersionStages, err)
 	}
-	if out, err := put(name, "b", tok('b'), vbctoken.StagePending); err != nil || aws.ToString(out.VersionId) != tok('b') {
+	if out, err := put(name, "b", tok('b'), "VBCTOKEN_PENDING"); err != nil || aws.ToString(out.VersionId) != tok('b') {
 		t.Errorf("same token, same value: %v; want success on the same version", err)
 	}
-	if _, err := put(name, "c", tok('b'), vbctoken.StagePending); code(err) != "ResourceExistsException" {
+	if _, err := put(name, "c", tok('b'), "VBCTOKEN_PENDING"); code(err) != "ResourceExistsException" {
 		t.Errorf("same token, different value: %v; want ResourceExistsException", err)
 	}
 	if err := move(name, tok('b'), ""); code(err) != "InvalidParameterException" {
@@ -622,13 +623,13 @@ func TestMotoSemantics(t *testing.T) {
 	if err := move(name, tok('b'), aws.ToString(v0.VersionId)); err != nil {
 		t.Errorf("move from the current version: %v", err)
 	}
-	if _, err := put(name, "d", tok('d'), vbctoken.StagePending); err != nil {
+	if _, err := put(name, "d", tok('d'), "VBCTOKEN_PENDING"); err != nil {
 		t.Fatal(err)
 	}
 	if err := move(name, tok('d'), aws.ToString(v0.VersionId)); code(err) != "InvalidParameterException" {
 		t.Errorf("move with a stale RemoveFromVersionId: %v; want InvalidParameterException", err)
 	}
-	if out, err := put(name, "b", tok('b'), vbctoken.StagePending); err != nil || !slices.Contains(out.VersionStages, "AWSCURRENT") {
+	if out, err := put(name, "b", tok('b'), "VBCTOKEN_PENDING"); err != nil || !slices.Contains(out.VersionStages, "AWSCURRENT") {
 		t.Errorf("put retried after its version became current: stages %v, err %v; want AWSCURRENT reported", out.VersionStages, err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package vbctoken
+package filestore
 
 import (
 	"errors"

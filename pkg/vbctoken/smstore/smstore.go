@@ -1,4 +1,4 @@
-package vbctoken
+package smstore
 
 import (
 	"context"
@@ -14,140 +14,175 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
+
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// Staging labels used by SecretsManagerStore.
+// Staging labels used by Store.
 const (
-	// StageCurrent is the label Secrets Manager readers (apps, the SDK caches) follow.
-	StageCurrent = "AWSCURRENT"
-	// StagePending labels a pair version written by CommitPair but not yet made current, so
+	// stageCurrent is the label Secrets Manager readers (apps, the SDK caches) follow.
+	stageCurrent = "AWSCURRENT"
+	// stagePending labels a pair version written by CommitPair but not yet made current, so
 	// that PutSecretValue does not move AWSCURRENT by itself. The label stays on the version
 	// once it is current; on any other version it marks a write LoadPair reports as Pending.
-	StagePending = "VBCTOKEN_PENDING"
+	stagePending = "VBCTOKEN_PENDING"
 )
 
-// SecretIDs names the three secrets (name or ARN) of DESIGN.md: VBC_CREDENTIALS_SECRET_ID,
-// VBC_TOKEN_SECRET_ID and VBC_ACCESS_SECRET_ID.
+// SecretIDs names the secrets (name or ARN) of docs/design.md: VBC_CREDENTIALS_SECRET_ID,
+// VBC_TOKEN_SECRET_ID and VBC_ACCESS_SECRET_ID, and the optional self-heal login
+// (VBC_SELF_HEAL_SECRET_ID).
 type SecretIDs struct {
 	Credentials, Pair, Access string
+	Login                     string // "" when self-heal is off
 }
 
-// SecretsAPI is the part of the Secrets Manager API the store calls;
+// API is the part of the Secrets Manager API the store calls;
 // *secretsmanager.Client implements it.
-type SecretsAPI interface {
+type API interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 	UpdateSecretVersionStage(ctx context.Context, in *secretsmanager.UpdateSecretVersionStageInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.UpdateSecretVersionStageOutput, error)
 }
 
-var _ SecretsAPI = (*secretsmanager.Client)(nil)
+var _ API = (*secretsmanager.Client)(nil)
 
-// SecretsManagerStore keeps the secrets in AWS Secrets Manager. The secrets themselves are
+// Store keeps the secrets in AWS Secrets Manager. The secrets themselves are
 // created by the CDK stack; the store never creates or deletes one.
 //
-// The pair is written with versioning as compare-and-swap (DESIGN.md): PutSecretValue with
-// a ClientRequestToken derived from prev and the new content, under the StagePending label so
+// The pair is written with versioning as compare-and-swap (docs/design.md "Writing the pair: compare-and-swap"): PutSecretValue with
+// a ClientRequestToken derived from prev and the new content, under the stagePending label so
 // that AWSCURRENT does not move, then UpdateSecretVersionStage moving AWSCURRENT from prev to
 // the new version, which fails when another writer moved it first. A pair's Version is the
 // Secrets Manager VersionId.
 //
-// Errors are *SecretsManagerError values (wrapped with what was being done). Throttling,
-// 5xx and timeouts, once the SDK's standard retryer has given up, match ErrTransient; a
-// secret or value that does not exist matches ErrNotFound. No error carries a secret value.
-type SecretsManagerStore struct {
-	api SecretsAPI
+// Errors are *Error values (wrapped with what was being done). Throttling,
+// 5xx and timeouts, once the SDK's standard retryer has given up, match vbctoken.ErrTransient; a
+// secret or value that does not exist matches vbctoken.ErrNotFound. No error carries a secret value.
+type Store struct {
+	api API
 	ids SecretIDs
 }
 
-var _ Store = (*SecretsManagerStore)(nil)
+var _ vbctoken.Store = (*Store)(nil)
 
-// NewSecretsManagerStore returns a store calling api (a *secretsmanager.Client in
+// New returns a store calling api (a *secretsmanager.Client in
 // production) on the secrets ids.
-func NewSecretsManagerStore(api SecretsAPI, ids SecretIDs) *SecretsManagerStore {
-	return &SecretsManagerStore{api: api, ids: ids}
+func New(api API, ids SecretIDs) *Store {
+	return &Store{api: api, ids: ids}
 }
 
-// NewSecretsManagerStoreFromConfig builds the SDK client from cfg, keeping the SDK's
+// NewFromConfig builds the SDK client from cfg, keeping the SDK's
 // standard retryer and endpoint resolution (AWS_ENDPOINT_URL_SECRETS_MANAGER, as loaded by
 // config.LoadDefaultConfig, points it at a local emulator).
-func NewSecretsManagerStoreFromConfig(cfg aws.Config, ids SecretIDs) *SecretsManagerStore {
-	return NewSecretsManagerStore(secretsmanager.NewFromConfig(cfg), ids)
+func NewFromConfig(cfg aws.Config, ids SecretIDs) *Store {
+	return New(secretsmanager.NewFromConfig(cfg), ids)
+}
+
+// NewSource is vbctoken.NewSource over the access secret accessSecretID (name or ARN,
+// usually from VBC_ACCESS_SECRET_ID) in AWS Secrets Manager, with the app's SDK
+// configuration (typically config.LoadDefaultConfig: environment, shared config, IAM role).
+// The app needs only secretsmanager:GetSecretValue on that one secret (and kms:Decrypt on
+// its key). Nothing is read until the first Token call.
+//
+// It takes an aws.Config rather than loading one, so that this package does not link the
+// SDK's config package (SSO, STS, profiles) into the Lambda functions, which do not use it.
+func NewSource(cfg aws.Config, accessSecretID string, opts ...vbctoken.SourceOption) (*vbctoken.Source, error) {
+	if accessSecretID == "" {
+		return nil, fmt.Errorf("new secrets manager source: %w: empty access secret id", vbctoken.ErrBadInput)
+	}
+	return vbctoken.NewSource(NewFromConfig(cfg, SecretIDs{Access: accessSecretID}), opts...), nil
 }
 
 // IDs returns the secrets the store uses.
-func (s *SecretsManagerStore) IDs() SecretIDs { return s.ids }
+func (s *Store) IDs() SecretIDs { return s.ids }
 
 // getCurrent reads the AWSCURRENT version of id. A secret that does not exist or has no
-// value yet matches ErrNotFound; a binary secret is ErrMalformedSecret.
-func (s *SecretsManagerStore) getCurrent(ctx context.Context, id string) (*secretsmanager.GetSecretValueOutput, error) {
+// value yet matches vbctoken.ErrNotFound; a binary secret is vbctoken.ErrMalformedSecret.
+func (s *Store) getCurrent(ctx context.Context, id string) (*secretsmanager.GetSecretValueOutput, error) {
 	out, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
 		SecretId:     aws.String(id),
-		VersionStage: aws.String(StageCurrent),
+		VersionStage: aws.String(stageCurrent),
 	})
 	if err != nil {
 		return nil, smError("GetSecretValue", id, err)
 	}
 	if out.SecretString == nil {
-		return nil, fmt.Errorf("secret %s: %w: no SecretString (binary secrets are not used)", id, ErrMalformedSecret)
+		return nil, fmt.Errorf("secret %s: %w: no SecretString (binary secrets are not used)", id, vbctoken.ErrMalformedSecret)
 	}
 	return out, nil
 }
 
 // LoadCredentials reads the credentials secret; a missing secret, one without a value and a
-// placeholder are ErrNoCredentials.
-func (s *SecretsManagerStore) LoadCredentials(ctx context.Context) (Credentials, error) {
+// placeholder are vbctoken.ErrNoCredentials.
+func (s *Store) LoadCredentials(ctx context.Context) (vbctoken.Credentials, error) {
 	out, err := s.getCurrent(ctx, s.ids.Credentials)
-	if errors.Is(err, ErrNotFound) {
-		return Credentials{}, fmt.Errorf("load credentials: %w: %w", ErrNoCredentials, err)
+	if errors.Is(err, vbctoken.ErrNotFound) {
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials: %w: %w", vbctoken.ErrNoCredentials, err)
 	}
 	if err != nil {
-		return Credentials{}, fmt.Errorf("load credentials: %w", err)
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials: %w", err)
 	}
-	c, err := DecodeCredentials([]byte(*out.SecretString))
+	c, err := vbctoken.DecodeCredentials([]byte(*out.SecretString))
 	if err != nil {
-		return Credentials{}, fmt.Errorf("load credentials from %s: %w", s.ids.Credentials, err)
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials from %s: %w", s.ids.Credentials, err)
 	}
 	return c, nil
+}
+
+// LoadLogin reads the self-heal login secret {"username","password"} (a vbctoken.LoginSource).
+func (s *Store) LoadLogin(ctx context.Context) (string, vbctoken.Secret, error) {
+	if s.ids.Login == "" {
+		return "", "", fmt.Errorf("load login: %w: no self-heal secret configured", vbctoken.ErrNoCredentials)
+	}
+	out, err := s.getCurrent(ctx, s.ids.Login)
+	if err != nil {
+		return "", "", fmt.Errorf("load login: %w", err)
+	}
+	user, pw, err := vbctoken.DecodeLogin([]byte(*out.SecretString))
+	if err != nil {
+		return "", "", fmt.Errorf("load login from %s: %w", s.ids.Login, err)
+	}
+	return user, pw, nil
 }
 
 // LoadPair reads the AWSCURRENT version of the pair secret. A secret that does not exist or
 // has no value yet is a not-connected pair with Version "".
 //
-// Every commit labels its new version StagePending before making it current, so the
-// current version normally carries StagePending too, and LoadPair makes one call. When it
+// Every commit labels its new version stagePending before making it current, so the
+// current version normally carries stagePending too, and LoadPair makes one call. When it
 // does not, a later write reached the store without becoming current (its writer died
 // between the two calls, or the move kept failing): LoadPair reads that version as well and
 // returns it as Pending.
-func (s *SecretsManagerStore) LoadPair(ctx context.Context) (Versioned, error) {
+func (s *Store) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
 	out, err := s.getCurrent(ctx, s.ids.Pair)
-	if errors.Is(err, ErrNotFound) {
-		return Versioned{Pair: &Pair{}}, nil
+	if errors.Is(err, vbctoken.ErrNotFound) {
+		return vbctoken.Versioned{Pair: &vbctoken.Pair{}}, nil
 	}
 	if err != nil {
-		return Versioned{}, fmt.Errorf("load pair: %w", err)
+		return vbctoken.Versioned{}, fmt.Errorf("load pair: %w", err)
 	}
-	p, err := DecodePair([]byte(*out.SecretString))
+	p, err := vbctoken.DecodePair([]byte(*out.SecretString))
 	if err != nil {
-		return Versioned{}, fmt.Errorf("load pair from %s: %w", s.ids.Pair, err)
+		return vbctoken.Versioned{}, fmt.Errorf("load pair from %s: %w", s.ids.Pair, err)
 	}
-	v := Versioned{Pair: p, Version: aws.ToString(out.VersionId)}
-	if slices.Contains(out.VersionStages, StagePending) {
+	v := vbctoken.Versioned{Pair: p, Version: aws.ToString(out.VersionId)}
+	if slices.Contains(out.VersionStages, stagePending) {
 		return v, nil
 	}
 	pending, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
 		SecretId:     aws.String(s.ids.Pair),
-		VersionStage: aws.String(StagePending),
+		VersionStage: aws.String(stagePending),
 	})
 	switch {
 	case isCode(err, "ResourceNotFoundException"):
 		return v, nil // no version carries the label (the secret's placeholder, never committed)
 	case err != nil:
-		return Versioned{}, fmt.Errorf("load pair: pending version: %w", smError("GetSecretValue", s.ids.Pair, err))
+		return vbctoken.Versioned{}, fmt.Errorf("load pair: pending version: %w", smError("GetSecretValue", s.ids.Pair, err))
 	case aws.ToString(pending.VersionId) == v.Version || pending.SecretString == nil:
 		return v, nil
 	}
 	// A pending version this build cannot read is left alone: it never becomes current.
-	if pp, err := DecodePair([]byte(*pending.SecretString)); err == nil {
+	if pp, err := vbctoken.DecodePair([]byte(*pending.SecretString)); err == nil {
 		v.Pending = pp
 	}
 	return v, nil
@@ -177,21 +212,21 @@ func accessToken(salt string, content []byte) string {
 // by a newer vbctoken is protected (LoadPair refuses it, so no caller holds its version, and
 // moving AWSCURRENT away from a version not named is impossible).
 //
-// Calls: PutSecretValue (token from prev and content, label StagePending), then
+// Calls: PutSecretValue (token from prev and content, label stagePending), then
 // UpdateSecretVersionStage (AWSCURRENT to the new version, RemoveFromVersionId prev). When
 // the put created the secret's first version, Secrets Manager has already made it current and
 // the move is skipped; when the move is refused, one GetSecretValue tells a lost race
-// (ErrConflict) from a retry of a commit that had landed (success).
+// (vbctoken.ErrConflict) from a retry of a commit that had landed (success).
 //
 // Retrying the same call after any failure is safe: the put is idempotent by its token, and
 // a pair that is already current byte for byte is reported as success. The flip side: two
 // writers committing byte-identical pairs from the same prev both succeed, exactly as one
 // call and its retry would.
-func (s *SecretsManagerStore) CommitPair(ctx context.Context, p *Pair, prev string) (string, error) {
+func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
 	if p == nil {
-		return "", fmt.Errorf("commit pair: %w: nil pair", ErrBadInput)
+		return "", fmt.Errorf("commit pair: %w: nil pair", vbctoken.ErrBadInput)
 	}
-	content, err := EncodePair(p)
+	content, err := vbctoken.EncodePair(p)
 	if err != nil {
 		return "", fmt.Errorf("commit pair: %w", err)
 	}
@@ -200,20 +235,20 @@ func (s *SecretsManagerStore) CommitPair(ctx context.Context, p *Pair, prev stri
 		SecretId:           aws.String(id),
 		SecretString:       aws.String(string(content)),
 		ClientRequestToken: aws.String(pairToken(prev, content)),
-		VersionStages:      []string{StagePending},
+		VersionStages:      []string{stagePending},
 	})
 	if err != nil {
 		return "", fmt.Errorf("commit pair: %w", smError("PutSecretValue", id, err))
 	}
 	version := aws.ToString(put.VersionId)
-	if slices.Contains(put.VersionStages, StageCurrent) {
+	if slices.Contains(put.VersionStages, stageCurrent) {
 		// The secret's first version (Secrets Manager makes it current by itself), or a
 		// retry of a commit whose move had already happened.
 		return version, nil
 	}
 	in := &secretsmanager.UpdateSecretVersionStageInput{
 		SecretId:        aws.String(id),
-		VersionStage:    aws.String(StageCurrent),
+		VersionStage:    aws.String(stageCurrent),
 		MoveToVersionId: aws.String(version),
 	}
 	if prev != "" {
@@ -236,7 +271,7 @@ func (s *SecretsManagerStore) CommitPair(ctx context.Context, p *Pair, prev stri
 	if aws.ToString(cur.VersionId) == version || aws.ToString(cur.SecretString) == string(content) {
 		return aws.ToString(cur.VersionId), nil
 	}
-	moveErr.Kind = ErrConflict
+	moveErr.Kind = vbctoken.ErrConflict
 	return "", fmt.Errorf("commit pair: %w", moveErr)
 }
 
@@ -247,8 +282,8 @@ func (s *SecretsManagerStore) CommitPair(ctx context.Context, p *Pair, prev stri
 // If that exact content was stored before and is no longer current, Secrets Manager treats
 // the put as a repeat and does nothing; the store then reads the current version
 // (GetSecretValue) and puts again with a token derived from the content and that version.
-func (s *SecretsManagerStore) PutAccess(ctx context.Context, a AccessToken) error {
-	content, err := EncodeAccess(a)
+func (s *Store) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
+	content, err := vbctoken.EncodeAccess(a)
 	if err != nil {
 		return fmt.Errorf("put access token: %w", err)
 	}
@@ -272,7 +307,7 @@ func (s *SecretsManagerStore) PutAccess(ctx context.Context, a AccessToken) erro
 
 // putAccess puts content with a token derived from it and salt, and reports whether the
 // version it names is current.
-func (s *SecretsManagerStore) putAccess(ctx context.Context, content []byte, salt string) (bool, error) {
+func (s *Store) putAccess(ctx context.Context, content []byte, salt string) (bool, error) {
 	id := s.ids.Access
 	put, err := s.api.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
 		SecretId:           aws.String(id),
@@ -282,36 +317,36 @@ func (s *SecretsManagerStore) putAccess(ctx context.Context, content []byte, sal
 	if err != nil {
 		return false, fmt.Errorf("put access token: %w", smError("PutSecretValue", id, err))
 	}
-	return slices.Contains(put.VersionStages, StageCurrent), nil
+	return slices.Contains(put.VersionStages, stageCurrent), nil
 }
 
 // LoadAccess reads the access secret (one GetSecretValue): a missing secret or one without a
-// value is ErrNotFound, the placeholder {"version":1} a zero AccessToken.
-func (s *SecretsManagerStore) LoadAccess(ctx context.Context) (AccessToken, error) {
+// value is vbctoken.ErrNotFound, the placeholder {"version":1} a zero vbctoken.AccessToken.
+func (s *Store) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error) {
 	out, err := s.getCurrent(ctx, s.ids.Access)
 	if err != nil {
-		return AccessToken{}, fmt.Errorf("load access token: %w", err)
+		return vbctoken.AccessToken{}, fmt.Errorf("load access token: %w", err)
 	}
-	a, err := DecodeAccess([]byte(*out.SecretString))
+	a, err := vbctoken.DecodeAccess([]byte(*out.SecretString))
 	if err != nil {
-		return AccessToken{}, fmt.Errorf("load access token from %s: %w", s.ids.Access, err)
+		return vbctoken.AccessToken{}, fmt.Errorf("load access token from %s: %w", s.ids.Access, err)
 	}
 	return a, nil
 }
 
-// SecretsManagerError is a failed Secrets Manager call. It matches ErrTransient,
-// ErrNotFound or ErrConflict through Is, as Kind says; Kind nil means a permanent failure
+// Error is a failed Secrets Manager call. It matches vbctoken.ErrTransient,
+// vbctoken.ErrNotFound or vbctoken.ErrConflict through Is, as Kind says; Kind nil means a permanent failure
 // (AccessDeniedException, DecryptionFailure, …) that retrying will not fix. Its message names
 // the operation, secret and AWS error code, never a secret value.
-type SecretsManagerError struct {
+type Error struct {
 	Op       string // "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"
 	SecretID string
 	Code     string // AWS error code, "" when no response arrived
-	Kind     error  // ErrTransient, ErrNotFound, ErrConflict or nil
+	Kind     error  // vbctoken.ErrTransient, vbctoken.ErrNotFound, vbctoken.ErrConflict or nil
 	Err      error  // the SDK's error
 }
 
-func (e *SecretsManagerError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "secrets manager %s %s", e.Op, e.SecretID)
 	switch {
@@ -334,18 +369,18 @@ func (e *SecretsManagerError) Error() string {
 }
 
 // Unwrap exposes the SDK's error.
-func (e *SecretsManagerError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // Is matches the error's Kind.
-func (e *SecretsManagerError) Is(target error) bool { return e.Kind != nil && target == e.Kind }
+func (e *Error) Is(target error) bool { return e.Kind != nil && target == e.Kind }
 
 // retryables is the SDK standard retryer's own classification: what it would have retried
 // is transient for our callers too once it gave up.
 var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
 
 // smError classifies an SDK error.
-func smError(op, id string, err error) *SecretsManagerError {
-	e := &SecretsManagerError{Op: op, SecretID: id, Err: err}
+func smError(op, id string, err error) *Error {
+	e := &Error{Op: op, SecretID: id, Err: err}
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		e.Code = api.ErrorCode()
@@ -355,12 +390,12 @@ func smError(op, id string, err error) *SecretsManagerError {
 	case errors.Is(err, context.Canceled):
 		// The caller gave up: neither transient nor the store's fault.
 	case e.Code == "ResourceNotFoundException":
-		e.Kind = ErrNotFound
+		e.Kind = vbctoken.ErrNotFound
 	case errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &quota),
 		retryables.IsErrorRetryable(err) == aws.TrueTernary,
 		e.Code == "InternalServiceError":
-		e.Kind = ErrTransient
+		e.Kind = vbctoken.ErrTransient
 	}
 	return e
 }

@@ -1,4 +1,4 @@
-package vbctoken
+package filestore
 
 import (
 	"bytes"
@@ -12,13 +12,17 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// Files of a FileStore directory.
+// Files of a Store directory.
 const (
 	credentialsFile = "credentials.json"
-	pairFile        = "pair.json"
-	accessFile      = "access.json"
+	// loginFile holds the optional self-heal login {"username","password"}.
+	loginFile  = "login.json"
+	pairFile   = "pair.json"
+	accessFile = "access.json"
 	// pendingFile is a pair write on its way to pairFile: written and synced in full, then
 	// renamed over pairFile. A process that dies in between leaves it behind, and LoadPair
 	// reports it as Pending.
@@ -27,7 +31,7 @@ const (
 	commitLockFile = ".commit.lock"
 )
 
-// FileStore keeps the secrets as files in one directory: the local mirror of the Secrets
+// Store keeps the secrets as files in one directory: the local mirror of the Secrets
 // Manager store for `vbctoken serve` and other local runs.
 //
 // The directory is mode 0700 and every file 0600; looser modes found on open are tightened.
@@ -38,19 +42,19 @@ const (
 // CommitPair's compare-and-write holds an exclusive flock(2) on dir/.commit.lock, so two
 // processes (or goroutines) sharing the directory cannot interleave. It writes the new pair
 // to pair.pending.json and renames it over pair.json; a pending file left by a process that
-// died in between is reported by LoadPair. Locking needs a unix system; NewFileStore fails
+// died in between is reported by LoadPair. Locking needs a unix system; New fails
 // elsewhere.
-type FileStore struct {
+type Store struct {
 	dir    string
 	writes atomic.Int64 // pair versions written, for tests
 }
 
-var _ Store = (*FileStore)(nil)
+var _ vbctoken.Store = (*Store)(nil)
 
-// NewFileStore opens (creating it when needed) the store directory dir.
-func NewFileStore(dir string) (*FileStore, error) {
+// New opens (creating it when needed) the store directory dir.
+func New(dir string) (*Store, error) {
 	if dir == "" {
-		return nil, fmt.Errorf("file store: %w: empty directory", ErrBadInput)
+		return nil, fmt.Errorf("file store: %w: empty directory", vbctoken.ErrBadInput)
 	}
 	if err := lockSupported(); err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
@@ -61,12 +65,12 @@ func NewFileStore(dir string) (*FileStore, error) {
 	if err := restrict(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
-	for _, name := range []string{credentialsFile, pairFile, accessFile, pendingFile, commitLockFile} {
+	for _, name := range []string{credentialsFile, loginFile, pairFile, accessFile, pendingFile, commitLockFile} {
 		if err := restrict(filepath.Join(dir, name), 0o600); err != nil {
 			return nil, fmt.Errorf("file store: %w", err)
 		}
 	}
-	return &FileStore{dir: dir}, nil
+	return &Store{dir: dir}, nil
 }
 
 // restrict removes group and other permissions from an existing path; a missing path is fine.
@@ -88,12 +92,12 @@ func restrict(path string, want fs.FileMode) error {
 }
 
 // Dir returns the store's directory.
-func (s *FileStore) Dir() string { return s.dir }
+func (s *Store) Dir() string { return s.dir }
 
-func (s *FileStore) path(name string) string { return filepath.Join(s.dir, name) }
+func (s *Store) path(name string) string { return filepath.Join(s.dir, name) }
 
 // read returns the bytes of dir/name; a missing file is an error matching missing.
-func (s *FileStore) read(name string, missing error) ([]byte, error) {
+func (s *Store) read(name string, missing error) ([]byte, error) {
 	data, err := os.ReadFile(s.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s does not exist", missing, s.path(name))
@@ -101,25 +105,39 @@ func (s *FileStore) read(name string, missing error) ([]byte, error) {
 	return data, err
 }
 
-// LoadCredentials reads credentials.json; a missing file or a placeholder is ErrNoCredentials.
-func (s *FileStore) LoadCredentials(ctx context.Context) (Credentials, error) {
-	data, err := s.read(credentialsFile, ErrNoCredentials)
+// LoadCredentials reads credentials.json; a missing file or a placeholder is vbctoken.ErrNoCredentials.
+func (s *Store) LoadCredentials(ctx context.Context) (vbctoken.Credentials, error) {
+	data, err := s.read(credentialsFile, vbctoken.ErrNoCredentials)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("load credentials: %w", err)
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials: %w", err)
 	}
-	c, err := DecodeCredentials(data)
+	c, err := vbctoken.DecodeCredentials(data)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("load credentials from %s: %w", s.path(credentialsFile), err)
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials from %s: %w", s.path(credentialsFile), err)
 	}
 	return c, nil
 }
 
-// SaveCredentials writes credentials.json, for local setup. Both fields are required.
-func (s *FileStore) SaveCredentials(ctx context.Context, c Credentials) error {
-	if c.ClientID == "" || c.ClientSecret.IsZero() {
-		return fmt.Errorf("save credentials: %w: client_id and client_secret are both required", ErrBadInput)
+// LoadLogin reads login.json, the self-heal login (a vbctoken.LoginSource); a missing file is
+// vbctoken.ErrNoCredentials.
+func (s *Store) LoadLogin(ctx context.Context) (string, vbctoken.Secret, error) {
+	data, err := s.read(loginFile, vbctoken.ErrNoCredentials)
+	if err != nil {
+		return "", "", fmt.Errorf("load login: %w", err)
 	}
-	data, err := EncodeCredentials(c)
+	user, pw, err := vbctoken.DecodeLogin(data)
+	if err != nil {
+		return "", "", fmt.Errorf("load login from %s: %w", s.path(loginFile), err)
+	}
+	return user, pw, nil
+}
+
+// SaveCredentials writes credentials.json, for local setup. Both fields are required.
+func (s *Store) SaveCredentials(ctx context.Context, c vbctoken.Credentials) error {
+	if c.ClientID == "" || c.ClientSecret.IsZero() {
+		return fmt.Errorf("save credentials: %w: client_id and client_secret are both required", vbctoken.ErrBadInput)
+	}
+	data, err := vbctoken.EncodeCredentials(c)
 	if err != nil {
 		return fmt.Errorf("save credentials: %w", err)
 	}
@@ -136,7 +154,7 @@ func fileVersion(data []byte) string {
 }
 
 // readPair returns the pair file's bytes and version; a missing file is (nil, "").
-func (s *FileStore) readPair() ([]byte, string, error) {
+func (s *Store) readPair() ([]byte, string, error) {
 	data, err := os.ReadFile(s.path(pairFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, "", nil
@@ -149,21 +167,21 @@ func (s *FileStore) readPair() ([]byte, string, error) {
 
 // LoadPair reads pair.json, and pair.pending.json when a write left it behind. A missing
 // pair file is a not-connected pair with Version "".
-func (s *FileStore) LoadPair(ctx context.Context) (Versioned, error) {
+func (s *Store) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
 	data, version, err := s.readPair()
 	if err != nil {
-		return Versioned{}, fmt.Errorf("load pair: %w", err)
+		return vbctoken.Versioned{}, fmt.Errorf("load pair: %w", err)
 	}
-	v := Versioned{Pair: &Pair{}, Version: version}
+	v := vbctoken.Versioned{Pair: &vbctoken.Pair{}, Version: version}
 	if data != nil {
-		if v.Pair, err = DecodePair(data); err != nil {
-			return Versioned{}, fmt.Errorf("load pair from %s: %w", s.path(pairFile), err)
+		if v.Pair, err = vbctoken.DecodePair(data); err != nil {
+			return vbctoken.Versioned{}, fmt.Errorf("load pair from %s: %w", s.path(pairFile), err)
 		}
 	}
 	pending, err := os.ReadFile(s.path(pendingFile))
 	if err == nil && !bytes.Equal(pending, data) {
 		// A pending file this build cannot read is left alone: it never becomes current.
-		if p, err := DecodePair(pending); err == nil {
+		if p, err := vbctoken.DecodePair(pending); err == nil {
 			v.Pending = p
 		}
 	}
@@ -173,13 +191,13 @@ func (s *FileStore) LoadPair(ctx context.Context) (Versioned, error) {
 // CommitPair writes p if pair.json is still at version prev ("" when there is no file),
 // under the commit lock, and returns the new version. A commit whose pair is already stored
 // byte for byte succeeds without writing (a retry of a commit that landed; likewise a second
-// writer of an identical pair). It refuses (ErrNewerSchema) to replace a pair written by a
+// writer of an identical pair). It refuses (vbctoken.ErrNewerSchema) to replace a pair written by a
 // newer vbctoken even when prev names it.
-func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (string, error) {
+func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
 	if p == nil {
-		return "", fmt.Errorf("commit pair: %w: nil pair", ErrBadInput)
+		return "", fmt.Errorf("commit pair: %w: nil pair", vbctoken.ErrBadInput)
 	}
-	data, err := EncodePair(p)
+	data, err := vbctoken.EncodePair(p)
 	if err != nil {
 		return "", fmt.Errorf("commit pair: %w", err)
 	}
@@ -202,10 +220,10 @@ func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (strin
 		return curVersion, nil
 	}
 	if curVersion != prev {
-		return "", fmt.Errorf("commit pair: %w: %s is at version %q, not %q", ErrConflict, s.path(pairFile), curVersion, prev)
+		return "", fmt.Errorf("commit pair: %w: %s is at version %q, not %q", vbctoken.ErrConflict, s.path(pairFile), curVersion, prev)
 	}
 	if cur != nil {
-		if _, err := DecodePair(cur); errors.Is(err, ErrNewerSchema) {
+		if _, err := vbctoken.DecodePair(cur); errors.Is(err, vbctoken.ErrNewerSchema) {
 			return "", fmt.Errorf("commit pair: %w", err)
 		}
 	}
@@ -220,8 +238,8 @@ func (s *FileStore) CommitPair(ctx context.Context, p *Pair, prev string) (strin
 }
 
 // PutAccess writes access.json (last writer wins: it is derived from the pair).
-func (s *FileStore) PutAccess(ctx context.Context, a AccessToken) error {
-	data, err := EncodeAccess(a)
+func (s *Store) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
+	data, err := vbctoken.EncodeAccess(a)
 	if err != nil {
 		return fmt.Errorf("put access token: %w", err)
 	}
@@ -231,21 +249,21 @@ func (s *FileStore) PutAccess(ctx context.Context, a AccessToken) error {
 	return nil
 }
 
-// LoadAccess reads access.json; a missing file is ErrNotFound, a placeholder a zero token.
-func (s *FileStore) LoadAccess(ctx context.Context) (AccessToken, error) {
-	data, err := s.read(accessFile, ErrNotFound)
+// LoadAccess reads access.json; a missing file is vbctoken.ErrNotFound, a placeholder a zero token.
+func (s *Store) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error) {
+	data, err := s.read(accessFile, vbctoken.ErrNotFound)
 	if err != nil {
-		return AccessToken{}, fmt.Errorf("load access token: %w", err)
+		return vbctoken.AccessToken{}, fmt.Errorf("load access token: %w", err)
 	}
-	a, err := DecodeAccess(data)
+	a, err := vbctoken.DecodeAccess(data)
 	if err != nil {
-		return AccessToken{}, fmt.Errorf("load access token from %s: %w", s.path(accessFile), err)
+		return vbctoken.AccessToken{}, fmt.Errorf("load access token from %s: %w", s.path(accessFile), err)
 	}
 	return a, nil
 }
 
 // flock opens dir/name and takes an exclusive lock on it, polling so that ctx can end the wait.
-func (s *FileStore) flock(ctx context.Context, name string) (func(), error) {
+func (s *Store) flock(ctx context.Context, name string) (func(), error) {
 	f, err := os.OpenFile(s.path(name), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -279,7 +297,7 @@ func (s *FileStore) flock(ctx context.Context, name string) (func(), error) {
 }
 
 // rename renames dir/from over dir/to and makes it durable.
-func (s *FileStore) rename(from, to string) error {
+func (s *Store) rename(from, to string) error {
 	if err := os.Rename(s.path(from), s.path(to)); err != nil {
 		return err
 	}
@@ -288,7 +306,7 @@ func (s *FileStore) rename(from, to string) error {
 
 // replace atomically replaces dir/name with data: a 0600 temporary file in the same
 // directory, fsync, rename over name, fsync of the directory.
-func (s *FileStore) replace(name string, data []byte) (err error) {
+func (s *Store) replace(name string, data []byte) (err error) {
 	tmp, err := os.CreateTemp(s.dir, "."+name+".tmp-*")
 	if err != nil {
 		return err

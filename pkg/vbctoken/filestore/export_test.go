@@ -1,4 +1,4 @@
-package vbctoken
+package filestore
 
 // PairWrites reports how many pair versions s has written, for the conformance suite.
-func (s *FileStore) PairWrites() int { return int(s.writes.Load()) }
+func (s *Store) PairWrites() int { return int(s.writes.Load()) }

@@ -1,4 +1,4 @@
-package vbctoken_test
+package filestore_test
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/storetest"
 )
 
@@ -28,9 +29,9 @@ var fileNames = map[storetest.Secret]string{
 	storetest.Access:      "access.json",
 }
 
-func newFileStore(t *testing.T, dir string) *vbctoken.FileStore {
+func newFileStore(t *testing.T, dir string) *filestore.Store {
 	t.Helper()
-	s, err := vbctoken.NewFileStore(dir)
+	s, err := filestore.New(dir)
 	if err != nil {
 		t.Fatalf("NewFileStore: %v", err)
 	}
@@ -147,7 +148,7 @@ func TestFileStoreRefusesToOverwriteNewerSchema(t *testing.T) {
 
 func TestNewFileStoreRejectsEmptyDir(t *testing.T) {
 	t.Parallel()
-	if _, err := vbctoken.NewFileStore(""); !errors.Is(err, vbctoken.ErrBadInput) {
+	if _, err := filestore.New(""); !errors.Is(err, vbctoken.ErrBadInput) {
 		t.Errorf("NewFileStore(\"\"): err = %v, want ErrBadInput", err)
 	}
 }
@@ -263,7 +264,7 @@ func TestHelperProcess(t *testing.T) {
 	fmt.Printf("HELPER conflicts=%d\n", conflicts)
 }
 
-func increment(ctx context.Context, s *vbctoken.FileStore, mode string) error {
+func increment(ctx context.Context, s *filestore.Store, mode string) error {
 	cur, err := s.LoadPair(ctx)
 	if err != nil {
 		return err

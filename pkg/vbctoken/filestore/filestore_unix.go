@@ -1,6 +1,6 @@
 //go:build unix
 
-package vbctoken
+package filestore
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-// lockSupported reports whether FileStore can lock on this system.
+// lockSupported reports whether Store can lock on this system.
 func lockSupported() error { return nil }
 
 // tryLock takes an exclusive flock on f without blocking; false means someone holds it.

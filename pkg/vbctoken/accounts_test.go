@@ -1,0 +1,125 @@
+package vbctoken_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vbctoken/vbctoken/internal/memstore"
+	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+)
+
+// memFleet is a Fleet of memstores, one per account, created on first use.
+type memFleet struct {
+	mu     sync.Mutex
+	creds  vbctoken.Credentials
+	stores map[string]*memstore.Store
+}
+
+func (f *memFleet) Open(account string) (vbctoken.Store, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.stores[account]
+	if !ok {
+		s = memstore.New(f.creds)
+		f.stores[account] = s
+	}
+	return s, nil
+}
+
+func (f *memFleet) Accounts(ctx context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id, s := range f.stores {
+		if v, err := s.LoadPair(ctx); err == nil && !v.Pair.RefreshToken.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+func (f *memFleet) LoadCredentials(context.Context) (vbctoken.Credentials, error) {
+	return f.creds, nil
+}
+
+func TestAccountsKeepTheirOwnChains(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	fleet := &memFleet{creds: vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret}, stores: map[string]*memstore.Store{}}
+	cfg := vbctoken.KeeperConfig{
+		Client: vbctoken.ClientConfig{
+			Endpoints:   vbctoken.Endpoints{AuthorizeURL: w.srv.URL + "/authorize", TokenURL: w.srv.URL + "/token"},
+			RedirectURL: testRedirect,
+			Retry:       vbctoken.RetryPolicy{Sleep: w.clock.Sleep},
+		},
+		StoreRetry: vbctoken.RetryPolicy{Sleep: w.clock.Sleep},
+		Now:        w.clock.Now,
+	}
+	accounts, err := vbctoken.NewAccounts(fleet, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consent := func(account string) url.Values {
+		t.Helper()
+		k, err := accounts.Keeper(account)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, err := k.ConsentURL(ctxFor(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb, err := w.vbc.ApproveAs(link, "admin-"+account)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(cb)
+		return u.Query()
+	}
+	for _, id := range []string{"acme", "globex-eu"} {
+		q := consent(id)
+		got, res, err := accounts.CompleteConsent(ctxFor(t), q.Get("state"), vbctoken.Secret(q.Get("code")))
+		if err != nil || got != id || res.Outcome != vbctoken.OutcomeConnected {
+			t.Fatalf("consent for %s: account %q, %+v, %v", id, got, res, err)
+		}
+	}
+	if ids, err := accounts.List(ctxFor(t)); err != nil || len(ids) != 2 || ids[0] != "acme" || ids[1] != "globex-eu" {
+		t.Fatalf("List = %v, %v", ids, err)
+	}
+
+	// A link minted for one account cannot connect another.
+	q := consent("acme")
+	globex, _ := accounts.Keeper("globex-eu")
+	if _, err := globex.CompleteConsent(ctxFor(t), q.Get("state"), vbctoken.Secret(q.Get("code"))); !errors.Is(err, vbctoken.ErrBadState) {
+		t.Fatalf("acme's link at globex's keeper: %v, want ErrBadState", err)
+	}
+	// Nor does a single-account keeper accept it, nor accounts mode a single-account link.
+	if _, _, err := accounts.CompleteConsent(ctxFor(t), w.consentQuery(w.keeper(false)).Get("state"), "code"); !errors.Is(err, vbctoken.ErrBadState) {
+		t.Fatalf("a single-account link in accounts mode: %v, want ErrBadState", err)
+	}
+	if _, err := accounts.Keeper("Not An Id"); !errors.Is(err, vbctoken.ErrBadInput) {
+		t.Fatalf("invalid account id: %v", err)
+	}
+
+	// One account's chain dies at VBC; the other is refreshed as usual.
+	acme, _ := accounts.Keeper("acme")
+	acmeStore, _ := fleet.Open("acme")
+	v, _ := acmeStore.LoadPair(ctxFor(t))
+	w.vbc.Revoke(v.Pair.RefreshToken.Reveal())
+	w.clock.Advance(23 * time.Hour)
+	if _, err := acme.Refresh(ctxFor(t), false); !errors.Is(err, vbctoken.ErrReconsentRequired) {
+		t.Fatalf("revoked acme: %v", err)
+	}
+	if res, err := globex.Refresh(ctxFor(t), false); err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("globex after acme's trouble: %+v %v", res, err)
+	}
+	if st, err := globex.Status(ctxFor(t)); err != nil || !st.Connected {
+		t.Fatalf("globex status %+v %v", st, err)
+	}
+}

@@ -1,0 +1,10 @@
+package vbctoken
+
+// The OAuth client is the keeper's own; its tests drive it directly.
+type (
+	// Client is the keeper's VBC OAuth client, for tests.
+	Client = client
+)
+
+// NewClient builds the keeper's VBC OAuth client, for tests.
+var NewClient = newClient

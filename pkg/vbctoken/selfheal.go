@@ -1,0 +1,102 @@
+package vbctoken
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// LoginSource supplies the VBC user and password of an opt-in self-heal: the keeper runs
+// the password grant with them, at most once per SelfHealInterval, when the refresh chain is
+// provably lost (docs/chain-safety.md "Self-heal"). Stores that keep a login secret
+// implement it.
+type LoginSource interface {
+	LoadLogin(ctx context.Context) (username string, password Secret, err error)
+}
+
+// SelfHealInterval is the least time between two self-heal attempts: VBC's lock-out
+// window, so that a wrong password can never keep the user locked.
+const SelfHealInterval = AccountLockout
+
+// selfHeal is the self-heal record in the pair secret ("self_heal").
+type selfHeal struct {
+	At     time.Time // the last attempt
+	Halted bool      // VBC rejected the login: no keeper tries again until an admin connects
+}
+
+// ReasonSelfHealed: the chain was lost and the keeper restored it with the password grant.
+const ReasonSelfHealed Reason = "self_healed"
+
+// trySelfHeal runs the password grant once, under the lease held in leased, when self-heal
+// is configured, not halted and not tried within SelfHealInterval. handled reports whether
+// it decided the outcome; otherwise the caller declares re-consent, releasing the lease on
+// the pair it returns.
+//
+// With WSO2's token reuse the grant hands back the active token of the user: the very pair
+// whose answer was lost in transit, if the chain was the same user's. A rejection (wrong
+// password, locked user, bad client) halts self-heal until an admin connects; a failure
+// whose outcome is unknown leaves the chain in doubt until the next attempt.
+func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reason) (res Result, err error, handled bool, latest Versioned) {
+	src := k.cfg.SelfHeal
+	if src == nil {
+		return Result{}, nil, false, leased
+	}
+	stored := leased.Pair
+	if h := stored.selfHeal; h != nil {
+		switch {
+		case h.Halted:
+			k.log.ErrorContext(ctx, "self-heal is halted since VBC rejected its login: fix the self-heal secret, then run `vbctoken login` or consent again")
+			return Result{}, nil, false, leased
+		case k.now().Before(h.At.Add(SelfHealInterval)):
+			k.log.WarnContext(ctx, "self-heal tried recently; the next attempt is due then", "next_attempt", h.At.Add(SelfHealInterval))
+			return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("chain lost; %w: self-heal waits until %s",
+				ErrTransient, h.At.Add(SelfHealInterval).UTC().Format(time.RFC3339)), true, leased
+		}
+	}
+	user, password, err := src.LoadLogin(ctx)
+	if err != nil {
+		k.log.ErrorContext(ctx, "self-heal: could not read its login", "error", err)
+		return Result{}, nil, false, leased
+	}
+	// Record the attempt before it is made: a keeper that dies now still counts as having
+	// tried, so no run sends the password again within the interval.
+	marked := stored.Clone()
+	marked.selfHeal = &selfHeal{At: k.now().UTC().Truncate(time.Second)}
+	version, err := k.commitRetried(ctx, marked, leased.Version)
+	if err != nil {
+		return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("self-heal: record the attempt: %w", err), true, leased
+	}
+	leased = Versioned{Pair: marked, Version: version}
+
+	fresh, err := k.withClient(ctx, func(tokenCtx context.Context, c tokenClient) (*Pair, error) {
+		return c.Password(tokenCtx, user, password)
+	})
+	switch {
+	case err == nil:
+		next := successor(marked, fresh)
+		if reusedGrant(fresh) && fresh.RefreshToken != marked.RefreshToken {
+			next.RefreshExpiresAt, next.estimated = fresh.ExpiresAt, true
+		}
+		next.selfHeal = nil
+		k.log.WarnContext(ctx, "the refresh chain was lost and self-heal restored it with the password grant", "pair", fresh)
+		res, err := k.commitRefresh(ctx, leased, next, ReasonSelfHealed)
+		if err == nil && res.Outcome == OutcomeRefreshed {
+			res.Outcome = OutcomeConnected
+		}
+		return res, err, true, leased
+	case errors.Is(err, ErrTransient):
+		k.release(ctx, leased)
+		k.log.WarnContext(ctx, "self-heal: the password grant got no usable answer; the chain is in doubt until the next attempt", "error", err)
+		return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("self-heal: %w", err), true, leased
+	}
+	halted := marked.Clone()
+	halted.selfHeal.Halted = true
+	if v, herr := k.commitRetried(ctx, halted, leased.Version); herr != nil {
+		k.log.WarnContext(ctx, "self-heal: could not record the halt", "error", herr)
+	} else {
+		leased = Versioned{Pair: halted, Version: v}
+	}
+	k.log.ErrorContext(ctx, "self-heal halted: VBC rejected its login; fix the self-heal secret, then run `vbctoken login` or consent again", "error", err)
+	return Result{}, nil, false, leased
+}

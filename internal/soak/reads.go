@@ -157,11 +157,11 @@ func (s *sim) accessWritten(token string) {
 	}
 }
 
-// RevokedWindow describes, over the refreshes whose new access token reached the access
-// secret, how long the secret still held the old token after VBC had killed it (WSO2
-// kills it the moment the refresh is issued): every app read in that window gets a token
-// VBC refuses. Reads run between the simulated steps, so they never fall inside one; this
-// is the window they would hit.
+// RevokedWindow describes, over the refreshes whose answer reached a live keeper and whose
+// new access token reached the access secret, how long the secret still held the old token
+// after VBC had killed it (WSO2 kills it the moment the refresh is issued): every app read
+// in that window gets a token VBC refuses. Reads run between the simulated steps, so they
+// never fall inside one; this is the window they would hit.
 type RevokedWindow struct {
 	Refreshes int    `json:"refreshes"`
 	P50       string `json:"p50"`
@@ -180,7 +180,9 @@ func (s *sim) revokedWindow(issued []vbcsandbox.IssuedPair) RevokedWindow {
 	var ds []time.Duration
 	s.mu.Lock()
 	for _, ip := range issued {
-		if ip.Grant != vbcsandbox.GrantRefreshToken {
+		if ip.Grant != vbcsandbox.GrantRefreshToken || ip.Lost || s.died[ip.RefreshToken] {
+			// A refresh whose answer never reached a live keeper breaks the chain; its
+			// access token lands, if ever, when a re-consent hands the pair back (reuse).
 			continue
 		}
 		if at, ok := s.accessAt[ip.AccessToken]; ok {

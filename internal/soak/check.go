@@ -61,7 +61,6 @@ func (s *sim) afterStep(procs []*process, aliveBefore bool) {
 	s.stored, s.pending = v.Pair, v.Pending
 	for rt := range s.awaitPending {
 		if s.hist.has(rt) {
-			s.rep.StrandedFinished++
 			delete(s.awaitPending, rt)
 		}
 	}
@@ -477,7 +476,13 @@ func (s *sim) finish(elapsed time.Duration) {
 	if st.CodeReplays > 0 {
 		s.violation("VBC saw %d exchanges of an already exchanged authorization code (%d killed a pair in use): a code was sent twice", st.CodeReplays, st.CodeReplayKills)
 	}
-	s.rep.StrandedNeverCurrent = len(s.awaitPending)
+	for _, rt := range s.strandedNew {
+		if s.hist.has(rt) {
+			s.rep.StrandedFinished++
+		} else {
+			s.rep.StrandedNeverCurrent++
+		}
+	}
 	s.rep.Refreshes = s.rep.Outcomes[string(vbctoken.OutcomeRefreshed)]
 	s.rep.Superseded = s.rep.Outcomes[string(vbctoken.OutcomeSuperseded)]
 	s.rep.Skipped = s.rep.Outcomes[string(vbctoken.OutcomeSkipped)]

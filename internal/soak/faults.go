@@ -311,6 +311,9 @@ func (p *process) strandedBy(pair *vbctoken.Pair) {
 	kind := "bookkeeping" // a lease, a consent nonce: nothing new in it
 	if fresh {
 		kind = "new_pair"
+		s.mu.Lock()
+		s.strandedNew = append(s.strandedNew, pair.RefreshToken.Reveal())
+		s.mu.Unlock()
 	}
 	s.count(&s.rep.Stranded, kind)
 	p.kill(DeathMidCommit, true)

@@ -79,9 +79,9 @@ func (s *sim) read() {
 	dead := func(what string) {
 		switch {
 		case !storedValid && s.broken == nil && s.everConnected:
-			// The chain lives, in a pair kept or pending beside a dead current one, or the
-			// refresh came too late.
-			s.rep.Reads.InDoubt++
+			// The chain lives, but the stored pair's access token is dead: the schedule
+			// stopped, or the live pair is kept or pending beside a dead stored one.
+			s.rep.Reads.ChainAlive++
 		case !storedValid:
 			s.rep.Reads.DuringOutage++
 		case s.accessRepairPending:

@@ -104,9 +104,10 @@ type Report struct {
 		Errors       int `json:"errors"`
 		NoToken      int `json:"no_token"`
 		DuringOutage int `json:"dead_token_during_outage"`
-		// InDoubt: dead tokens read while the chain lived in a pair kept or pending beside
-		// the stored one (or its refresh came too late).
-		InDoubt int `json:"dead_token_chain_in_doubt"`
+		// ChainAlive: dead tokens read while the chain lived but the stored pair's own
+		// access token was dead (the schedule stopped, or the live pair was kept or
+		// pending beside a dead stored one).
+		ChainAlive int `json:"dead_token_chain_alive"`
 		// StaleAfterDeath: dead tokens read while the access secret lagged because a
 		// process died between its pair commit and its access write (until the next run).
 		StaleAfterDeath int `json:"dead_token_stale_after_death"`
@@ -296,8 +297,11 @@ func WriteTable(w io.Writer, reports []*Report) {
 		return fmt.Sprintf("%d / %d", r.StrandedFinished, r.StrandedNeverCurrent)
 	})
 	row("reads (store / Source)", func(r *Report) string { return fmt.Sprintf("%d / %d", r.Reads.Direct, r.Reads.Source) })
-	row("  errors / no token / outage / in doubt / 401s", func(r *Report) string {
-		return fmt.Sprintf("%d / %d / %d / %d / %d", r.Reads.Errors, r.Reads.NoToken, r.Reads.DuringOutage, r.Reads.InDoubt, r.Reads.Invalidations)
+	row("  errors / no token / 401s", func(r *Report) string {
+		return fmt.Sprintf("%d / %d / %d", r.Reads.Errors, r.Reads.NoToken, r.Reads.Invalidations)
+	})
+	row("  dead token: chain broken / stored one dead", func(r *Report) string {
+		return fmt.Sprintf("%d / %d", r.Reads.DuringOutage, r.Reads.ChainAlive)
 	})
 	row("  stale after death / stored dead, chain alive", func(r *Report) string {
 		return fmt.Sprintf("%d / %d", r.Reads.StaleAfterDeath, r.Reads.DeadWhileChainAlive)

@@ -89,6 +89,9 @@ type sim struct {
 	rep      *Report
 	died     map[string]bool // refresh tokens of pairs lost with their process
 	stranded map[string]bool // refresh tokens held by pair writes a death left pending
+	// strandedNew are the refresh tokens of new pairs (never stored before) a death left
+	// pending.
+	strandedNew []string
 	// accessAt is when each access token first landed in the access secret.
 	accessAt map[string]time.Time
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
@@ -89,7 +90,14 @@ func (s *sim) afterStep(procs []*process, aliveBefore bool) {
 	}
 
 	// (a) the stored refresh token is the newest live one of its chain.
+	brokenBefore := s.broken
 	s.checkChain()
+	if brokenBefore != nil && s.broken == nil && s.consentPending && strings.HasPrefix(s.consentReason, "forced/") && !anyConsent(procs) {
+		// A keeper restored the chain (self-heal) before the admin acted: the alarm
+		// cleared, and the admin does not consent.
+		s.count(&s.rep.HealedBreaks, strings.TrimPrefix(s.consentReason, "forced/"))
+		s.consentPending = false
+	}
 
 	for _, p := range procs {
 		if runsRefresh(p.role) && p.outcome == vbctoken.OutcomeReconsent && errors.Is(p.err, vbctoken.ErrInvalidGrant) && aliveBefore && s.broken == nil {
@@ -151,6 +159,16 @@ func (s *sim) rescuedAfter(at time.Time) bool {
 		live++
 	}
 	return live > 0
+}
+
+// anyConsent reports whether procs include a consent (a callback or a login).
+func anyConsent(procs []*process) bool {
+	for _, p := range procs {
+		if p.role == roleCallback || p.role == roleLogin {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *sim) isStranded(rt string) bool {

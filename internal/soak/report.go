@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
 // Report is what one soak run measured. It holds no secret.
@@ -15,6 +17,7 @@ type Report struct {
 	Seed           uint64    `json:"seed"`
 	Days           int       `json:"days"`
 	VBCMode        string    `json:"vbc"` // the sandbox's mode: lenient, strict or wso2
+	SelfHeal       bool      `json:"self_heal,omitempty"`
 	SimulatedUntil time.Time `json:"simulated_until"`
 	Elapsed        string    `json:"elapsed"`
 	Plan           Plan      `json:"plan"`
@@ -126,7 +129,10 @@ type Report struct {
 	// ChainBreaks counts chains lost, by cause: revoked, processed_but_lost,
 	// process_death. UnavoidableLosses counts pairs VBC issued whose answer never reached a
 	// live process, by cause and grant (a lost code exchange breaks nothing).
-	ChainBreaks       map[string]int `json:"chain_breaks"`
+	ChainBreaks map[string]int `json:"chain_breaks"`
+	// HealedBreaks counts chain breaks a keeper repaired (self-heal) before the admin
+	// consented, by cause: they force no re-consent.
+	HealedBreaks      map[string]int `json:"healed_breaks"`
 	UnavoidableLosses map[string]int `json:"unavoidable_losses"`
 	OutageHours       float64        `json:"outage_hours"`
 	// InDoubt is how long the stored refresh token was dead while a pair kept beside it or
@@ -146,7 +152,7 @@ type Report struct {
 }
 
 func newReport(cfg Config, plan Plan) *Report {
-	return &Report{Store: cfg.Backend.Name(), Seed: cfg.Seed, Days: cfg.Days, VBCMode: cfg.VBC.String(), Plan: plan}
+	return &Report{Store: cfg.Backend.Name(), Seed: cfg.Seed, Days: cfg.Days, VBCMode: cfg.VBC.String(), SelfHeal: cfg.SelfHeal, Plan: plan}
 }
 
 func sum(m map[string]int) int {
@@ -190,6 +196,14 @@ func (r *Report) Forced() map[string]int {
 // Name is how tables and test names call the run: store and VBC mode.
 func (r *Report) Name() string { return r.Store + "-" + r.VBCMode }
 
+// Mode is the VBC mode, with self-heal when the run has it.
+func (r *Report) Mode() string {
+	if r.SelfHeal {
+		return r.VBCMode + " + self-heal"
+	}
+	return r.VBCMode
+}
+
 // WriteTable prints the reports side by side, one column per run.
 func WriteTable(w io.Writer, reports []*Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -224,7 +238,7 @@ func WriteTable(w io.Writer, reports []*Report) {
 	}
 
 	row("store", func(r *Report) string { return r.Store })
-	row("VBC behaviour", func(r *Report) string { return r.VBCMode })
+	row("VBC behaviour", func(r *Report) string { return r.Mode() })
 	num("days simulated", func(r *Report) int { return r.Days })
 	row("seed", func(r *Report) string { return fmt.Sprint(r.Seed) })
 	num("keeper refresh runs", func(r *Report) int { return r.RefresherRuns })
@@ -246,6 +260,7 @@ func WriteTable(w io.Writer, reports []*Report) {
 	row("  re-consent required / failed / died", func(r *Report) string {
 		return fmt.Sprintf("%d / %d / %d", r.Outcomes["reconsent_required"], r.Outcomes["failed"], r.Outcomes["died"])
 	})
+	num("  self-healed (chain restored by the password grant)", func(r *Report) int { return r.Outcomes[string(vbctoken.OutcomeConnected)] })
 	num("  false alarms (re-consent while the chain lived)", func(r *Report) int { return r.FalseAlarms })
 	num("  re-consent said, then revived by a racing keeper", func(r *Report) int { return r.RescuedAfterAlarm })
 	num("  interrupted (SIGINT) right after VBC answered", func(r *Report) int { return sum(r.Interrupts) })
@@ -324,6 +339,7 @@ func WriteTable(w io.Writer, reports []*Report) {
 	})
 	num("chain breaks", func(r *Report) int { return sum(r.ChainBreaks) })
 	mapRows("", func(r *Report) map[string]int { return r.ChainBreaks })
+	num("  healed by a keeper before the admin consented", func(r *Report) int { return sum(r.HealedBreaks) })
 	row("chain in doubt: periods / hours / longest", func(r *Report) string {
 		return fmt.Sprintf("%d / %.1f / %s", r.InDoubt.Periods, r.InDoubt.Hours, r.InDoubt.Longest)
 	})

@@ -63,6 +63,10 @@ type Config struct {
 	// ModeWSO2 (VBC's real token server: refresh kills the old pair, re-grants hand back
 	// the active pair, a replayed code revokes, refresh races across the cluster).
 	VBC vbcsandbox.Mode
+	// SelfHeal gives every keeper that refreshes the admin's login for the keeper's opt-in
+	// self-heal (KeeperConfig.SelfHeal): a provably lost chain is restored with the
+	// password grant instead of waiting for the admin.
+	SelfHeal bool
 	// Trace, when set, receives every log line the processes write.
 	Trace io.Writer
 }
@@ -351,12 +355,36 @@ func (s *sim) keeper(p *process) *vbctoken.Keeper {
 		StoreRetry: s.retry(p),
 		Now:        p.now,
 		Holder:     p.role,
+		SelfHeal:   s.selfHeal(p),
 		Logger:     s.logger.With("process", p.id, "role", p.role),
 	})
 	if err != nil {
 		panic(fmt.Sprintf("soak: new keeper: %v", err)) // the configuration is fixed
 	}
 	return k
+}
+
+// selfHeal is the self-heal login of p's keeper, when the run has one.
+func (s *sim) selfHeal(p *process) vbctoken.LoginSource {
+	if !s.cfg.SelfHeal || !runsRefresh(p.role) {
+		return nil
+	}
+	return loginSource{p}
+}
+
+// loginSource is the self-heal login secret, read through p's faults.
+type loginSource struct{ p *process }
+
+// LoadLogin implements vbctoken.LoginSource.
+func (l loginSource) LoadLogin(ctx context.Context) (string, vbctoken.Secret, error) {
+	l.p.storeLatency(ctx)
+	if err := l.p.alive(); err != nil {
+		return "", "", err
+	}
+	if kind, _ := l.p.storeFault(false); kind != "" {
+		return "", "", l.p.injectStore("LoadLogin", kind, false)
+	}
+	return adminUser, adminPassword, nil
 }
 
 // event is something the driver does at a given virtual time.

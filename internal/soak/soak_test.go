@@ -32,6 +32,7 @@ var (
 	flagVBC      = flag.String("soak.vbc", "lenient,wso2", "VBC sandbox modes to soak: lenient, strict, wso2 or all (comma-separated)")
 	flagReport   = flag.String("soak.report", "", "write the JSON report to this file")
 	flagTrace    = flag.String("soak.trace", "", "write every log line of the simulated processes to this file")
+	flagSelfHeal = flag.Bool("soak.selfheal", false, "give the keepers the admin's login for self-heal (KeeperConfig.SelfHeal)")
 	flagWild     = flag.Float64("soak.wildclock", 0, "experiment: share of operators' machines whose clock is off by 20 s to 2 min, beyond the refresh lease's tolerance")
 )
 
@@ -107,7 +108,7 @@ func parseModes(list string) ([]vbcsandbox.Mode, error) {
 // soak runs one simulation and checks its report.
 func soak(t *testing.T, store string, days int, seed uint64, mode vbcsandbox.Mode) *Report {
 	t.Helper()
-	cfg := Config{Days: days, Seed: seed, VBC: mode, Backend: backend(t, store)}
+	cfg := Config{Days: days, Seed: seed, VBC: mode, SelfHeal: *flagSelfHeal, Backend: backend(t, store)}
 	if *flagWild > 0 {
 		plan := PlanFor(mode)
 		plan.WildClock = *flagWild

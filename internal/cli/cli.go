@@ -1,4 +1,4 @@
-// Package cli is the admin command line `vbctoken` (DESIGN.md "Admin CLI"): consent-url,
+// Package cli is the admin command line `vbctoken` (docs/design.md "Admin CLI"): consent-url,
 // status, refresh, login and serve. All logic lives here so that every command runs
 // in-process in tests; cmd/vbctoken only wires the process to Run.
 //

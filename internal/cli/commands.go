@@ -25,7 +25,7 @@ const EnvPassword = "VBC_PASSWORD"
 // maxPasswordBytes bounds the line `login` reads from stdin.
 const maxPasswordBytes = 4096
 
-// consentURL mints a one-time consent link. The URL is the last line of stdout (DESIGN.md);
+// consentURL mints a one-time consent link. The URL is the last line of stdout (docs/design.md "Admin CLI");
 // the explanation goes to stderr so that `$(vbctoken consent-url)` is the bare URL.
 func (a *app) consentURL(ctx context.Context, args []string) int {
 	var c common

@@ -186,7 +186,7 @@ func (s *server) statusJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 // consent redirects to a freshly minted consent link. A deployed callback never does
-// this: only an admin with access to the state key mints links (DESIGN.md "Consent").
+// this: only an admin with access to the state key mints links (docs/design.md "Consent state").
 // serve may, because it is a local admin tool bound to 127.0.0.1 by default: whoever can
 // reach its port already holds the store.
 func (s *server) consent(w http.ResponseWriter, r *http.Request) {

@@ -1,4 +1,4 @@
-// Package config reads vbctoken's settings from the environment (DESIGN.md
+// Package config reads vbctoken's settings from the environment (docs/design.md
 // "Configuration"): names and URLs only, never secret values. Every problem is reported at
 // once, so an operator fixes a deployment in one round.
 package config
@@ -13,7 +13,7 @@ import (
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// Environment variable names (DESIGN.md), from the shared contract.
+// Environment variable names (docs/design.md "Configuration"), from internal/contract.
 const (
 	EnvCredentialsSecretID = contract.EnvCredentialsSecretID
 	EnvTokenSecretID       = contract.EnvTokenSecretID
@@ -26,9 +26,6 @@ const (
 	EnvRefreshMargin       = contract.EnvRefreshMargin
 	EnvRefreshMaxAge       = contract.EnvRefreshMaxAge
 )
-
-// Defaults (DESIGN.md).
-const ()
 
 // Settings is the parsed configuration.
 type Settings struct {

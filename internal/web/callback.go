@@ -23,6 +23,8 @@ const (
 	maxDetailRunes   = 300
 	consentURLAdvice = "Ask an admin for a new consent link:"
 	consentURLCmd    = "vbctoken consent-url"
+	statusAdvice     = "Check the connection:"
+	statusCmd        = "vbctoken status"
 )
 
 // Consenter is the part of vbctoken.Keeper the callback calls.
@@ -192,6 +194,12 @@ func consentErrorPage(err error) Page {
 	case errors.Is(err, vbctoken.ErrNoCredentials):
 		return Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Title: "vbctoken is not configured yet",
 			Lead: "The client credentials secret is empty. An operator must store the VBC consumer key and secret first."}
+	case errors.Is(err, vbctoken.ErrOutcomeUnknown):
+		// The code reached VBC but no usable answer came back. It is never sent again (VBC
+		// would revoke the token it issued), and the stored connection is kept.
+		return Page{Status: http.StatusBadGateway, Tone: ToneWarn, Title: "VBC may have connected",
+			Lead: "VBC did not answer clearly after the code was sent. The existing connection, if any, is unchanged. Check the status; if it is not connected, start again with a new link.",
+			Next: statusAdvice, NextCode: statusCmd}
 	case errors.Is(err, vbctoken.ErrTransient), errors.Is(err, context.DeadlineExceeded):
 		return Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Title: "VBC or AWS is not answering right now",
 			Lead: "Nothing was changed. Wait a few minutes, then start again.", Next: consentURLAdvice, NextCode: consentURLCmd}

@@ -108,7 +108,10 @@ const leakyItem = `,"Item":{"pk":{"S":"pair#acme"},"version":{"N":"7"},"commit":
 // SDK's standard retryer has done its part, and that no error text carries a token.
 func TestDynamoDBErrorClassification(t *testing.T) {
 	t.Parallel()
-	loadPair := func(s *dynamostore.Store, _ *dynamostore.Fleet) error { _, err := s.LoadPair(context.Background()); return err }
+	loadPair := func(s *dynamostore.Store, _ *dynamostore.Fleet) error {
+		_, err := s.LoadPair(context.Background())
+		return err
+	}
 	commit := func(s *dynamostore.Store, _ *dynamostore.Fleet) error {
 		_, err := s.CommitPair(context.Background(), storetest.NewPair(), "6")
 		return err
@@ -116,7 +119,10 @@ func TestDynamoDBErrorClassification(t *testing.T) {
 	putAccess := func(s *dynamostore.Store, _ *dynamostore.Fleet) error {
 		return s.PutAccess(context.Background(), storetest.NewPair().Access())
 	}
-	list := func(_ *dynamostore.Store, f *dynamostore.Fleet) error { _, err := f.Accounts(context.Background()); return err }
+	list := func(_ *dynamostore.Store, f *dynamostore.Fleet) error {
+		_, err := f.Accounts(context.Background())
+		return err
+	}
 	cases := []struct {
 		name     string
 		target   string

@@ -2,8 +2,6 @@ package dynamostore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,9 +30,6 @@ const (
 	// attrVersion is the pair item's number, 1 for its first write and one more for each
 	// commit: the compare-and-swap condition names it, and Versioned.Version is it in decimal.
 	attrVersion = "version"
-	// attrCommit is the pair item's commit token, derived from the version it replaced and
-	// its content: a retried commit whose write had landed finds its own token there.
-	attrCommit = "commit"
 )
 
 // API is the part of the DynamoDB API the stores and the fleet call; *dynamodb.Client
@@ -154,15 +149,6 @@ func (s *Store) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
 	return vbctoken.Versioned{Pair: p, Version: strconv.FormatUint(version, 10)}, nil
 }
 
-// commitToken derives a commit's token from the version it replaces and its content: the
-// same commit retried carries the same token.
-func commitToken(prev string, content []byte) string {
-	h := sha256.New()
-	h.Write([]byte("vbctoken pair\x00" + prev + "\x00"))
-	h.Write(content)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // CommitPair stores p as the current pair if the item's version is still prev (the item
 // does not exist when prev is ""), and returns the new version, prev + 1. prev must come
 // from a successful LoadPair: that is how a pair written by a newer vbctoken is protected
@@ -171,9 +157,11 @@ func commitToken(prev string, content []byte) string {
 // One PutItem with the condition `version = prev` (attribute_not_exists for prev "") and
 // ReturnValuesOnConditionCheckFailure ALL_OLD. When the condition fails, the item sent back
 // tells a lost race (vbctoken.ErrConflict) from a retry of this very commit whose write had
-// landed (its commit token is there: success, with that write's version), without another
-// request. Retrying the same call after any failure is therefore safe; as with every store,
-// two writers committing byte-identical pairs from the same prev both succeed.
+// landed, without another request: the stored item is then version prev + 1 holding this
+// content byte for byte, which only this commit (or a byte-identical one) writes. The
+// content plays the part of the Secrets Manager store's ClientRequestToken and costs no
+// attribute. Retrying the same call after any failure is therefore safe; as with every
+// store, two writers committing byte-identical pairs from the same prev both succeed.
 func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
 	if p == nil {
 		return "", fmt.Errorf("commit pair: %w: nil pair", vbctoken.ErrBadInput)
@@ -203,12 +191,10 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 		in.ExpressionAttributeNames = map[string]string{"#v": attrVersion}
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{":prev": number(n)}
 	}
-	token := commitToken(prev, content)
 	in.Item = map[string]types.AttributeValue{
 		PartitionKey: &types.AttributeValueMemberS{Value: key},
 		attrVersion:  number(next),
 		attrJSON:     &types.AttributeValueMemberS{Value: string(content)},
-		attrCommit:   &types.AttributeValueMemberS{Value: token},
 	}
 	_, err = s.api.PutItem(ctx, in)
 	if err == nil {
@@ -220,12 +206,12 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 	}
 	current := failed.Item
 	failed.Item = nil // it holds tokens: never let it travel with the error
-	if c, ok := current[attrCommit].(*types.AttributeValueMemberS); ok && c.Value == token {
+	v, verr := versionOf(current)
+	data, jerr := jsonOf(current)
+	if verr == nil && jerr == nil && v == next && string(data) == string(content) {
 		// An earlier attempt of this commit landed (its response was lost, or the SDK
 		// retried after a 5xx): it is the current pair.
-		if v, err := versionOf(current); err == nil {
-			return strconv.FormatUint(v, 10), nil
-		}
+		return strconv.FormatUint(v, 10), nil
 	}
 	return "", fmt.Errorf("commit pair: %w", classify("PutItem", s.table, key, err))
 }

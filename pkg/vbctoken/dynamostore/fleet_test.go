@@ -55,7 +55,7 @@ func accountItems(prefix string, n int) (ids []string, items []map[string]types.
 		}
 		ids = append(ids, id)
 		items = append(items,
-			map[string]types.AttributeValue{"pk": str(dynamostore.PairKeyPrefix + id), "version": num(1), "json": str(string(data)), "commit": str(fmt.Sprintf("%064x", i))},
+			map[string]types.AttributeValue{"pk": str(dynamostore.PairKeyPrefix + id), "version": num(1), "json": str(string(data))},
 			map[string]types.AttributeValue{"pk": str(dynamostore.AccessKeyPrefix + id), "json": str(string(access))},
 		)
 	}

@@ -101,7 +101,7 @@ func sdkConfig(url string) aws.Config {
 }
 
 // leakyItem is a stored pair item as a failed condition returns it, with tokens.
-const leakyItem = `,"Item":{"pk":{"S":"pair#acme"},"version":{"N":"7"},"commit":{"S":"someone-else"},` +
+const leakyItem = `,"Item":{"pk":{"S":"pair#acme"},"version":{"N":"7"},` +
 	`"json":{"S":"{\"version\":1,\"access_token\":\"at-s3cr3t\",\"refresh_token\":\"rt-s3cr3t\"}"}}`
 
 // TestDynamoDBErrorClassification: what each DynamoDB answer means to callers, once the

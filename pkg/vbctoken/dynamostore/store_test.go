@@ -65,9 +65,6 @@ func TestDynamoDBStoreCallSequence(t *testing.T) {
 	if n, ok := item["version"].(*types.AttributeValueMemberN); !ok || n.Value != "1" {
 		t.Errorf("stored version = %v, want the number 1", item["version"])
 	}
-	if c, ok := item["commit"].(*types.AttributeValueMemberS); !ok || len(c.Value) != 64 {
-		t.Errorf("stored commit token = %v, want 64 hex characters", item["commit"])
-	}
 
 	// The next commit names the version read.
 	p2 := storetest.NewPair()
@@ -159,7 +156,7 @@ func TestDynamoDBItemLayout(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	if got := names(pairItem); !slices.Equal(got, []string{"commit", "json", "pk", "version"}) {
+	if got := names(pairItem); !slices.Equal(got, []string{"json", "pk", "version"}) {
 		t.Errorf("pair item attributes = %v", got)
 	}
 	if got := names(accessItem); !slices.Equal(got, []string{"json", "pk"}) {

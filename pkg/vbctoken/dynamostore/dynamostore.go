@@ -13,10 +13,10 @@ import (
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// The table's key and the items' keys (docs/design.md "Accounts mode"). The table has the
-// string partition key PartitionKey and no sort key; account X's items are
-// PairKeyPrefix+X (the keeper's) and AccessKeyPrefix+X (what X's apps read). Account ids
-// cannot contain '#', so no key of one kind is a key of the other.
+// The table's key and the items' keys. The table has the string partition key
+// PartitionKey and no sort key; account X's items are PairKeyPrefix+X (the keeper's) and
+// AccessKeyPrefix+X (what X's apps read, the dynamodb:LeadingKeys value of their IAM
+// policy). Account ids cannot contain '#', so no key of one kind is a key of the other.
 const (
 	PartitionKey    = "pk"
 	PairKeyPrefix   = "pair#"
@@ -92,9 +92,6 @@ func NewSource(cfg aws.Config, table, account string, opts ...vbctoken.SourceOpt
 	}
 	return vbctoken.NewSource(s, opts...), nil
 }
-
-// Account returns the account the store belongs to.
-func (s *Store) Account() string { return s.account }
 
 func (s *Store) pairKey() string   { return PairKeyPrefix + s.account }
 func (s *Store) accessKey() string { return AccessKeyPrefix + s.account }

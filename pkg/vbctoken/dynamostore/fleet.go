@@ -64,10 +64,9 @@ func (f *Fleet) LoadCredentials(ctx context.Context) (vbctoken.Credentials, erro
 // commit, the Secrets Manager backend's sharded index) or a global secondary index (its
 // own writes, KMS key and IAM). A Scan derives the list from the pair items themselves, so
 // an account with a stored pair can never be missing from it, and it costs little: it
-// reads every item once, pair and access, at half a read unit per 4 KB of items
-// (docs/design.md "Accounts mode"; the package documentation has the numbers for 10,000
-// accounts). A pair written in the last second may be missed by one call and is seen by
-// the next.
+// reads every item once, pair and access, at half a read unit per 4 KB of items (the
+// package documentation has the numbers for 10,000 accounts). A pair written in the last
+// second may be missed by one call and is seen by the next.
 func (f *Fleet) Accounts(ctx context.Context) ([]string, error) {
 	in := &dynamodb.ScanInput{
 		TableName:                 aws.String(f.table),

@@ -132,10 +132,10 @@ func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Va
 func num(n int) types.AttributeValue    { return &types.AttributeValueMemberN{Value: strconv.Itoa(n)} }
 
 // harness is storetest's view of one account's store in tb.
-func (tb *table) harness(t *testing.T, api dynamostore.API, account string) storetest.Harness {
+func (tb *table) harness(t *testing.T, account string) storetest.Harness {
 	pairKey, accessKey := dynamostore.PairKeyPrefix+account, dynamostore.AccessKeyPrefix+account
 	return storetest.Harness{
-		Store: tb.store(t, api, account),
+		Store: tb.store(t, nil, account),
 		Seed: func(t *testing.T, which storetest.Secret, data []byte) {
 			switch which {
 			case storetest.Credentials:
@@ -160,7 +160,7 @@ func TestDynamoDBStoreConformance(t *testing.T) {
 	name := srv.CreateTable(t, dynamostore.PartitionKey)
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		tb := &table{srv: srv, name: name, client: dynamodb.NewFromConfig(srv.Config()), credsID: motoserver.UniqueName(t, "vbc/credentials")}
-		return tb.harness(t, nil, newAccount("conf"))
+		return tb.harness(t, newAccount("conf"))
 	})
 }
 

@@ -3,6 +3,7 @@
 // moto (pip install 'moto[server]') speaks the real AWS JSON protocol, including
 // ClientRequestToken idempotency, staging labels and UpdateSecretVersionStage's
 // compare-and-swap, so the store code is tested against the same calls it makes in AWS.
+// The same port serves DynamoDB (conditional writes); CreateTable makes a table there.
 //
 // One server is shared by every test of a test binary; tests isolate themselves with fresh
 // secret names (UniqueName, CreateStoreSecrets) rather than restarting or resetting it.
@@ -28,6 +29,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
@@ -371,6 +374,29 @@ func (s *Server) CreateStoreSecrets(t testing.TB, placeholders bool) Secrets {
 	s.CreateSecret(t, ids.Pair, pair)
 	s.CreateSecret(t, ids.Access, access)
 	return ids
+}
+
+// CreateTable creates an on-demand DynamoDB table under a fresh name, with the string
+// partition key partitionKey and no sort key, and returns the name. Each call pays moto's
+// DynamoDB start-up on first use (≈ 1 s).
+func (s *Server) CreateTable(t testing.TB, partitionKey string) string {
+	t.Helper()
+	name := strings.Map(func(r rune) rune { // table names are [a-zA-Z0-9_.-]{3,255}
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {
+			return r
+		}
+		return '.'
+	}, UniqueName(t, "vbc"))
+	_, err := dynamodb.NewFromConfig(s.Config()).CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(partitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(partitionKey), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatalf("create table %s: %v", name, err)
+	}
+	return name
 }
 
 // tailBuffer keeps the last max bytes written to it.

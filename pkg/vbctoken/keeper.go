@@ -332,7 +332,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 	// VBC rejected every refresh token the store holds, nothing newer was stored, and this
 	// keeper's lease means no other keeper is spending one: the chain is gone, unless an
 	// opt-in self-heal restores it.
-	res, err, handled, leased := k.trySelfHeal(work, leased, reason)
+	res, handled, leased, err := k.trySelfHeal(work, leased, reason)
 	if handled {
 		return res, err
 	}

@@ -23,6 +23,10 @@ const (
 	EnvPKCE                = "VBC_PKCE"
 	EnvRefreshMargin       = "VBC_REFRESH_MARGIN"
 	EnvRefreshMaxAge       = "VBC_REFRESH_MAX_AGE"
+
+	// Accounts mode (docs/design.md "Accounts mode").
+	EnvAccountSecretPrefix = "VBC_ACCOUNT_SECRET_PREFIX"
+	EnvAccountKMSKeyID     = "VBC_ACCOUNT_KMS_KEY_ID"
 )
 
 // VBC's endpoints and the scope asked for when none is configured (docs/design.md

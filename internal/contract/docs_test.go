@@ -21,11 +21,9 @@ const repoRoot = "../.."
 // define them, each with the reason. An entry must still appear in the docs and must not
 // become a contract constant: once it does, remove it here.
 var notInContract = map[string]string{
-	"VBC_PASSWORD":              "read by the CLI only; defined as internal/cli.EnvPassword",
-	"VBC_REQUIRE_INTEGRATION":   "test harness switch; defined as internal/motoserver.RequireEnv",
-	"VBC_ACCOUNT_SECRET_PREFIX": "accounts mode, not implemented yet",
-	"VBC_ACCOUNT_KMS_KEY_ID":    "accounts mode, not implemented yet",
-	"VBC_TABLE_NAME":            "accounts mode, not implemented yet",
+	"VBC_PASSWORD":            "read by the CLI only; defined as internal/cli.EnvPassword",
+	"VBC_REQUIRE_INTEGRATION": "test harness switch; defined as internal/motoserver.RequireEnv",
+	"VBC_TABLE_NAME":          "accounts mode, not implemented yet",
 }
 
 // TestDesignDocMatchesContract keeps docs/design.md and this package in step: every

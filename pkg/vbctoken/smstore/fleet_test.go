@@ -389,7 +389,10 @@ func TestFleetListsAccountAfterFirstConsent(t *testing.T) {
 
 	// Every CreateSecret of an account's secret finds the account already listed by a
 	// process that has never seen it.
-	observer := f.process(t)
+	observer, err := smstore.NewFleet(f.srv.SerialClient(), smstore.FleetConfig{Prefix: f.prefix, CredentialsSecretID: f.creds})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	var created []string
 	f.calls.beforeCreate = func(name string) {
@@ -410,6 +413,7 @@ func TestFleetListsAccountAfterFirstConsent(t *testing.T) {
 	sb := vbcsandbox.New(vbcsandbox.Options{Clients: []vbcsandbox.Client{{ID: clientID, Secret: clientSecret, RedirectURLs: []string{redirect}}}})
 	hs := httptest.NewServer(sb)
 	defer hs.Close()
+	f.calls.take()
 	accounts, err := vbctoken.NewAccounts(f.fleet, vbctoken.KeeperConfig{Client: vbctoken.ClientConfig{
 		Endpoints:   vbctoken.Endpoints{AuthorizeURL: hs.URL + vbcsandbox.AuthorizePath, TokenURL: hs.URL + vbcsandbox.TokenPath},
 		RedirectURL: redirect,
@@ -437,6 +441,7 @@ func TestFleetListsAccountAfterFirstConsent(t *testing.T) {
 	if err != nil || account != "acme" || res.Outcome != vbctoken.OutcomeConnected {
 		t.Fatalf("CompleteConsent = %q, %+v, %v", account, res, err)
 	}
+	t.Logf("consent link and first consent: %d calls: %v", len(f.calls.log), f.calls.take())
 	if ids := listed(t, observer); !slices.Equal(ids, []string{"acme"}) {
 		t.Errorf("Accounts after the consent = %v, want [acme]", ids)
 	}
@@ -447,6 +452,15 @@ func TestFleetListsAccountAfterFirstConsent(t *testing.T) {
 	if st, err := k.Status(ctx); err != nil || !st.Connected {
 		t.Errorf("Status = %+v, %v; want connected", st, err)
 	}
+	f.calls.take()
+	if res, err := k.Refresh(ctx, false); err != nil || res.Outcome != vbctoken.OutcomeSkipped {
+		t.Errorf("hourly check = %+v, %v; want skipped", res, err)
+	}
+	t.Logf("hourly check: %v", f.calls.take())
+	if res, err := k.Refresh(ctx, true); err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+		t.Errorf("forced refresh = %+v, %v; want refreshed", res, err)
+	}
+	t.Logf("refresh: %v", f.calls.take())
 	src := vbctoken.NewSource(open(t, f.fleet, "acme"))
 	if tok, err := src.Token(); err != nil || tok.AccessToken == "" {
 		t.Errorf("the app's source reads %v, %v; want the access token", tok, err)

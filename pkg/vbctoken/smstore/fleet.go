@@ -3,8 +3,6 @@ package smstore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -325,10 +323,7 @@ func shardOf(account string) int {
 
 // indexToken derives the ClientRequestToken of an index shard write, as pairToken does.
 func indexToken(prev string, content []byte) string {
-	h := sha256.New()
-	h.Write([]byte("vbctoken index\x00" + prev + "\x00"))
-	h.Write(content)
-	return hex.EncodeToString(h.Sum(nil))
+	return writeToken("vbctoken index", prev, content)
 }
 
 // index is one shard of the account index: {"version":1,"accounts":[…]}, with any other
@@ -468,7 +463,7 @@ func (c *creator) first(ctx context.Context, s *Store, id string, content []byte
 		return "", false, nil
 	case err != nil:
 		return "", true, fmt.Errorf("secret exists, then: %w", err)
-	case aws.ToString(cur.VersionId) == token || aws.ToString(cur.SecretString) == string(content):
+	case isOurs(cur, token, content):
 		return aws.ToString(cur.VersionId), true, nil
 	}
 	return "", true, &Error{Op: "CreateSecret", SecretID: id, Code: "ResourceExistsException", Kind: vbctoken.ErrConflict}

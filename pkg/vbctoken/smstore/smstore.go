@@ -193,18 +193,19 @@ func (s *Store) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
 // pairToken derives the ClientRequestToken (and so the VersionId) of a pair write from the
 // version it replaces and its content: the same commit retried reuses the token, which
 // Secrets Manager treats as the same request.
-func pairToken(prev string, content []byte) string {
-	h := sha256.New()
-	h.Write([]byte("vbctoken pair\x00" + prev + "\x00"))
-	h.Write(content)
-	return hex.EncodeToString(h.Sum(nil)) // 64 characters, the longest token allowed
-}
+func pairToken(prev string, content []byte) string { return writeToken("vbctoken pair", prev, content) }
 
 // accessToken derives the ClientRequestToken of an access secret write from its content
 // (and salt, "" unless that content was stored before).
 func accessToken(salt string, content []byte) string {
+	return writeToken("vbctoken access", salt, content)
+}
+
+// writeToken hashes a label naming the kind of secret, salt and content into a
+// ClientRequestToken: 64 hex characters, the longest token allowed.
+func writeToken(label, salt string, content []byte) string {
 	h := sha256.New()
-	h.Write([]byte("vbctoken access\x00" + salt + "\x00"))
+	h.Write([]byte(label + "\x00" + salt + "\x00"))
 	h.Write(content)
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -288,11 +289,18 @@ func (s *Store) commit(ctx context.Context, id string, content []byte, token, pr
 	if err != nil {
 		return "", fmt.Errorf("version stage move refused, then: %w", err)
 	}
-	if aws.ToString(cur.VersionId) == version || aws.ToString(cur.SecretString) == string(content) {
+	if isOurs(cur, version, content) {
 		return aws.ToString(cur.VersionId), nil
 	}
 	moveErr.Kind = vbctoken.ErrConflict
 	return "", moveErr
+}
+
+// isOurs reports whether the current version cur is the write of version with content: an
+// earlier attempt of the same write landed (or another writer stored the very same bytes,
+// which cannot be told from it).
+func isOurs(cur *secretsmanager.GetSecretValueOutput, version string, content []byte) bool {
+	return aws.ToString(cur.VersionId) == version || aws.ToString(cur.SecretString) == string(content)
 }
 
 // PutAccess writes the access secret as its new AWSCURRENT version: one PutSecretValue

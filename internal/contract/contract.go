@@ -36,6 +36,18 @@ const (
 	EnvAccountQueueURL     = "VBC_ACCOUNT_QUEUE_URL"
 )
 
+// Names the accounts-mode storage and its IAM share (docs/design.md "Accounts mode"): the tag
+// every per-account secret carries, the account index's directory under the secret prefix,
+// and the DynamoDB table's key attribute and item key prefixes (apps of account X may read
+// only AccessKeyPrefix+X, by dynamodb:LeadingKeys).
+const (
+	AccountTagKey     = "vbctoken:account"
+	AccountIndexDir   = "_index/"
+	TablePartitionKey = "pk"
+	PairKeyPrefix     = "pair#"
+	AccessKeyPrefix   = "access#"
+)
+
 // VBC's endpoints and the scope asked for when none is configured (docs/design.md
 // "Configuration"; docs/vbc.md "What Vonage documents"), and the callback's route
 // (docs/design.md "Routes").

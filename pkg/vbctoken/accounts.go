@@ -37,7 +37,8 @@ type Fleet interface {
 	// Open returns the store of account, a valid account id. Nothing is read or created
 	// until the store is used.
 	Open(account string) (Store, error)
-	// Accounts lists the accounts that have a stored pair, sorted.
+	// Accounts lists the accounts the fleet knows, sorted: every account with a stored
+	// pair, and possibly accounts whose first consent has not completed (not connected).
 	Accounts(ctx context.Context) ([]string, error)
 	// LoadCredentials returns the shared client credentials, ErrNoCredentials when unset.
 	LoadCredentials(ctx context.Context) (Credentials, error)
@@ -91,7 +92,7 @@ func (a *Accounts) Keeper(account string) (*Keeper, error) {
 	return k, nil
 }
 
-// List returns the accounts that have a stored pair, sorted.
+// List returns the accounts the fleet knows, sorted (see Fleet.Accounts).
 func (a *Accounts) List(ctx context.Context) ([]string, error) {
 	ids, err := a.fleet.Accounts(ctx)
 	if err != nil {

@@ -206,8 +206,14 @@ func (k *Keeper) refresh(ctx context.Context, force bool) (Result, error) {
 			k.log.InfoContext(ctx, "refresh superseded: another keeper stored a new pair", "pair", cur.Pair)
 			return k.settle(ctx, OutcomeSuperseded, d.Reason, cur.Pair, false)
 		case cur.Pair.RefreshToken.IsZero() && len(cur.Pair.kept) == 0:
-			k.log.ErrorContext(ctx, "re-consent required: no token pair is stored; an admin must run `vbctoken consent-url` and approve in the browser",
-				"reason", d.Reason)
+			if k.cfg.Account != "" {
+				// An account whose first consent has not completed: a fleet lists it before
+				// it is connected. Not an alarm; the admin knows a link is out.
+				k.log.WarnContext(ctx, "not connected yet: the account has no stored pair; an admin must run `vbctoken consent-url --account "+k.cfg.Account+"` and approve in the browser")
+			} else {
+				k.log.ErrorContext(ctx, "re-consent required: no token pair is stored; an admin must run `vbctoken consent-url` and approve in the browser",
+					"reason", d.Reason)
+			}
 			return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("%w (%s)", ErrReconsentRequired, d.Reason)
 		case !d.Refresh && !d.Reconsent:
 			k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -18,9 +19,9 @@ import (
 // AccessKeyPrefix+X (what X's apps read, the dynamodb:LeadingKeys value of their IAM
 // policy). Account ids cannot contain '#', so no key of one kind is a key of the other.
 const (
-	PartitionKey    = "pk"
-	PairKeyPrefix   = "pair#"
-	AccessKeyPrefix = "access#"
+	PartitionKey    = contract.TablePartitionKey
+	PairKeyPrefix   = contract.PairKeyPrefix
+	AccessKeyPrefix = contract.AccessKeyPrefix
 )
 
 // The items' other attributes.

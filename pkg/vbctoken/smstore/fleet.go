@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vbctoken/vbctoken/internal/contract"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -28,11 +29,11 @@ const (
 	IndexShards = 16
 	// indexDir names the index secrets under the prefix; account ids cannot contain "_",
 	// so no account's secrets can take these names.
-	indexDir = "_index/"
+	indexDir = contract.AccountIndexDir
 	// indexVersion is the schema version of an index shard's JSON.
 	indexVersion = 1
 	// accountTagKey tags every secret the fleet creates for an account, with the account id.
-	accountTagKey = "vbctoken:account"
+	accountTagKey = contract.AccountTagKey
 	// maxSecretString is the largest SecretString Secrets Manager stores (64 KB).
 	maxSecretString = 65536
 	// maxSecretName is the longest secret name Secrets Manager takes.

@@ -1,3 +1,7 @@
+// Package filestore keeps vbctoken's secrets as files, for `vbctoken serve` and other local
+// runs (docs/design.md "File store"): Store is one chain's directory (credentials, pair and
+// access token, the mirror of the Secrets Manager store), Fleet many accounts' stores under
+// one directory with shared credentials (accounts mode).
 package filestore
 
 import (

@@ -442,8 +442,8 @@ type storeGuard struct {
 	// other commands still find the mode.
 	accounts bool
 	creds    *vbctoken.Credentials // the sandbox's; nil when talking to VBC
-	sandbox *localSandbox
-	log     *slog.Logger
+	sandbox  *localSandbox
+	log      *slog.Logger
 
 	mu sync.Mutex
 }

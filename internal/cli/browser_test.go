@@ -67,6 +67,21 @@ func artifactsDir(t *testing.T) string {
 	return out
 }
 
+// removeStore deletes dir under a running serve, as `make clean` does. The serve recreates
+// the directory as soon as it misses it (its scheduler checks every few milliseconds at a
+// sped-up clock), which can race with the removal ("directory not empty"): remove until
+// it is gone once.
+func removeStore(t *testing.T, dir string) {
+	t.Helper()
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(dir); err == nil {
+			return
+		}
+	}
+	t.Fatal(err)
+}
+
 // TestBrowserConsent drives headless Chromium through an in-process `vbctoken serve` in
 // sandbox mode, the way a newcomer uses `make local`: the status page, Connect, the sandbox
 // consent page, Approve, the callback's success page, the status page connected and then
@@ -242,9 +257,7 @@ func TestBrowserConsent(t *testing.T) {
 	wantText("status page beside a refused second serve", text("status page", "main.ok #title"), "Connected to VBC")
 
 	// make clean under the running serve: not connected, and Connect works at once.
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeStore(t, dir)
 	open("status page after the store was deleted", 200, chromedp.Navigate(s.base+"/"))
 	wantText("status page after the store was deleted", text("status page", "main.warn #title"), "Not connected to VBC yet")
 	shot("09-status-store-deleted.png")

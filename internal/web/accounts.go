@@ -70,19 +70,19 @@ func AccountsPage(v AccountsView) Page {
 		refresh, next, last := "-", "-", "-"
 		st := r.Status
 		if !st.RefreshExpiresAt.IsZero() {
-			refresh = "expires " + Relative(st.RefreshExpiresAt, now)
+			refresh = "expires " + unbreakable(Relative(st.RefreshExpiresAt, now))
 			if !now.Before(st.RefreshExpiresAt) {
-				refresh = "expired " + Relative(st.RefreshExpiresAt, now)
+				refresh = "expired " + unbreakable(Relative(st.RefreshExpiresAt, now))
 			}
 		}
 		if st.Connected && !st.NextRefresh.IsZero() {
-			next = Relative(st.NextRefresh, now)
+			next = unbreakable(Relative(st.NextRefresh, now))
 			if !st.NextRefresh.After(now) {
 				next = "due now"
 			}
 		}
 		if r.Last != nil {
-			last = r.Last.Summary() + " · " + Relative(r.Last.At, now)
+			last = r.Last.Summary() + " · " + unbreakable(Relative(r.Last.At, now))
 		}
 		link := Cell{Text: "Connect", LinkURL: v.ConnectURL + "?" + url.Values{"account": {r.Account}}.Encode()}
 		if r.Unreadable == nil && st.Connected {

@@ -40,8 +40,8 @@ func TestAccountsPage(t *testing.T) {
 				{Account: "globex", Status: connected},
 			}},
 			tone: ToneOK,
-			has: []string{"2 accounts, all connected", `<tr id="account-acme">`, `<td class="ok">Connected</td>`, "expires in 6d 22h",
-				"in 20h 0m", "refreshed (access token close to expiry) · 1m 0s ago", `<a href="/consent?account=globex">Connect again</a>`, ">3<"},
+			has: []string{"2 accounts, all connected", `<tr id="account-acme">`, `<td class="ok">Connected</td>`, "expires " + nb("in 6d 22h"),
+				nb("in 20h 0m"), "refreshed (access token close to expiry) · " + nb("1m 0s ago"), `<a href="/consent?account=globex">Connect again</a>`, ">3<"},
 		},
 		{
 			name: "accounts that need attention", view: AccountsView{Now: now, Accounts: []AccountRow{
@@ -53,7 +53,7 @@ func TestAccountsPage(t *testing.T) {
 				{Account: "flaky", Status: connected, Last: &LastRefresh{At: now, Err: vbctoken.ErrTransient}},
 			}},
 			tone: ToneWarn,
-			has: []string{"6 accounts, 3 connected; 3 need attention", `<td class="bad">Re-consent needed</td>`, "expired 1h 0m ago",
+			has: []string{"6 accounts, 3 connected; 3 need attention", `<td class="bad">Re-consent needed</td>`, "expired " + nb("1h 0m ago"),
 				`<td class="warn">Not connected</td>`, `<a href="/consent?account=hooli">Connect</a>`, `<td class="bad">Damaged pair</td>`,
 				`<td class="warn">Connected, refresh failing</td>`},
 			lacks: []string{"secret detail"},

@@ -93,8 +93,8 @@ type Page struct {
 	LinkText  string
 	Refresh   int // seconds; a status page reloads itself
 	RequestID string
-	// Table and Form, when set, follow the facts (the accounts page); Wide widens the page
-	// for the table.
+	// Table and Form, when set, come before the facts (the accounts page); Wide widens the
+	// page for the table.
 	Table *Table
 	Form  *Form
 	Wide  bool
@@ -165,18 +165,18 @@ func (p Page) Render() string {
 	if p.Lead != "" {
 		b.WriteString(`<p id="lead">` + e(p.Lead) + "</p>\n")
 	}
+	if p.Table != nil {
+		p.Table.render(&b)
+	}
+	if p.Form != nil {
+		p.Form.render(&b)
+	}
 	if len(p.Facts) > 0 {
 		b.WriteString(`<dl id="facts">`)
 		for _, f := range p.Facts {
 			b.WriteString("<dt>" + e(f.Label) + "</dt><dd>" + e(f.Value) + "</dd>")
 		}
 		b.WriteString("</dl>\n")
-	}
-	if p.Table != nil {
-		p.Table.render(&b)
-	}
-	if p.Form != nil {
-		p.Form.render(&b)
 	}
 	if p.Detail != "" {
 		b.WriteString(`<p class="detail" id="detail">` + e(p.Detail) + "</p>\n")

@@ -1,6 +1,6 @@
 // Package cli is the admin command line `vbctoken` (docs/design.md "Admin CLI"): consent-url,
-// status, refresh, login and serve. All logic lives here so that every command runs
-// in-process in tests; cmd/vbctoken only wires the process to Run.
+// status, refresh, login, serve, reset and, in accounts mode, accounts. All logic lives here
+// so that every command runs in-process in tests; cmd/vbctoken only wires the process to Run.
 //
 // Secret values come from the environment or stdin, never from flags. Output is for people
 // by default and one JSON object with --json; the exit codes are part of the contract:
@@ -14,6 +14,9 @@
 //	   sandbox's store with no `vbctoken serve` running on it); nothing was created
 //	6  VBC user locked: a login met VBC's lock-out (or a lock an earlier login met is
 //	   still on); no login for that user until it ends, 30 minutes after the last attempt
+//
+// In accounts mode (VBC_ACCOUNT_SECRET_PREFIX, or a local store with accounts) the commands
+// that act on one chain take --account ID, and `vbctoken accounts` lists every account.
 //
 // Only serve creates a store. On a file store that a running serve holds (its
 // <store>/serve.json), the other commands ask that serve to act (status, consent-url,
@@ -367,14 +370,13 @@ type target struct {
 	where    string // for people: "files in .vbctoken", "AWS Secrets Manager (…)"
 }
 
-// accountUse says how a command relates to accounts mode.
+// accountUse says how a command relates to accounts mode; zero: it takes no --account
+// and works in either mode.
 type accountUse int
 
 const (
-	// accountNone: the command ignores accounts mode (serve has its own rules).
-	accountNone accountUse = iota
 	// accountOne: --account names the account in accounts mode, and is refused elsewhere.
-	accountOne
+	accountOne accountUse = iota + 1
 	// accountFleet: the command works on every account (accounts mode only).
 	accountFleet
 )
@@ -501,7 +503,11 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 	}
 	if base.UsesSecretsManager() {
 		// The environment alone says the mode: refuse a wrong use before any call to AWS.
-		if err := checkAccountUse(cmd, c, opt.account, base.AccountsMode(), "AWS Secrets Manager ("+base.TokenSecretID+")"); err != nil {
+		where := "AWS Secrets Manager (" + base.TokenSecretID + ")"
+		if base.AccountsMode() {
+			where = fleetWhere(base)
+		}
+		if err := checkAccountUse(cmd, c, opt.account, base.AccountsMode(), where); err != nil {
 			return a.fail(cmd, c, err, nil)
 		}
 	}
@@ -514,9 +520,11 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 	if err := checkAccountUse(cmd, c, opt.account, t.accounts, t.where); err != nil {
 		return a.fail(cmd, c, err, nil)
 	}
-	if t.fleet != nil && opt.account == accountOne {
-		if t.store, err = t.fleet.Open(c.account); err != nil {
-			return a.fail(cmd, c, err, nil)
+	if t.accounts && opt.account == accountOne {
+		if t.fleet != nil {
+			if t.store, err = t.fleet.Open(c.account); err != nil {
+				return a.fail(cmd, c, err, nil)
+			}
 		}
 		t.where += ", account " + c.account
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"html"
 	"io"
 	"net"
 	"net/http"
@@ -64,11 +63,7 @@ func (c rigClient) connect(account, user string) string {
 	if page.Code != http.StatusOK || !strings.Contains(page.Body.String(), `name="user"`) {
 		c.t.Fatalf("consent page: %d %s", page.Code, page.Body)
 	}
-	form := url.Values{"decision": {"approve"}, "user": {user}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page.Body.String(), -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-	}
-	post := c.do("POST", "/sandbox/authorize", "", form)
+	post := c.do("POST", "/sandbox/authorize", "", consentForm(page.Body.String(), "approve", user))
 	if post.Code != http.StatusFound {
 		c.t.Fatalf("approve: %d %s", post.Code, post.Body)
 	}
@@ -246,11 +241,7 @@ func connectAs(t *testing.T, base, account, user string) {
 		t.Fatalf("GET /consent?account=%s: %d %s", account, r.status, r.body)
 	}
 	page := get(t, r.header.Get("Location"))
-	form := url.Values{"decision": {"approve"}, "user": {user}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page.body, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-	}
-	resp, err := noRedirect.PostForm(base+"/sandbox/authorize", form)
+	resp, err := noRedirect.PostForm(base+"/sandbox/authorize", consentForm(page.body, "approve", user))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -245,7 +245,7 @@ func TestCallbackUpstreamFailures(t *testing.T) {
 }
 
 func TestNewHandlerListsMissingSettings(t *testing.T) {
-	_, err := newHandler(context.Background(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	_, err := newHandler(func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatal("no error for an empty environment")
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/vbctoken/vbctoken/internal/config"
 	"github.com/vbctoken/vbctoken/internal/web"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/dynamostore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
 // Accounts mode in the CLI (docs/design.md "Accounts mode"): the store keeps many accounts,
@@ -70,32 +72,23 @@ func checkAccountUse(cmd string, c common, use accountUse, accounts bool, where 
 	return nil
 }
 
-// notBuiltError: the accounts-mode backend the environment asks for is not in this build.
-type notBuiltError struct{ Backend string }
-
-func (e *notBuiltError) Error() string {
-	return "accounts mode on " + e.Backend + " is not built into this vbctoken yet"
-}
-
-func (e *notBuiltError) hint() string {
-	return "This build keeps accounts in a local store only (`vbctoken serve --accounts`). Unset " +
-		config.EnvAccountSecretPrefix + " to use the single-account stack."
-}
-
 // openFleet opens the accounts of accounts mode: the file fleet in dir (created only when
 // create is set: serve), or, when VBC_ACCOUNT_SECRET_PREFIX is set, the AWS backend the
 // environment names.
 //
-// The AWS backends are wired here and nowhere else: load the SDK configuration with
-// loadAWS(ctx, s) (it reports missing credentials and regions as *awsSetupError), then
-// return smstore's Fleet (prefix s.AccountSecretPrefix, KMS key s.AccountKMSKeyID, shared
-// credentials s.CredentialsSecretID) or, when s.TableName is set, dynamostore's.
+// The SDK configuration comes from loadAWS (missing credentials and regions are
+// *awsSetupError): smstore's Fleet (prefix, KMS key, the shared credentials secret) or, when
+// s.TableName is set, dynamostore's, whose accounts read the same credentials secret.
 func openFleet(ctx context.Context, s config.Settings, dir string, create bool) (vbctoken.Fleet, error) {
 	if s.AccountsMode() {
-		if s.TableName != "" {
-			return nil, &notBuiltError{Backend: "DynamoDB (" + config.EnvTableName + "=" + s.TableName + ")"}
+		cfg, err := loadAWS(ctx, s)
+		if err != nil {
+			return nil, err
 		}
-		return nil, &notBuiltError{Backend: "AWS Secrets Manager (" + config.EnvAccountSecretPrefix + "=" + s.AccountSecretPrefix + ")"}
+		if s.TableName != "" {
+			return dynamostore.NewFleetFromConfig(cfg, s.TableName, smstore.NewFromConfig(cfg, smstore.SecretIDs{Credentials: s.CredentialsSecretID}))
+		}
+		return smstore.NewFleetFromConfig(cfg, smstore.FleetConfig{Prefix: s.AccountSecretPrefix, KMSKeyID: s.AccountKMSKeyID, CredentialsSecretID: s.CredentialsSecretID})
 	}
 	if dir == "" {
 		dir = config.DefaultStoreDir

@@ -313,10 +313,6 @@ func TestAccountModeErrors(t *testing.T) {
 			[]string{"accounts works only in accounts mode"}},
 		{"no --account on AWS in accounts mode", nil, awsAccounts, []string{"status"}, ExitUsage,
 			[]string{"name one with --account ID"}},
-		{"AWS accounts mode is not built yet", nil, awsAccounts, []string{"accounts"}, ExitFailure,
-			[]string{"accounts mode on AWS Secrets Manager (VBC_ACCOUNT_SECRET_PREFIX=vbctoken/accounts/) is not built into this vbctoken yet"}},
-		{"DynamoDB accounts mode is not built yet", nil, map[string]string{config.EnvAccountSecretPrefix: "p/", config.EnvCredentialsSecretID: "c", config.EnvTableName: "t"},
-			[]string{"status", "--account", "acme"}, ExitFailure, []string{"accounts mode on DynamoDB (VBC_TABLE_NAME=t)"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -357,13 +353,6 @@ func TestAccountModeErrors(t *testing.T) {
 
 func TestOpenFleet(t *testing.T) {
 	ctx := context.Background()
-	var nb *notBuiltError
-	if _, err := openFleet(ctx, config.Settings{AccountSecretPrefix: "p/"}, "", false); !errors.As(err, &nb) || !strings.Contains(nb.Backend, "Secrets Manager") {
-		t.Errorf("Secrets Manager fleet: %v", err)
-	}
-	if _, err := openFleet(ctx, config.Settings{AccountSecretPrefix: "p/", TableName: "t"}, "", false); !errors.As(err, &nb) || !strings.Contains(nb.Backend, "DynamoDB") {
-		t.Errorf("DynamoDB fleet: %v", err)
-	}
 	missing := filepath.Join(t.TempDir(), "missing")
 	var noStore *noStoreError
 	if _, err := openFleet(ctx, config.Settings{}, missing, false); !errors.As(err, &noStore) || exists(missing) {

@@ -544,12 +544,11 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 // that does not exist are configuration errors, whatever retry layer they came through.
 func exitCode(err error) int {
 	var (
-		ce       *config.Error
-		remote   *remoteError
-		noStore  *noStoreError
-		setup    *awsSetupError
-		busy     *storeBusyError
-		notBuilt *notBuiltError
+		ce      *config.Error
+		remote  *remoteError
+		noStore *noStoreError
+		setup   *awsSetupError
+		busy    *storeBusyError
 	)
 	switch {
 	case err == nil:
@@ -558,8 +557,6 @@ func exitCode(err error) int {
 		return remote.Code
 	case errors.As(err, &noStore):
 		return ExitNoStore
-	case errors.As(err, &notBuilt):
-		return ExitFailure
 	case errors.Is(err, vbctoken.ErrAccountLocked):
 		return ExitLocked
 	case errors.Is(err, vbctoken.ErrReconsentRequired):
@@ -624,20 +621,17 @@ func message(cmd string, err error) string {
 // mode for account.
 func hintFor(err error, dir, account string) string {
 	var (
-		remote   *remoteError
-		noStore  *noStoreError
-		setup    *awsSetupError
-		busy     *storeBusyError
-		mode     *modeError
-		notBuilt *notBuiltError
+		remote  *remoteError
+		noStore *noStoreError
+		setup   *awsSetupError
+		busy    *storeBusyError
+		mode    *modeError
 	)
 	switch {
 	case errors.As(err, &remote):
 		return remote.Hint
 	case errors.As(err, &mode):
 		return mode.Hint
-	case errors.As(err, &notBuilt):
-		return notBuilt.hint()
 	case errors.As(err, &noStore) && noStore.SandboxIdle:
 		return "Its VBC sandbox runs inside `vbctoken serve`: start it again (`make local`, or `vbctoken serve --store " + noStore.Dir + "`) and run this command again; it asks the running serve."
 	case errors.As(err, &noStore):

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"time"
 )
 
 // Environment variables (docs/design.md "Configuration"): names, ARNs and URLs, never secrets.
@@ -46,6 +47,13 @@ const (
 	TablePartitionKey = "pk"
 	PairKeyPrefix     = "pair#"
 	AccessKeyPrefix   = "access#"
+)
+
+// The refresh policy's defaults (docs/design.md "Refresh policy": VBC_REFRESH_MARGIN,
+// VBC_REFRESH_MAX_AGE).
+const (
+	DefaultRefreshMargin = 2 * time.Hour
+	DefaultRefreshMaxAge = 24 * time.Hour
 )
 
 // VBC's endpoints and the scope asked for when none is configured (docs/design.md

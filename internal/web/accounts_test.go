@@ -129,7 +129,7 @@ func TestCallbackAccounts(t *testing.T) {
 		status int
 	}{
 		{fmt.Errorf("consent: %w", vbctoken.ErrStateExpired), http.StatusBadRequest},
-		{fmt.Errorf("consent: %w", vbctoken.ErrStateMalformed), http.StatusBadRequest},
+		{fmt.Errorf("consent: %w", vbctoken.ErrBadState), http.StatusBadRequest},
 		{fmt.Errorf("consent: %w", vbctoken.ErrStateReused), http.StatusConflict},
 		{errors.New("boom"), http.StatusInternalServerError},
 	} {

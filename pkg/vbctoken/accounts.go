@@ -118,12 +118,12 @@ func (a *Accounts) CompleteConsent(ctx context.Context, state string, code Secre
 	if a.cfg.Now != nil {
 		now = a.cfg.Now
 	}
-	claims, err := NewStateSigner(StateKeyFromClientSecret(creds.ClientSecret), ttl).Verify(state, now())
+	claims, err := newStateSigner(stateKeyFromClientSecret(creds.ClientSecret), ttl).Verify(state, now())
 	if err != nil {
 		return "", Result{}, fmt.Errorf("consent: %w", err)
 	}
 	if claims.Account == "" {
-		return "", Result{}, fmt.Errorf("consent: %w: the link was minted for a single-account deployment", ErrStateMalformed)
+		return "", Result{}, fmt.Errorf("consent: %w: the link was minted for a single-account deployment", errStateMalformed)
 	}
 	k, err := a.Keeper(claims.Account)
 	if err != nil {

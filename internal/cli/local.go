@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/flock"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -117,7 +118,7 @@ func (c *storeClaim) lock() (*os.File, error) {
 		return nil, fmt.Errorf("claim the store: %w", err)
 	}
 	for try := 0; ; try++ {
-		ok, err := flockNB(f, true)
+		ok, err := flock.TryLock(f, true)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("claim the store: lock %s: %w", c.path(), err)
@@ -209,7 +210,7 @@ func findServe(dir string) (*serveInfo, error) {
 		return nil, fmt.Errorf("look for a running vbctoken serve: %w", err)
 	}
 	defer f.Close()
-	free, err := flockNB(f, false)
+	free, err := flock.TryLock(f, false)
 	if err != nil {
 		return nil, fmt.Errorf("look for a running vbctoken serve: %w", err)
 	}

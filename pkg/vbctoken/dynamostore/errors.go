@@ -1,16 +1,10 @@
 package dynamostore
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/smithy-go"
-
+	"github.com/vbctoken/vbctoken/internal/awserr"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -62,38 +56,22 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is matches the error's Kind.
 func (e *Error) Is(target error) bool { return e.Kind != nil && target == e.Kind }
 
-// retryables is the SDK standard retryer's own classification: what it would have retried
-// is transient for our callers too once it gave up.
-var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
-
 // transientCodes are DynamoDB's throttling and server-side codes, transient even when the
 // retryer's list (which has most of them) would not say so.
-var transientCodes = map[string]bool{
-	"ProvisionedThroughputExceededException": true,
-	"ThrottlingException":                    true,
-	"RequestLimitExceeded":                   true,
-	"InternalServerError":                    true,
-	"ServiceUnavailable":                     true,
-	"ReplicatedWriteConflictException":       true,
+var transientCodes = []string{
+	"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+	"InternalServerError", "ServiceUnavailable", "ReplicatedWriteConflictException",
 }
 
 // classify wraps an SDK error as an *Error of the right Kind.
 func classify(op, table, key string, err error) *Error {
-	e := &Error{Op: op, Table: table, Key: key, Err: err}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		e.Code = api.ErrorCode()
-	}
-	var quota ratelimit.QuotaExceededError
+	c := awserr.Classify(err, transientCodes...)
+	e := &Error{Op: op, Table: table, Key: key, Code: c.Code, Err: err}
 	switch {
-	case errors.Is(err, context.Canceled):
-		// The caller gave up: neither transient nor the store's fault.
-	case e.Code == "ConditionalCheckFailedException":
+	case c.Canceled:
+	case c.Code == "ConditionalCheckFailedException":
 		e.Kind = vbctoken.ErrConflict
-	case errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &quota),
-		retryables.IsErrorRetryable(err) == aws.TrueTernary,
-		transientCodes[e.Code]:
+	case c.Transient:
 		e.Kind = vbctoken.ErrTransient
 	}
 	return e

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/flock"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -69,7 +70,7 @@ func New(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("file store: %w: empty directory", vbctoken.ErrBadInput)
 	}
-	if err := lockSupported(); err != nil {
+	if err := flock.Supported(); err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -293,7 +294,7 @@ func (s *Store) flock(ctx context.Context, name string) (func(), error) {
 	}
 	wait := time.Millisecond
 	for {
-		ok, err := tryLock(f)
+		ok, err := flock.TryLock(f, true)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("flock %s: %w", f.Name(), err)

@@ -10,11 +10,9 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go"
 
+	"github.com/vbctoken/vbctoken/internal/awserr"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -414,34 +412,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is matches the error's Kind.
 func (e *Error) Is(target error) bool { return e.Kind != nil && target == e.Kind }
 
-// retryables is the SDK standard retryer's own classification: what it would have retried
-// is transient for our callers too once it gave up.
-var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
-
 // smError classifies an SDK error.
 func smError(op, id string, err error) *Error {
-	e := &Error{Op: op, SecretID: id, Err: err}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		e.Code = api.ErrorCode()
-	}
-	var quota ratelimit.QuotaExceededError
+	c := awserr.Classify(err, "InternalServiceError")
+	e := &Error{Op: op, SecretID: id, Code: c.Code, Err: err}
 	switch {
-	case errors.Is(err, context.Canceled):
-		// The caller gave up: neither transient nor the store's fault.
-	case e.Code == "ResourceNotFoundException":
+	case c.Canceled:
+	case c.Code == "ResourceNotFoundException":
 		e.Kind = vbctoken.ErrNotFound
-	case errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &quota),
-		retryables.IsErrorRetryable(err) == aws.TrueTernary,
-		e.Code == "InternalServiceError":
+	case c.Transient:
 		e.Kind = vbctoken.ErrTransient
 	}
 	return e
 }
 
 // isCode reports whether err carries the AWS error code.
-func isCode(err error, code string) bool {
-	var api smithy.APIError
-	return errors.As(err, &api) && api.ErrorCode() == code
-}
+func isCode(err error, code string) bool { return awserr.IsCode(err, code) }

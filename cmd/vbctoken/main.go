@@ -1,5 +1,6 @@
 // Command vbctoken is the admin command line of vbctoken: consent-url, status, refresh,
-// login and serve (the local run behind `make local`). Run `vbctoken --help`.
+// login, reset, accounts and serve (the local run behind `make local`). Run
+// `vbctoken --help`; docs/design.md "Admin CLI" is its contract.
 package main
 
 import (

@@ -211,7 +211,13 @@ func TestCallbackUpstreamFailures(t *testing.T) {
 		budget time.Duration
 		want   int
 	}{
-		{"VBC down", vbcsandbox.Status503, time.Second, http.StatusServiceUnavailable},
+		// The code reached VBC and no usable answer came back: never sent again, and the
+		// page says VBC may have connected.
+		{"VBC answers 503", vbcsandbox.Status503, time.Hour, http.StatusBadGateway},
+		{"VBC processed, answer lost", vbcsandbox.ProcessedButLost, time.Hour, http.StatusBadGateway},
+		// Throttled (429 with Retry-After): VBC certainly did not act, the code is sent
+		// again until the deadline, then "not answering".
+		{"VBC throttles", vbcsandbox.Status429, time.Second, http.StatusServiceUnavailable},
 		{"VBC malformed", vbcsandbox.MalformedJSON, time.Hour, http.StatusInternalServerError},
 	}
 	for _, tc := range cases {
@@ -231,12 +237,15 @@ func TestCallbackUpstreamFailures(t *testing.T) {
 			if f.store.Calls(memstore.OpPutAccess) != 0 {
 				t.Error("access written after a failed exchange")
 			}
+			if n := f.vbc.Stats().Requests["authorization_code"]; n != 1 && tc.fault != vbcsandbox.Status429 {
+				t.Errorf("the code was sent %d times", n)
+			}
 		})
 	}
 }
 
 func TestNewHandlerListsMissingSettings(t *testing.T) {
-	_, err := newHandler(context.Background(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	_, err := newHandler(func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatal("no error for an empty environment")
 	}

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"os"
 
@@ -19,7 +18,7 @@ import (
 
 func main() {
 	log := lambdalog.New(os.Stdout, os.Getenv)
-	h, err := newHandler(context.Background(), os.Getenv, log)
+	h, err := newHandler(os.Getenv, log)
 	if err != nil {
 		// Lambda reports an init failure; the message lists every missing setting.
 		log.Error("callback: cannot start", "error", err)
@@ -32,8 +31,27 @@ func main() {
 // execution environment. The SDK configuration comes from Lambda's variables through
 // lambdaaws, not config.LoadDefaultConfig: a smaller binary and a shorter init (see the
 // lambdaaws package documentation for the numbers and what is given up).
-func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
-	settings, store, err := lambdaaws.OpenStore(getenv, config.Need{Secrets: true, RedirectURL: true})
+func newHandler(getenv func(string) string, log *slog.Logger) (*handler, error) {
+	need := config.Need{Secrets: true, RedirectURL: true}
+	settings, err := config.FromEnv(getenv, need)
+	if err != nil {
+		return nil, err
+	}
+	if settings.AccountsMode() {
+		// The account comes from the signed state; each account's store is opened then.
+		fleet, _, err := lambdaaws.OpenFleet(settings, getenv)
+		if err != nil {
+			return nil, err
+		}
+		kc := settings.KeeperConfig(nil)
+		kc.Logger, kc.Holder = log, "callback"
+		accounts, err := vbctoken.NewAccounts(fleet, kc)
+		if err != nil {
+			return nil, err
+		}
+		return &handler{callback: &web.Callback{Accounts: accounts, Log: log}}, nil
+	}
+	settings, store, err := lambdaaws.OpenStore(getenv, need)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +61,7 @@ func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logge
 // buildHandler wires a handler over any store (tests pass a fake).
 func buildHandler(store vbctoken.Store, settings config.Settings, log *slog.Logger) (*handler, error) {
 	kc := settings.KeeperConfig(store)
-	kc.Logger = log
+	kc.Logger, kc.Holder = log, "callback"
 	keeper, err := vbctoken.NewKeeper(kc)
 	if err != nil {
 		return nil, err

@@ -26,37 +26,6 @@ import (
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// memFleet is a vbctoken.Fleet of memstores.
-type memFleet struct {
-	mu     sync.Mutex
-	creds  vbctoken.Credentials
-	stores map[string]*memstore.Store
-}
-
-func (f *memFleet) Open(account string) (vbctoken.Store, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.stores[account] == nil {
-		f.stores[account] = memstore.New(f.creds)
-	}
-	return f.stores[account], nil
-}
-
-func (f *memFleet) Accounts(ctx context.Context) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ids []string
-	for id := range f.stores {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids, nil
-}
-
-func (f *memFleet) LoadCredentials(context.Context) (vbctoken.Credentials, error) {
-	return f.creds, nil
-}
-
 // fakeQueue records SendMessageBatch calls; refuse makes SQS refuse entries once.
 type fakeQueue struct {
 	mu      sync.Mutex
@@ -100,7 +69,7 @@ func (s *syncBuffer) String() string {
 
 type accountsFixture struct {
 	vbc     *vbcsandbox.Sandbox
-	fleet   *memFleet
+	fleet   *memstore.Fleet
 	h       *handler
 	queue   *fakeQueue
 	metrics *syncBuffer
@@ -119,7 +88,7 @@ func newAccountsFixture(t *testing.T, accounts []string, runAfter time.Duration)
 		Clients: []vbcsandbox.Client{{ID: clientID, Secret: clientSecret, RedirectURLs: []string{redirect}}}, Now: clock})
 	srv := httptest.NewServer(f.vbc)
 	t.Cleanup(srv.Close)
-	f.fleet = &memFleet{creds: vbctoken.Credentials{ClientID: clientID, ClientSecret: clientSecret}, stores: map[string]*memstore.Store{}}
+	f.fleet = memstore.NewFleet(vbctoken.Credentials{ClientID: clientID, ClientSecret: clientSecret})
 	accts, err := vbctoken.NewAccounts(f.fleet, vbctoken.KeeperConfig{
 		Client: vbctoken.ClientConfig{Endpoints: vbctoken.Endpoints{AuthorizeURL: srv.URL + "/authorize", TokenURL: srv.URL + "/token"},
 			RedirectURL: redirect, Retry: vbctoken.RetryPolicy{MaxAttempts: 1}},

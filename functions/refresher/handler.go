@@ -169,8 +169,10 @@ func (h *handler) refresh(ctx context.Context, k refresher, account string, forc
 	if !res.RefreshExpiresAt.IsZero() {
 		sum.RefreshTokenSecondsLeft = max(0, int64(res.RefreshExpiresAt.Sub(h.now()).Seconds()))
 	}
-	// With no live chain the seconds left are 0, so the alarm fires at once.
-	secondsKnown := !res.RefreshExpiresAt.IsZero() || errors.Is(err, vbctoken.ErrReconsentRequired)
+	// With no live chain the seconds left are 0, so the alarm fires at once; an account of a
+	// fleet whose first consent has not completed is not connected yet, not an alarm.
+	notYet := account != "" && res.Reason == vbctoken.ReasonNotConnected
+	secondsKnown := !res.RefreshExpiresAt.IsZero() || errors.Is(err, vbctoken.ErrReconsentRequired) && !notYet
 	h.emitMetrics(account, outcomeOf(res, err), sum.RefreshTokenSecondsLeft, secondsKnown)
 	return sum, err
 }

@@ -4,7 +4,7 @@
 package main
 
 import (
-	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/vbctoken/vbctoken/internal/config"
 	"github.com/vbctoken/vbctoken/internal/lambdaaws"
@@ -21,7 +22,7 @@ import (
 
 func main() {
 	log := lambdalog.New(os.Stdout, os.Getenv)
-	h, err := newHandler(context.Background(), os.Getenv, log)
+	h, err := newHandler(os.Getenv, log)
 	if err != nil {
 		log.Error("refresher: cannot start", "error", err)
 		os.Exit(1)
@@ -33,7 +34,14 @@ func main() {
 // execution environment. The SDK configuration comes from Lambda's variables through
 // lambdaaws, not config.LoadDefaultConfig: a smaller binary and a shorter init (see the
 // lambdaaws package documentation for the numbers and what is given up).
-func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
+func newHandler(getenv func(string) string, log *slog.Logger) (*handler, error) {
+	settings, err := config.FromEnv(getenv, config.Need{Secrets: true})
+	if err != nil {
+		return nil, err
+	}
+	if settings.AccountsMode() {
+		return newAccountsHandler(settings, getenv, log)
+	}
 	settings, store, err := lambdaaws.OpenStore(getenv, config.Need{Secrets: true})
 	if err != nil {
 		return nil, err
@@ -41,10 +49,39 @@ func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logge
 	return buildHandler(store, settings, log, getenv)
 }
 
-// buildHandler wires a handler over any store (tests pass a fake).
+// newAccountsHandler builds the accounts-mode refresher: the fleet of the configured
+// backend, a keeper per account, and the queue the sweep fills.
+func newAccountsHandler(settings config.Settings, getenv func(string) string, log *slog.Logger) (*handler, error) {
+	if settings.AccountQueueURL == "" {
+		return nil, fmt.Errorf("configuration: %s is not set (the queue of the hourly sweep; accounts mode needs it)", config.EnvAccountQueueURL)
+	}
+	fleet, awsCfg, err := lambdaaws.OpenFleet(settings, getenv)
+	if err != nil {
+		return nil, err
+	}
+	kc := settings.KeeperConfig(nil)
+	kc.Logger, kc.Holder = log, functionName(getenv)
+	accounts, err := vbctoken.NewAccounts(fleet, kc)
+	if err != nil {
+		return nil, err
+	}
+	queue := sqs.NewFromConfig(lambdaaws.ForService(awsCfg, getenv, lambdaaws.EnvEndpointSQS))
+	return &handler{accounts: accounts, queue: queue, queueURL: settings.AccountQueueURL,
+		metrics: &lineWriter{w: os.Stdout}, log: log, now: time.Now, getenv: getenv}, nil
+}
+
+// buildHandler wires a single-account handler over any store (tests pass a fake). With a
+// self-heal secret configured, the keeper may restore a lost chain with its login.
 func buildHandler(store vbctoken.Store, settings config.Settings, log *slog.Logger, getenv func(string) string) (*handler, error) {
 	kc := settings.KeeperConfig(store)
-	kc.Logger = log
+	kc.Logger, kc.Holder = log, functionName(getenv)
+	if settings.SelfHealSecretID != "" {
+		login, ok := store.(vbctoken.LoginSource)
+		if !ok {
+			return nil, fmt.Errorf("configuration: %s is set but the store cannot read it", config.EnvSelfHealSecretID)
+		}
+		kc.SelfHeal = login
+	}
 	keeper, err := vbctoken.NewKeeper(kc)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,8 +41,8 @@ func chromium(t *testing.T) string {
 }
 
 // artifactsDir returns test-artifacts/browser at the repository root, created empty of
-// older screenshots.
-func artifactsDir(t *testing.T) string {
+// older screenshots whose names start with prefix.
+func artifactsDir(t *testing.T, prefix string) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -60,29 +62,45 @@ func artifactsDir(t *testing.T) string {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	old, _ := filepath.Glob(filepath.Join(out, "*.png"))
+	old, _ := filepath.Glob(filepath.Join(out, prefix+"*.png"))
 	for _, f := range old {
 		_ = os.Remove(f)
 	}
 	return out
 }
 
-// TestBrowserConsent drives headless Chromium through an in-process `vbctoken serve` in
-// sandbox mode, the way a newcomer uses `make local`: the status page, Connect, the sandbox
-// consent page, Approve, the callback's success page, the status page connected and then
-// refreshed by the scheduler on a sped-up clock; then a declined consent and a replayed
-// callback link, each page leading back to the status page; then a restart that keeps the
-// connection, a second serve on the same store that refuses to start, the store deleted
-// under the running serve (`make clean`) and connected again, and a damaged pair set aside
-// with `vbctoken reset`. Every page is saved as a full-page screenshot in test-artifacts/browser.
-func TestBrowserConsent(t *testing.T) {
+// removeStore deletes dir under a running serve, as `make clean` does. The serve recreates
+// the directory as soon as it misses it (its scheduler checks every few milliseconds at a
+// sped-up clock), which can race with the removal ("directory not empty"): remove until
+// it is gone once.
+func removeStore(t *testing.T, dir string) {
+	t.Helper()
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(dir); err == nil {
+			return
+		}
+	}
+	t.Fatal(err)
+}
+
+// browserSession is headless Chromium under a test: pages opened and checked, screenshots
+// saved in test-artifacts/browser, and on failure the serve's logs.
+type browserSession struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string
+	logs  func() string
+}
+
+// newBrowserSession starts Chromium (or skips), runs start (which starts the serve under
+// test) and returns the session. Screenshots are named with prefix; older ones are removed.
+func newBrowserSession(t *testing.T, prefix string, logs func() string, start func()) *browserSession {
+	t.Helper()
 	t0 := time.Now()
 	browser := chromium(t)
-	shots := artifactsDir(t)
-	dir := filepath.Join(t.TempDir(), "store")
-	s := startServe(t, map[string]string{}, nil, "--store", dir, "--clock-speed", "50000")
-
-	userData := t.TempDir()
+	b := &browserSession{t: t, shots: artifactsDir(t, prefix), logs: logs}
+	start()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(browser),
 		chromedp.Flag("headless", true),
@@ -93,7 +111,7 @@ func TestBrowserConsent(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(userData),
+		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1024, 768),
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -108,51 +126,80 @@ func TestBrowserConsent(t *testing.T) {
 	}
 	t.Logf("browser up after %v", time.Since(t0))
 	ctx, cancel := context.WithTimeout(browserCtx, 60*time.Second)
-	defer cancel()
-	started := time.Now()
+	t.Cleanup(cancel)
+	b.ctx = ctx
+	return b
+}
 
-	fail := func(step string, err error) {
-		t.Helper()
-		t.Fatalf("%s: %v\nserve logs:\n%s", step, err, s.stderr)
+func (b *browserSession) fail(step string, err error) {
+	b.t.Helper()
+	b.t.Fatalf("%s: %v\nserve logs:\n%s", step, err, b.logs())
+}
+
+// open runs actions that load a page and checks the page's HTTP status.
+func (b *browserSession) open(step string, status int64, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	resp, err := chromedp.RunResponse(b.ctx, actions...)
+	if err != nil {
+		b.fail(step, err)
 	}
-	// open runs actions that load a page and checks the page's HTTP status.
-	open := func(step string, status int64, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		resp, err := chromedp.RunResponse(ctx, actions...)
-		if err != nil {
-			fail(step, err)
-		}
-		if resp.Status != status {
-			t.Errorf("%s: HTTP %d, want %d", step, resp.Status, status)
-		}
+	if resp.Status != status {
+		b.t.Errorf("%s: HTTP %d, want %d", step, resp.Status, status)
 	}
-	text := func(step, sel string) string {
-		t.Helper()
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
-			fail(step, err)
-		}
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			fail(step, err)
-		}
-		return v
+}
+
+// do runs actions that load no page.
+func (b *browserSession) do(step string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		b.fail(step, err)
 	}
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			fail("screenshot "+name, err)
-		}
-		if err := os.WriteFile(filepath.Join(shots, name), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
+}
+
+func (b *browserSession) text(step, sel string) string {
+	b.t.Helper()
+	b.do(step, chromedp.WaitVisible(chromedp.CSS(sel)))
+	v, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.fail(step, err)
 	}
-	wantText := func(step, got, want string) {
-		t.Helper()
-		if !strings.Contains(got, want) {
-			t.Errorf("%s: %q does not contain %q", step, got, want)
-		}
+	return v
+}
+
+func (b *browserSession) shot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.fail("screenshot "+name, err)
 	}
+	if err := os.WriteFile(filepath.Join(b.shots, name), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *browserSession) wantText(step, got, want string) {
+	b.t.Helper()
+	if !strings.Contains(got, want) {
+		b.t.Errorf("%s: %q does not contain %q", step, got, want)
+	}
+}
+
+// TestBrowserConsent drives headless Chromium through an in-process `vbctoken serve` in
+// sandbox mode, the way a newcomer uses `make local`: the status page, Connect, the sandbox
+// consent page, Approve, the callback's success page, the status page connected and then
+// refreshed by the scheduler on a sped-up clock; then a declined consent and a replayed
+// callback link, each page leading back to the status page; then a restart that keeps the
+// connection, a second serve on the same store that refuses to start, the store deleted
+// under the running serve (`make clean`) and connected again, and a damaged pair set aside
+// with `vbctoken reset`. Every page is saved as a full-page screenshot in test-artifacts/browser.
+func TestBrowserConsent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	var s *served
+	b := newBrowserSession(t, "[0-9]", func() string { return s.stderr.String() }, func() {
+		s = startServe(t, map[string]string{}, nil, "--store", dir, "--clock-speed", "50000")
+	})
+	ctx, open, text, shot, wantText, fail := b.ctx, b.open, b.text, b.shot, b.wantText, b.fail
+	started := time.Now()
 
 	open("status page before consent", 200, chromedp.Navigate(s.base+"/"))
 	wantText("status page before consent", text("status page", "main.warn #title"), "Not connected to VBC yet")
@@ -242,9 +289,7 @@ func TestBrowserConsent(t *testing.T) {
 	wantText("status page beside a refused second serve", text("status page", "main.ok #title"), "Connected to VBC")
 
 	// make clean under the running serve: not connected, and Connect works at once.
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeStore(t, dir)
 	open("status page after the store was deleted", 200, chromedp.Navigate(s.base+"/"))
 	wantText("status page after the store was deleted", text("status page", "main.warn #title"), "Not connected to VBC yet")
 	shot("09-status-store-deleted.png")
@@ -265,5 +310,72 @@ func TestBrowserConsent(t *testing.T) {
 	}
 	open("status page after reset", 200, chromedp.Navigate(s.base+"/"))
 	wantText("status page after reset", text("status page", "main.warn #title"), "Not connected to VBC yet")
-	t.Logf("browser flow took %v; screenshots in %s", time.Since(started).Round(time.Millisecond), shots)
+	t.Logf("browser flow took %v; screenshots in %s", time.Since(started).Round(time.Millisecond), b.shots)
+}
+
+// TestBrowserAccounts drives headless Chromium through `vbctoken serve --accounts` in
+// sandbox mode, the way an ISV tries accounts mode with `make local LOCAL_FLAGS=--accounts`:
+// the empty accounts page, the form "Connect account" for acme, the sandbox's consent page
+// approved as acme's own VBC admin, the callback naming the account, the same for globex as
+// another VBC user, the accounts page listing both, the scheduler refreshing both on a
+// sped-up clock, and a bad account id refused. Screenshots: test-artifacts/browser/accounts-*.png.
+func TestBrowserAccounts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	var s *served
+	b := newBrowserSession(t, "accounts-", func() string { return s.stderr.String() }, func() {
+		s = startServe(t, map[string]string{}, nil, "--store", dir, "--accounts", "--clock-speed", "50000")
+	})
+
+	b.open("accounts page before any consent", 200, chromedp.Navigate(s.base+"/"))
+	b.wantText("accounts page", b.text("accounts page", "main.warn #title"), "VBC accounts")
+	b.wantText("accounts page", b.text("accounts page", "#lead"), "No account is connected yet")
+	b.shot("accounts-01-empty.png")
+
+	connect := func(n int, account, user string) {
+		t.Helper()
+		b.do("type "+account, chromedp.SendKeys(chromedp.CSS("#account"), account))
+		b.open("connect "+account, 200, chromedp.Click(chromedp.CSS("#connect-submit")))
+		b.wantText("sandbox consent page", b.text("sandbox consent page", "#title"), "Sandbox VBC")
+		b.do("approve as "+user, chromedp.Clear(chromedp.CSS("#user")), chromedp.SendKeys(chromedp.CSS("#user"), user))
+		b.shot(fmt.Sprintf("accounts-%02d-consent-%s.png", n, account))
+		b.open("approve "+account, 200, chromedp.Click(chromedp.CSS("#approve")))
+		b.wantText("success page", b.text("success page", "main.ok #title"), "Connected to Vonage Business Communications")
+		b.wantText("success page", b.text("success page", "#facts"), account)
+		b.shot(fmt.Sprintf("accounts-%02d-connected-%s.png", n+1, account))
+		b.open("back to the accounts page", 200, chromedp.Click(chromedp.CSS("#link")))
+		b.wantText("accounts page", b.text("accounts page", "#account-"+account), "Connected")
+	}
+	connect(2, "acme", "acme-admin")
+	connect(4, "globex", "globex-admin")
+	b.wantText("accounts page with two accounts", b.text("accounts page", "#lead"), "2 accounts, all connected")
+	b.shot("accounts-06-two-connected.png")
+
+	// Each account is its own chain, approved by its own VBC user.
+	var st accountsStatus
+	if err := json.Unmarshal([]byte(get(t, s.base+"/status.json").body), &st); err != nil || len(st.Accounts) != 2 {
+		t.Fatalf("status.json: %v %+v", err, st)
+	}
+
+	// 50000×: each access token lives 1.7 s, so the scheduler refreshes both within seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.open("accounts page", 200, chromedp.Navigate(s.base+"/"))
+		acme, globex := b.text("acme's row", "#account-acme"), b.text("globex's row", "#account-globex")
+		if strings.Contains(acme, "refreshed (") && strings.Contains(globex, "refreshed (") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the accounts page shows no refresh of both accounts within 10s:\n%s\n%s", acme, globex)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	b.shot("accounts-07-both-refreshed.png")
+
+	// The browser checks the id before sending it; the server checks it again.
+	b.open("a bad account id", 400, chromedp.Navigate(s.base+"/consent?account=Bad_Id"))
+	b.wantText("bad account id", b.text("bad account id", "#lead"), "Name the account to connect")
+	b.shot("accounts-08-bad-id.png")
+	if r := runCLI(t, nil, nil, "accounts", "--store", dir); r.code != ExitOK || !strings.Contains(r.stdout, "2 accounts: 2 connected") {
+		t.Errorf("accounts beside the browser: exit %d:\n%s", r.code, r.all())
+	}
 }

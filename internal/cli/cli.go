@@ -1,6 +1,6 @@
-// Package cli is the admin command line `vbctoken` (DESIGN.md "Admin CLI"): consent-url,
-// status, refresh, login and serve. All logic lives here so that every command runs
-// in-process in tests; cmd/vbctoken only wires the process to Run.
+// Package cli is the admin command line `vbctoken` (docs/design.md "Admin CLI"): consent-url,
+// status, refresh, login, serve, reset and, in accounts mode, accounts. All logic lives here
+// so that every command runs in-process in tests; cmd/vbctoken only wires the process to Run.
 //
 // Secret values come from the environment or stdin, never from flags. Output is for people
 // by default and one JSON object with --json; the exit codes are part of the contract:
@@ -12,6 +12,11 @@
 //	4  transient failure: VBC or AWS did not answer; try again later
 //	5  no store here: no *_SECRET_ID variables and no store directory (or the local
 //	   sandbox's store with no `vbctoken serve` running on it); nothing was created
+//	6  VBC user locked: a login met VBC's lock-out (or a lock an earlier login met is
+//	   still on); no login for that user until it ends, 30 minutes after the last attempt
+//
+// In accounts mode (VBC_ACCOUNT_SECRET_PREFIX, or a local store with accounts) the commands
+// that act on one chain take --account ID, and `vbctoken accounts` lists every account.
 //
 // Only serve creates a store. On a file store that a running serve holds (its
 // <store>/serve.json), the other commands ask that serve to act (status, consent-url,
@@ -28,11 +33,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/config"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 )
 
 // Exit codes of every command.
@@ -43,6 +50,7 @@ const (
 	ExitReconsent = 3
 	ExitTransient = 4
 	ExitNoStore   = 5
+	ExitLocked    = 6
 )
 
 // DefaultTimeout bounds one command (or, in serve, one operation).
@@ -50,6 +58,26 @@ const DefaultTimeout = 60 * time.Second
 
 // nextStepConsent is the plain next step whenever the chain is gone.
 const nextStepConsent = "Next step: run `vbctoken consent-url` and open the link in a browser signed in as a VBC admin."
+
+// nextStep is nextStepConsent for account ("" in single-account mode).
+func nextStep(account string) string {
+	if account == "" {
+		return nextStepConsent
+	}
+	return "Next step: run `vbctoken consent-url --account " + account + "` and open the link in a browser signed in as that account's VBC admin."
+}
+
+// resetCommand is the command that sets the pair of account in the local store dir aside.
+func resetCommand(dir, account string) string {
+	cmd := "vbctoken reset"
+	if dir != config.DefaultStoreDir {
+		cmd += " --store " + dir
+	}
+	if account != "" {
+		cmd += " --account " + account
+	}
+	return cmd
+}
 
 // Run runs the command line args (without the program name) and returns the exit code.
 // getenv is os.Getenv in main and a map in tests; stdin feeds `login` its password.
@@ -69,6 +97,9 @@ type app struct {
 	now func() time.Time
 	// openStore opens the store; create is true for serve only (default openStore).
 	openStore func(ctx context.Context, s config.Settings, dir string, create bool) (vbctoken.Store, error)
+	// openFleet opens the accounts of accounts mode; create is true for serve only
+	// (default openFleet).
+	openFleet func(ctx context.Context, s config.Settings, dir string, create bool) (vbctoken.Fleet, error)
 	// storeRetry and clientRetry are the keeper's retry policies (tests make them fast).
 	storeRetry, clientRetry vbctoken.RetryPolicy
 	// listen opens serve's listener (default net.Listen("tcp", addr)).
@@ -94,6 +125,7 @@ var commands = []command{
 	{"login", "connect with the password grant (password from VBC_PASSWORD or stdin)", (*app).login},
 	{"serve", "run locally: status page, callback and scheduled refresh on one port", (*app).serve},
 	{"reset", "set a damaged or unwanted local pair aside (a copy is kept) to connect afresh", (*app).reset},
+	{"accounts", "accounts mode: list every account's state (never a token)", (*app).accounts},
 }
 
 func (a *app) run(ctx context.Context, args []string) int {
@@ -133,6 +165,9 @@ func (a *app) setDefaults() {
 	if a.openStore == nil {
 		a.openStore = openStore
 	}
+	if a.openFleet == nil {
+		a.openFleet = openFleet
+	}
 	if a.listen == nil {
 		a.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 	}
@@ -163,6 +198,10 @@ const storeHelp = `Store: AWS Secrets Manager when VBC_CREDENTIALS_SECRET_ID, VB
 VBC_ACCESS_SECRET_ID are set (standard AWS credential chain), else files in --store DIR
 (default .vbctoken/, mode 0600). Other settings: VBC_AUTHORIZE_URL, VBC_TOKEN_URL,
 VBC_REDIRECT_URL, VBC_SCOPE, VBC_PKCE, VBC_REFRESH_MARGIN, VBC_REFRESH_MAX_AGE.
+Accounts mode (many VBC accounts, one chain each): VBC_ACCOUNT_SECRET_PREFIX set (with
+VBC_CREDENTIALS_SECRET_ID; VBC_TABLE_NAME for DynamoDB), or a local store with accounts
+(vbctoken serve --accounts). There consent-url, status, refresh, login and reset take
+--account ID, and vbctoken accounts lists them.
 Secret values are read from the environment or stdin, never from flags.
 `
 
@@ -174,6 +213,7 @@ Exit codes:
   3  re-consent needed: run "vbctoken consent-url" and open the link
   4  transient failure: VBC or AWS did not answer; try again later
   5  no store here: no *_SECRET_ID variables and no store directory (nothing was created)
+  6  VBC user locked (login): wait until the lock ends, 30 minutes after the last attempt
 `
 
 // secretFlag returns the first flag in args that would carry a secret value.
@@ -200,6 +240,8 @@ type common struct {
 	json    bool
 	timeout time.Duration
 	verbose bool
+	// account is --account, for the commands that take it (registerAccount).
+	account string
 }
 
 func (c *common) register(fs *flag.FlagSet, withJSON bool) {
@@ -209,6 +251,11 @@ func (c *common) register(fs *flag.FlagSet, withJSON bool) {
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print one JSON object on stdout for scripts")
 	}
+}
+
+// registerAccount adds --account, for the commands that act on one account.
+func (c *common) registerAccount(fs *flag.FlagSet) {
+	fs.StringVar(&c.account, "account", "", "accounts mode: the account `ID` to act on (lower-case letters, digits and hyphens)")
 }
 
 func (c common) dir() string {
@@ -313,15 +360,32 @@ func (a *app) logger(verbose bool) *slog.Logger {
 // target is what a one-shot command works on: a store it opens itself, or the running
 // serve that holds the file store and acts for it.
 type target struct {
-	store vbctoken.Store // nil when serve acts
+	// store is the store the command works on: the one store, or in accounts mode the
+	// --account's; nil when serve acts or for the accounts command.
+	store vbctoken.Store
+	fleet vbctoken.Fleet // accounts mode, when the command opens the stores itself
 	serve *serveClient   // nil when the command opens the store itself
-	where string         // for people: "files in .vbctoken", "AWS Secrets Manager (…)"
+	// accounts says the store keeps many accounts (accounts mode, here or in the serve).
+	accounts bool
+	where    string // for people: "files in .vbctoken", "AWS Secrets Manager (…)"
 }
+
+// accountUse says how a command relates to accounts mode; zero: it takes no --account
+// and works in either mode.
+type accountUse int
+
+const (
+	// accountOne: --account names the account in accounts mode, and is refused elsewhere.
+	accountOne accountUse = iota + 1
+	// accountFleet: the command works on every account (accounts mode only).
+	accountFleet
+)
 
 // targetOptions say what a command may work on.
 type targetOptions struct {
 	// idleSandbox lets the command open a sandbox store with no serve running (reset).
 	idleSandbox bool
+	account     accountUse
 }
 
 // findTarget finds the command's store, creating nothing: Secrets Manager when the secret
@@ -329,6 +393,13 @@ type targetOptions struct {
 // heldBy); else that file store, when it exists and is not the local sandbox's (whose
 // sandbox lives inside serve).
 func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt targetOptions, held *serveInfo) (target, error) {
+	if s.AccountsMode() {
+		f, err := a.openFleet(ctx, s, "", false)
+		if err != nil {
+			return target{}, err
+		}
+		return target{fleet: f, accounts: true, where: fleetWhere(s)}, nil
+	}
 	if s.UsesSecretsManager() {
 		st, err := a.openStore(ctx, s, "", false)
 		if err != nil {
@@ -338,7 +409,19 @@ func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt t
 	}
 	dir := c.dir()
 	if held != nil {
-		return target{serve: newServeClient(*held), where: "files in " + dir + ", kept by " + held.String()}, nil
+		return target{serve: newServeClient(*held), accounts: held.Accounts, where: "files in " + dir + ", kept by " + held.String()}, nil
+	}
+	if hasAccounts(dir) {
+		f, err := a.openFleet(ctx, s, dir, false)
+		if err != nil {
+			return target{}, err
+		}
+		if !opt.idleSandbox {
+			if creds, err := f.LoadCredentials(ctx); err == nil && isSandboxClient(creds) {
+				return target{}, &noStoreError{Dir: dir, SandboxIdle: true}
+			}
+		}
+		return target{fleet: f, accounts: true, where: "files in " + filepath.Join(dir, filestore.AccountsDir)}, nil
 	}
 	st, err := a.openStore(ctx, s, dir, false)
 	if err != nil {
@@ -355,7 +438,7 @@ func (a *app) findTarget(ctx context.Context, s config.Settings, c common, opt t
 // heldBy returns the running serve that holds the file store in c.store; nil when none
 // does or when the secret ids point at Secrets Manager.
 func (a *app) heldBy(c common) (*serveInfo, error) {
-	for _, name := range []string{config.EnvCredentialsSecretID, config.EnvTokenSecretID, config.EnvAccessSecretID} {
+	for _, name := range []string{config.EnvCredentialsSecretID, config.EnvTokenSecretID, config.EnvAccessSecretID, config.EnvAccountSecretPrefix} {
 		if strings.TrimSpace(a.getenv(name)) != "" {
 			return nil, nil
 		}
@@ -363,12 +446,30 @@ func (a *app) heldBy(c common) (*serveInfo, error) {
 	return findServe(c.dir())
 }
 
-// keeperFor builds a keeper on store for a one-shot command.
-func (a *app) keeperFor(s config.Settings, store vbctoken.Store, c common) (*vbctoken.Keeper, error) {
+// keeperFor builds the keeper of a one-shot command: on the target's store, or in accounts
+// mode the --account's keeper (whose consent links carry the account).
+func (a *app) keeperFor(s config.Settings, t target, c common) (*vbctoken.Keeper, error) {
+	if t.fleet != nil {
+		accts, err := a.accountsFor(s, t.fleet, c)
+		if err != nil {
+			return nil, err
+		}
+		return accts.Keeper(c.account)
+	}
+	kc := a.keeperConfig(s, t.store, c)
+	return vbctoken.NewKeeper(kc)
+}
+
+// accountsFor builds the keepers of fleet for a one-shot command.
+func (a *app) accountsFor(s config.Settings, fleet vbctoken.Fleet, c common) (*vbctoken.Accounts, error) {
+	return vbctoken.NewAccounts(fleet, a.keeperConfig(s, nil, c))
+}
+
+func (a *app) keeperConfig(s config.Settings, store vbctoken.Store, c common) vbctoken.KeeperConfig {
 	kc := s.KeeperConfig(store)
 	kc.Client.Retry = a.clientRetry
-	kc.StoreRetry, kc.Now, kc.Logger = a.storeRetry, a.now, a.logger(c.verbose)
-	return vbctoken.NewKeeper(kc)
+	kc.StoreRetry, kc.Now, kc.Logger, kc.Holder = a.storeRetry, a.now, a.logger(c.verbose), "cli"
+	return kc
 }
 
 // oneShot is the common path of status, refresh, consent-url and reset: read the
@@ -379,6 +480,11 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 	fn func(ctx context.Context, s config.Settings, t target) int) int {
 	if c.timeout <= 0 {
 		flagProblems = append(flagProblems, "--timeout must be positive")
+	}
+	if c.account != "" {
+		if err := vbctoken.CheckAccount(c.account); err != nil {
+			flagProblems = append(flagProblems, "--account: "+strings.TrimPrefix(err.Error(), vbctoken.ErrBadInput.Error()+": "))
+		}
 	}
 	held, heldErr := a.heldBy(c)
 	if held != nil {
@@ -395,11 +501,32 @@ func (a *app) oneShot(ctx context.Context, cmd string, c common, opt targetOptio
 	if heldErr != nil {
 		return a.fail(cmd, c, heldErr, nil)
 	}
+	if base.UsesSecretsManager() {
+		// The environment alone says the mode: refuse a wrong use before any call to AWS.
+		where := "AWS Secrets Manager (" + base.TokenSecretID + ")"
+		if base.AccountsMode() {
+			where = fleetWhere(base)
+		}
+		if err := checkAccountUse(cmd, c, opt.account, base.AccountsMode(), where); err != nil {
+			return a.fail(cmd, c, err, nil)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	t, err := a.findTarget(ctx, base, c, opt, held)
 	if err != nil {
 		return a.fail(cmd, c, err, nil)
+	}
+	if err := checkAccountUse(cmd, c, opt.account, t.accounts, t.where); err != nil {
+		return a.fail(cmd, c, err, nil)
+	}
+	if t.accounts && opt.account == accountOne {
+		if t.fleet != nil {
+			if t.store, err = t.fleet.Open(c.account); err != nil {
+				return a.fail(cmd, c, err, nil)
+			}
+		}
+		t.where += ", account " + c.account
 	}
 	s := base
 	if t.serve == nil && need != (config.Need{}) {
@@ -430,6 +557,8 @@ func exitCode(err error) int {
 		return remote.Code
 	case errors.As(err, &noStore):
 		return ExitNoStore
+	case errors.Is(err, vbctoken.ErrAccountLocked):
+		return ExitLocked
 	case errors.Is(err, vbctoken.ErrReconsentRequired):
 		return ExitReconsent
 	case errors.As(err, &ce), errors.As(err, &setup), errors.Is(err, vbctoken.ErrBadInput), errors.Is(err, vbctoken.ErrNoCredentials),
@@ -459,10 +588,13 @@ func unknownHost(err error) string {
 // fail reports err on stderr with the next step an operator can take, writes the JSON
 // error object when asked, and returns the exit code.
 func (a *app) fail(cmd string, c common, err error, jsonOut any) int {
-	code := exitCode(err)
-	msg := message(cmd, err)
+	return a.report(cmd, c, exitCode(err), message(cmd, err), hintFor(err, c.dir(), c.account), jsonOut)
+}
+
+// report writes a command's failure: msg and hint on stderr, and with --json the JSON error
+// object (jsonOut's fields with "error", "hint" and "exit_code"). It returns code.
+func (a *app) report(cmd string, c common, code int, msg, hint string, jsonOut any) int {
 	fmt.Fprintf(a.stderr, "vbctoken %s: %s\n", cmd, msg)
-	hint := hintFor(err, c.dir())
 	if hint != "" {
 		fmt.Fprintln(a.stderr, hint)
 	}
@@ -485,16 +617,21 @@ func message(cmd string, err error) string {
 	return msg
 }
 
-func hintFor(err error, dir string) string {
+// hintFor is the next step after err, on the local store dir (for reset) and in accounts
+// mode for account.
+func hintFor(err error, dir, account string) string {
 	var (
 		remote  *remoteError
 		noStore *noStoreError
 		setup   *awsSetupError
 		busy    *storeBusyError
+		mode    *modeError
 	)
 	switch {
 	case errors.As(err, &remote):
 		return remote.Hint
+	case errors.As(err, &mode):
+		return mode.Hint
 	case errors.As(err, &noStore) && noStore.SandboxIdle:
 		return "Its VBC sandbox runs inside `vbctoken serve`: start it again (`make local`, or `vbctoken serve --store " + noStore.Dir + "`) and run this command again; it asks the running serve."
 	case errors.As(err, &noStore):
@@ -505,7 +642,7 @@ func hintFor(err error, dir string) string {
 	case errors.As(err, &busy):
 		return "Open " + busy.Other.URL + ", or stop that serve (Ctrl-C) first, or give this one its own --store DIR."
 	case errors.Is(err, vbctoken.ErrReconsentRequired):
-		return nextStepConsent
+		return nextStep(account)
 	case errors.Is(err, vbctoken.ErrNoCredentials):
 		return "Store the VBC consumer key and secret first: in the credentials secret (VBC_CREDENTIALS_SECRET_ID), or for a local run as\n" +
 			`{"client_id":"…","client_secret":"…"} in ` + dir + "/credentials.json (mode 0600)."
@@ -523,7 +660,7 @@ func hintFor(err error, dir string) string {
 	case errors.Is(err, vbctoken.ErrNewerSchema):
 		return "Upgrade vbctoken: a newer version wrote the stored pair."
 	case errors.Is(err, vbctoken.ErrMalformedSecret):
-		return "The stored value is damaged. For a local store, `vbctoken reset --store " + dir + "` sets the pair aside (a copy is kept); on AWS, restore the previous version (AWSPREVIOUS) as the README's runbook says."
+		return "The stored value is damaged. For a local store, `" + resetCommand(dir, account) + "` sets the pair aside (a copy is kept); on AWS, restore the previous version (AWSPREVIOUS) as the README's runbook says."
 	}
 	return ""
 }

@@ -525,7 +525,7 @@ func TestExitCodesOfPermanentAndLocalErrors(t *testing.T) {
 			if got := exitCode(tc.err); got != tc.code {
 				t.Errorf("exitCode = %d, want %d", got, tc.code)
 			}
-			if hint := hintFor(tc.err, "d"); !strings.Contains(hint, tc.hint) {
+			if hint := hintFor(tc.err, "d", ""); !strings.Contains(hint, tc.hint) {
 				t.Errorf("hint %q lacks %q", hint, tc.hint)
 			}
 		})

@@ -58,8 +58,15 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessMode(t, vbcsandbox.ModeLenient)
+}
+
+// newHarnessMode is newHarness with the sandbox in mode.
+func newHarnessMode(t *testing.T, mode vbcsandbox.Mode) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: newFakeClock()}
 	h.sb = vbcsandbox.New(vbcsandbox.Options{
+		Mode:       mode,
 		Clients:    []vbcsandbox.Client{{ID: testClientID, Secret: testClientSecret, RedirectURLs: []string{testRedirect}}},
 		Users:      map[string]string{testUser: testPassword},
 		Now:        h.clock.Now,

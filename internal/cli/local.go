@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/flock"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -39,7 +40,7 @@ const (
 // serveInfo is what a running serve publishes in <store>/serve.json:
 //
 //	{"version":1,"pid":4242,"url":"http://127.0.0.1:8080","started_at":"2026-03-01T10:00:00Z",
-//	 "clock_speed":3600,"sandbox":true,"token":"…"}
+//	 "clock_speed":3600,"sandbox":true,"accounts":true,"token":"…"}
 //
 // Token authenticates the other commands' requests to serve's /api/ routes, so only those
 // who can read the store directory (mode 0700) can ask serve to act. It is never logged.
@@ -50,7 +51,9 @@ type serveInfo struct {
 	StartedAt  time.Time `json:"started_at"`
 	ClockSpeed float64   `json:"clock_speed"`
 	Sandbox    bool      `json:"sandbox"`
-	Token      string    `json:"token"`
+	// Accounts says the store keeps many accounts (serve --accounts).
+	Accounts bool   `json:"accounts,omitempty"`
+	Token    string `json:"token"`
 }
 
 // LogValue leaves the token out.
@@ -115,7 +118,7 @@ func (c *storeClaim) lock() (*os.File, error) {
 		return nil, fmt.Errorf("claim the store: %w", err)
 	}
 	for try := 0; ; try++ {
-		ok, err := flockNB(f, true)
+		ok, err := flock.TryLock(f, true)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("claim the store: lock %s: %w", c.path(), err)
@@ -207,7 +210,7 @@ func findServe(dir string) (*serveInfo, error) {
 		return nil, fmt.Errorf("look for a running vbctoken serve: %w", err)
 	}
 	defer f.Close()
-	free, err := flockNB(f, false)
+	free, err := flock.TryLock(f, false)
 	if err != nil {
 		return nil, fmt.Errorf("look for a running vbctoken serve: %w", err)
 	}
@@ -245,7 +248,11 @@ const (
 	apiConsentURL = "/api/consent-url" // POST: {"url","redirect_url"}
 	apiRefresh    = "/api/refresh"     // POST ?force=true|false: {"result","now"}
 	apiReset      = "/api/reset"       // POST ?force=true|false: {"reset"}
+	apiAccounts   = "/api/accounts"    // GET: {"accounts"} (accounts mode)
 )
+
+// The /api/ routes but apiAccounts take ?account=ID in accounts mode, and refuse it in
+// single-account mode, as the commands do.
 
 // apiReply is the JSON of serve's /api/ routes: what the command got, or its error with
 // the exit code and next step the command prints, exactly as if it had run itself.
@@ -255,6 +262,7 @@ type apiReply struct {
 	Status      *vbctoken.Status `json:"status,omitempty"`
 	Result      *vbctoken.Result `json:"result,omitempty"`
 	Reset       *resetOutcome    `json:"reset,omitempty"`
+	Accounts    []accountState   `json:"accounts,omitempty"`
 	Now         time.Time        `json:"now,omitzero"` // serve's clock
 	Error       string           `json:"error,omitempty"`
 	ExitCode    int              `json:"exit_code,omitempty"`

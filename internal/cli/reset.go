@@ -44,18 +44,20 @@ func (a *app) reset(ctx context.Context, args []string) int {
 	var force bool
 	fs := flag.NewFlagSet("reset", flag.ContinueOnError)
 	c.register(fs, true)
+	c.registerAccount(fs)
 	fs.BoolVar(&force, "force", false, "also set aside a pair that is readable and connected")
-	if done, code := a.parse(fs, args, "reset [--force] [flags]",
+	if done, code := a.parse(fs, args, "reset [--account ID] [--force] [flags]",
 		"Moves the local store's pair.json aside as pair.json.reset-<UTC time> (a copy: nothing is\n"+
 			"deleted) and empties the access token, so vbctoken is not connected and a new consent\n"+
 			"starts a fresh chain. For a damaged pair (the status page says so), or a pair the local\n"+
 			"sandbox issued in a store you now point at VBC. A readable, connected pair needs --force.\n"+
 			"On a store that `vbctoken serve` holds, that serve does it. Secrets Manager stores are\n"+
 			"not reset here: restore the previous version (AWSPREVIOUS), see the README's runbook.\n"+
+			"In a local store with accounts, --account names the account (<store>/accounts/ID/).\n"+
 			"With --json: {\"had_pair\",\"kept_as\"}.\n"); done {
 		return code
 	}
-	return a.oneShot(ctx, fs.Name(), c, targetOptions{idleSandbox: true}, nil, config.Need{}, func(ctx context.Context, s config.Settings, t target) int {
+	return a.oneShot(ctx, fs.Name(), c, targetOptions{idleSandbox: true, account: accountOne}, nil, config.Need{}, func(ctx context.Context, s config.Settings, t target) int {
 		var out resetOutcome
 		var err error
 		switch {
@@ -63,12 +65,12 @@ func (a *app) reset(ctx context.Context, args []string) int {
 			err = errResetAWS
 		case t.serve != nil:
 			var r apiReply
-			r, err = t.serve.call(ctx, http.MethodPost, apiReset, url.Values{"force": {strconv.FormatBool(force)}}.Encode())
+			r, err = t.serve.call(ctx, http.MethodPost, apiReset, apiQuery(c, url.Values{"force": {strconv.FormatBool(force)}}))
 			if r.Reset != nil {
 				out = *r.Reset
 			}
 		default:
-			out, err = resetPair(ctx, t.store, c.dir(), a.now, force)
+			out, err = resetPair(ctx, t.store, storeDir(t.store, c.dir()), a.now, force)
 		}
 		if err != nil {
 			return a.fail(fs.Name(), c, err, nil)
@@ -81,9 +83,17 @@ func (a *app) reset(ctx context.Context, args []string) int {
 			fmt.Fprintln(a.stdout, "Nothing to reset: no pair is stored.")
 			return ExitOK
 		}
-		fmt.Fprintf(a.stdout, "Set the stored pair aside as %s; vbctoken is not connected now.\n%s\n", out.KeptAs, nextStepConsent)
+		fmt.Fprintf(a.stdout, "Set the stored pair aside as %s; vbctoken is not connected now.\n%s\n", out.KeptAs, nextStep(c.account))
 		return ExitOK
 	})
+}
+
+// storeDir is the directory of a file store (an account's in accounts mode), dir otherwise.
+func storeDir(st vbctoken.Store, dir string) string {
+	if d, ok := st.(interface{ Dir() string }); ok {
+		return d.Dir()
+	}
+	return dir
 }
 
 // resetPair sets dir/pair.json aside (never overwriting an earlier copy) and leaves the

@@ -49,6 +49,7 @@ type serveOptions struct {
 	addr         string
 	refreshEvery time.Duration
 	clockSpeed   float64
+	accounts     bool
 	problems     []string // found in the flags, reported with the environment's
 }
 
@@ -85,6 +86,7 @@ func (a *app) parseServe(args []string) (o serveOptions, done bool, code int) {
 	fs.StringVar(&o.addr, "addr", DefaultAddr, "listen on `HOST:PORT` (port 0 picks a free one)")
 	fs.DurationVar(&o.refreshEvery, "refresh-every", DefaultRefreshEvery, "how often the built-in scheduler runs the refresher's logic (on the serve clock)")
 	fs.Float64Var(&o.clockSpeed, "clock-speed", 1, "sandbox mode only: run the clock `N` times faster (3600: a VBC day passes in 24 s)")
+	fs.BoolVar(&o.accounts, "accounts", false, "accounts mode on a local store: keep many VBC accounts in <store>/accounts/ (later runs keep the mode)")
 	fs.Lookup("timeout").Usage = "bound each operation: a scheduled refresh, a consent link, a callback"
 	fs.Lookup("v").Usage = "also write debug logs (every request, every skipped refresh)"
 	if done, code := a.parse(fs, args, "serve [flags]",
@@ -105,6 +107,12 @@ func (a *app) parseServe(args []string) (o serveOptions, done bool, code int) {
 			"One serve per store: it holds <store>/serve.json while it runs (pid, URL, clock speed),\n"+
 			"a second one on the same store refuses to start, and status, consent-url, refresh and\n"+
 			"reset on that store ask the running serve. Deleting the store while serving recreates it.\n"+
+			"Accounts mode (--accounts, or a store that has <store>/accounts/, or\n"+
+			"VBC_ACCOUNT_SECRET_PREFIX): many VBC accounts, each its own chain. The status page lists\n"+
+			"them and has a form \"Connect account ID\" (GET /consent?account=ID); the sandbox's\n"+
+			"consent page lets you approve as another VBC user, so each account can be its own; the\n"+
+			"callback stores each consent into the account its signed link names, and the scheduler\n"+
+			"refreshes every account. --accounts refuses a store that holds a single-account pair.\n\n"+
 			"Logs are JSON on stderr. Stop with Ctrl-C (exit 0).\n"); done {
 		return o, true, code
 	}
@@ -122,13 +130,42 @@ func (a *app) parseServe(args []string) (o serveOptions, done bool, code int) {
 
 // servePrep is serve's store, opened (created when missing) and claimed, and its mode.
 type servePrep struct {
-	o       serveOptions
-	s       config.Settings
-	log     *slog.Logger
-	store   vbctoken.Store
+	o     serveOptions
+	s     config.Settings
+	log   *slog.Logger
+	store vbctoken.Store // single-account mode
+	fleet vbctoken.Fleet // accounts mode
+	// creds is where the client credentials live: the store, or the fleet's shared ones.
+	creds   credentialSource
 	dir     string      // the file store's directory; "" on Secrets Manager
 	claim   *storeClaim // nil on Secrets Manager, where other keepers share the pair by design
 	sandbox bool
+}
+
+// credentialSource reads the client credentials; a Store and a Fleet are both one.
+type credentialSource interface {
+	LoadCredentials(ctx context.Context) (vbctoken.Credentials, error)
+}
+
+// accounts reports whether serve keeps many accounts.
+func (p *servePrep) accounts() bool { return p.fleet != nil }
+
+// pairStores returns the stores whose pairs serve keeps: the one store, or every account's.
+func (p *servePrep) pairStores(ctx context.Context) (map[string]vbctoken.Store, error) {
+	if p.fleet == nil {
+		return map[string]vbctoken.Store{"": p.store}, nil
+	}
+	ids, err := p.fleet.Accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]vbctoken.Store, len(ids))
+	for _, id := range ids {
+		if out[id], err = p.fleet.Open(id); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (p *servePrep) close() {
@@ -170,6 +207,12 @@ func (a *app) prepareServe(ctx context.Context, o serveOptions) (*servePrep, int
 // A store the local sandbox filled is refused when serve is pointed at VBC: VBC knows
 // neither the sandbox's client id nor its tokens.
 func (a *app) openServeStore(ctx context.Context, p *servePrep) error {
+	if p.o.accounts && p.s.UsesSecretsManager() && !p.s.AccountsMode() {
+		return &modeError{
+			Msg:  "--accounts keeps accounts in a local store, but the *_SECRET_ID variables point at AWS Secrets Manager in single-account mode",
+			Hint: "For a local store unset the *_SECRET_ID variables; for accounts mode on AWS set " + config.EnvAccountSecretPrefix + " instead of --accounts.",
+		}
+	}
 	if !p.s.UsesSecretsManager() {
 		p.dir = p.o.dir()
 		claim, err := claimStore(p.dir)
@@ -178,21 +221,65 @@ func (a *app) openServeStore(ctx context.Context, p *servePrep) error {
 		}
 		p.claim = claim
 	}
-	store, err := a.openStore(ctx, p.s, p.dir, true)
+	if p.s.AccountsMode() || p.o.accounts || (p.dir != "" && hasAccounts(p.dir)) {
+		if p.dir != "" && !hasAccounts(p.dir) {
+			if err := startAccounts(ctx, p.dir); err != nil {
+				return err
+			}
+		}
+		fleet, err := a.openFleet(ctx, p.s, p.dir, true)
+		if err != nil {
+			return err
+		}
+		p.fleet, p.creds = fleet, fleet
+	} else {
+		store, err := a.openStore(ctx, p.s, p.dir, true)
+		if err != nil {
+			return err
+		}
+		p.store, p.creds = store, store
+	}
+	var err error
+	if p.sandbox, err = sandboxMode(ctx, a.getenv, p.s, p.creds, p.dir); err != nil || p.sandbox || p.dir == "" {
+		return err
+	}
+	if creds, err := p.creds.LoadCredentials(ctx); err == nil && isSandboxClient(creds) {
+		return &sandboxStoreError{Dir: p.dir, What: "holds the local sandbox's generated client credentials (client id " + creds.ClientID + "), which VBC does not know"}
+	}
+	stores, err := p.pairStores(ctx)
 	if err != nil {
 		return err
 	}
-	p.store = store
-	if p.sandbox, err = sandboxMode(ctx, a.getenv, p.s, store, p.dir); err != nil || p.sandbox || p.dir == "" {
+	state, stateErr := loadSandboxState(p.dir)
+	for account, st := range stores {
+		if cur, err := st.LoadPair(ctx); err == nil && !cur.Pair.RefreshToken.IsZero() && stateErr == nil && state.knows(cur.Pair.RefreshToken.Reveal()) {
+			what := "holds a token pair the local sandbox issued, which VBC would never accept"
+			if account != "" {
+				what = "holds a token pair the local sandbox issued (account " + account + "), which VBC would never accept"
+			}
+			return &sandboxStoreError{Dir: p.dir, What: what}
+		}
+	}
+	return nil
+}
+
+// startAccounts turns the local store in dir into one that keeps accounts (serve
+// --accounts): it makes <dir>/accounts/, after checking that the store does not hold a
+// single-account pair, which accounts mode would leave behind unrefreshed.
+func startAccounts(ctx context.Context, dir string) error {
+	root, err := filestore.New(dir)
+	if err != nil {
 		return err
 	}
-	if creds, err := store.LoadCredentials(ctx); err == nil && isSandboxClient(creds) {
-		return &sandboxStoreError{Dir: p.dir, What: "holds the local sandbox's generated client credentials (client id " + creds.ClientID + "), which VBC does not know"}
-	}
-	if cur, err := store.LoadPair(ctx); err == nil && !cur.Pair.RefreshToken.IsZero() {
-		if st, err := loadSandboxState(p.dir); err == nil && st.knows(cur.Pair.RefreshToken.Reveal()) {
-			return &sandboxStoreError{Dir: p.dir, What: "holds a token pair the local sandbox issued, which VBC would never accept"}
+	cur, err := root.LoadPair(ctx)
+	if err != nil || !cur.Pair.RefreshToken.IsZero() {
+		return &modeError{
+			Msg:  "--accounts: the store " + dir + " holds a single-account pair (pair.json), which accounts mode would never refresh",
+			Hint: "Give accounts mode its own --store DIR, or set that pair aside first with `" + resetCommand(dir, "") + " --force`.",
 		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, filestore.AccountsDir), 0o700); err != nil {
+		return fmt.Errorf("create the accounts directory: %w", err)
 	}
 	return nil
 }
@@ -236,7 +323,7 @@ func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serve
 	guard := &storeGuard{claim: p.claim, dir: p.dir, log: log}
 	var sb *localSandbox
 	if p.sandbox {
-		creds, err := sandboxCredentials(ctx, p.store, log)
+		creds, err := sandboxCredentials(ctx, p.creds, log)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +332,7 @@ func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serve
 			log.Warn("sandbox mode: cannot read the saved sandbox; starting without its chains", "error", err)
 			state = sandboxState{Version: sandboxStateVersion}
 		}
-		resume, err := adoptPair(ctx, p.store, state, log)
+		resume, err := adoptPairs(ctx, p, state, log)
 		if err != nil {
 			return nil, err
 		}
@@ -278,23 +365,43 @@ func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serve
 		}
 	}
 
-	store := p.store
-	if fs, ok := p.store.(*filestore.Store); ok && p.claim != nil {
-		store = &recoveringStore{Store: fs, guard: guard}
-		guard.files = fs
-	}
-	kc := s.KeeperConfig(store)
+	kc := s.KeeperConfig(nil)
 	kc.Client = clientCfg
 	// A consent link stays valid 15 minutes of real time, whatever the clock speed.
 	kc.StateTTL = time.Duration(float64(vbctoken.DefaultStateTTL) * clk.Speed())
-	kc.StoreRetry, kc.Now, kc.Logger = a.storeRetry, clk.Now, log
-	keeper, err := vbctoken.NewKeeper(kc)
-	if err != nil {
-		return nil, err
+	kc.StoreRetry, kc.Now, kc.Logger, kc.Holder = a.storeRetry, clk.Now, log, "serve"
+	var (
+		keeper   *vbctoken.Keeper
+		accounts *vbctoken.Accounts
+		fleet    vbctoken.Fleet
+		store    vbctoken.Store
+		err      error
+	)
+	saver, _ := p.creds.(credentialsSaver)
+	if p.claim != nil && saver != nil {
+		guard.files, guard.accounts = saver, p.accounts()
+	}
+	if p.accounts() {
+		fleet = p.fleet
+		if guard.files != nil {
+			fleet = &recoveringFleet{Fleet: p.fleet, guard: guard}
+		}
+		if accounts, err = vbctoken.NewAccounts(fleet, kc); err != nil {
+			return nil, err
+		}
+	} else {
+		store = p.store
+		if guard.files != nil {
+			store = &recoveringStore{Store: p.store, guard: guard}
+		}
+		kc.Store = store
+		if keeper, err = vbctoken.NewKeeper(kc); err != nil {
+			return nil, err
+		}
 	}
 	if !p.sandbox {
 		// Fail now, not at the first consent, when the credentials are missing.
-		if _, err := store.LoadCredentials(ctx); err != nil {
+		if _, err := p.creds.LoadCredentials(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -302,6 +409,7 @@ func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serve
 	failures := &failureLog{log: log, wall: a.now, every: failureLogEvery}
 	sched := &scheduler{
 		keeper:        keeper,
+		accounts:      accounts,
 		every:         max(time.Duration(float64(o.refreshEvery)/clk.Speed()), minTick),
 		timeout:       o.timeout,
 		now:           clk.Now,
@@ -309,9 +417,17 @@ func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serve
 		storeFailures: failures,
 	}
 	info := serveInfo{Version: serveInfoVersion, PID: os.Getpid(), URL: base, StartedAt: a.now().UTC(),
-		ClockSpeed: clk.Speed(), Sandbox: p.sandbox, Token: newToken()}
+		ClockSpeed: clk.Speed(), Sandbox: p.sandbox, Accounts: p.accounts(), Token: newToken()}
+	callback := &web.Callback{Log: log, Path: callbackPath, Location: a.location, HomeURL: "/"}
+	if accounts != nil {
+		callback.Accounts = accounts
+	} else {
+		callback.Keeper = keeper
+	}
 	srv := &server{
 		keeper:      keeper,
+		accounts:    accounts,
+		fleet:       fleet,
 		sched:       sched,
 		clock:       clk,
 		timeout:     o.timeout,
@@ -324,10 +440,8 @@ func (a *app) buildServe(ctx context.Context, p *servePrep, base string) (*serve
 		fileStore:   store,
 		failures:    failures,
 		loc:         a.location,
-		callback: &web.Callback{
-			Keeper: keeper, Log: log, Path: callbackPath, Location: a.location, HomeURL: "/",
-		},
-		sandbox: sb,
+		callback:    callback,
+		sandbox:     sb,
 	}
 	return &serveRig{base: base, handler: srv.routes(callbackPath), sched: sched, sandbox: sb, claim: p.claim,
 		info: info, log: log, mode: mode, store: srv.store}, nil
@@ -390,8 +504,13 @@ func (a *app) runServe(ctx context.Context, rig *serveRig, ln net.Listener) int 
 }
 
 func storeText(p *servePrep) string {
-	if p.s.UsesSecretsManager() {
+	switch {
+	case p.s.AccountsMode():
+		return fleetWhere(p.s)
+	case p.s.UsesSecretsManager():
 		return "AWS Secrets Manager (" + p.s.TokenSecretID + ")"
+	case p.accounts():
+		return "files in " + filepath.Join(p.dir, filestore.AccountsDir) + " (accounts mode)"
 	}
 	return "files in " + p.dir
 }
@@ -412,7 +531,7 @@ func isSandboxClient(creds vbctoken.Credentials) bool {
 // sandboxMode decides whether serve mounts the sandbox: no Secrets Manager ids, no VBC
 // endpoints in the environment, and no client credentials in the file store other than
 // ones serve generated for the sandbox earlier.
-func sandboxMode(ctx context.Context, getenv func(string) string, s config.Settings, store vbctoken.Store, dir string) (bool, error) {
+func sandboxMode(ctx context.Context, getenv func(string) string, s config.Settings, store credentialSource, dir string) (bool, error) {
 	if s.UsesSecretsManager() || strings.TrimSpace(getenv(config.EnvTokenURL)) != "" || strings.TrimSpace(getenv(config.EnvAuthorizeURL)) != "" {
 		return false, nil
 	}
@@ -439,7 +558,7 @@ type credentialsSaver interface {
 
 // sandboxCredentials returns the sandbox client credentials stored by an earlier serve, or
 // generates and saves new ones (mode 0600 in the file store).
-func sandboxCredentials(ctx context.Context, store vbctoken.Store, log *slog.Logger) (vbctoken.Credentials, error) {
+func sandboxCredentials(ctx context.Context, store credentialSource, log *slog.Logger) (vbctoken.Credentials, error) {
 	if c, err := store.LoadCredentials(ctx); err == nil && isSandboxClient(c) {
 		return c, nil
 	}
@@ -456,6 +575,31 @@ func sandboxCredentials(ctx context.Context, store vbctoken.Store, log *slog.Log
 	}
 	log.Info("sandbox mode: generated sandbox client credentials", "credentials", c)
 	return c, nil
+}
+
+// adoptPairs adopts the pair of every store serve keeps (adoptPair) and returns the latest
+// time the clock resumes from.
+func adoptPairs(ctx context.Context, p *servePrep, state sandboxState, log *slog.Logger) (time.Time, error) {
+	stores, err := p.pairStores(ctx)
+	if err != nil {
+		log.Warn("sandbox mode: cannot list the accounts of the earlier run", "error", err)
+		return state.Clock, nil
+	}
+	resume := state.Clock
+	for account, st := range stores {
+		l := log
+		if account != "" {
+			l = log.With("account", account)
+		}
+		r, err := adoptPair(ctx, st, state, l)
+		if err != nil {
+			return resume, err
+		}
+		if r.After(resume) {
+			resume = r
+		}
+	}
+	return resume, nil
 }
 
 // adoptPair decides what becomes of the pair an earlier serve left. A pair whose refresh

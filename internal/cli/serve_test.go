@@ -127,6 +127,19 @@ func readReply(t *testing.T, resp *http.Response) reply {
 
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 
+// consentForm is what the sandbox's consent page posts: its hidden fields, the decision and,
+// unless "", the VBC user who approves.
+func consentForm(page, decision, user string) url.Values {
+	form := url.Values{"decision": {decision}}
+	if user != "" {
+		form.Set("user", user)
+	}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	return form
+}
+
 // decide opens /consent, follows it to the sandbox's consent page and submits decision
 // there, as a browser would. It returns the callback URL the sandbox redirects to.
 func decide(t *testing.T, base, decision string) string {
@@ -139,11 +152,7 @@ func decide(t *testing.T, base, decision string) string {
 	if page.status != http.StatusOK || !strings.Contains(page.body, `id="approve"`) {
 		t.Fatalf("consent page: %d %s", page.status, page.body)
 	}
-	form := url.Values{"decision": {decision}}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page.body, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-	}
-	resp, err := noRedirect.PostForm(base+"/sandbox/authorize", form)
+	resp, err := noRedirect.PostForm(base+"/sandbox/authorize", consentForm(page.body, decision, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vbctoken/vbctoken/internal/config"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/dynamostore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/filestore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
@@ -150,19 +151,32 @@ func profileText() string {
 // and whether it is a configuration problem (exit 2): credentials refused, access denied,
 // a secret that does not exist.
 func awsRejected(err error) (hint string, ok bool) {
-	var sm *smstore.Error
-	if !errors.As(err, &sm) {
+	var (
+		sm                  *smstore.Error
+		ddb                 *dynamostore.Error
+		code, denied, found string
+	)
+	switch {
+	case errors.As(err, &ddb):
+		code = ddb.Code
+		denied = "Your AWS identity may not use the table " + ddb.Table + ": it needs dynamodb:GetItem, PutItem and Scan on it and kms:Decrypt on its key."
+		found = "No table " + ddb.Table + " in this account and region: check VBC_TABLE_NAME (the stack's output) and AWS_REGION."
+	case errors.As(err, &sm):
+		code = sm.Code
+		denied = "Your AWS identity may not use " + sm.SecretID + ": it needs secretsmanager:GetSecretValue (and PutSecretValue, UpdateSecretVersionStage to write) on the stack's secrets and kms:Decrypt on their key."
+		found = "No secret " + sm.SecretID + " in this account and region: check the VBC_*_SECRET_ID values (the stack's outputs) and AWS_REGION."
+	default:
 		return "", false
 	}
-	switch sm.Code {
+	switch code {
 	case "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch":
 		return "AWS rejected your credentials: they belong to no account, or the secret key is wrong. " + awsCredentialsFix, true
 	case "ExpiredTokenException", "ExpiredToken":
 		return "Your AWS session expired. " + awsCredentialsFix, true
 	case "AccessDeniedException":
-		return "Your AWS identity may not use " + sm.SecretID + ": it needs secretsmanager:GetSecretValue (and PutSecretValue, UpdateSecretVersionStage to write) on the stack's secrets and kms:Decrypt on their key. Check with `aws sts get-caller-identity` that you are who you think.", true
+		return denied + " Check with `aws sts get-caller-identity` that you are who you think.", true
 	case "ResourceNotFoundException":
-		return "No secret " + sm.SecretID + " in this account and region: check the VBC_*_SECRET_ID values (the stack's outputs) and AWS_REGION.", true
+		return found, true
 	}
 	return "", false
 }

@@ -1,4 +1,4 @@
-// Package config reads vbctoken's settings from the environment (DESIGN.md
+// Package config reads vbctoken's settings from the environment (docs/design.md
 // "Configuration"): names and URLs only, never secret values. Every problem is reported at
 // once, so an operator fixes a deployment in one round.
 package config
@@ -13,7 +13,7 @@ import (
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// Environment variable names (DESIGN.md), from the shared contract.
+// Environment variable names (docs/design.md "Configuration"), from internal/contract.
 const (
 	EnvCredentialsSecretID = contract.EnvCredentialsSecretID
 	EnvTokenSecretID       = contract.EnvTokenSecretID
@@ -25,15 +25,30 @@ const (
 	EnvPKCE                = contract.EnvPKCE
 	EnvRefreshMargin       = contract.EnvRefreshMargin
 	EnvRefreshMaxAge       = contract.EnvRefreshMaxAge
+	EnvSelfHealSecretID    = contract.EnvSelfHealSecretID
+	EnvAccountSecretPrefix = contract.EnvAccountSecretPrefix
+	EnvAccountKMSKeyID     = contract.EnvAccountKMSKeyID
+	EnvTableName           = contract.EnvTableName
+	EnvAccountQueueURL     = contract.EnvAccountQueueURL
 )
 
-// Defaults (DESIGN.md).
-const ()
+// maxSecretPrefix bounds VBC_ACCOUNT_SECRET_PREFIX: a Secrets Manager name has at most 512
+// characters, and the account id and "/access" must fit after the prefix.
+const maxSecretPrefix = 256
 
 // Settings is the parsed configuration.
 type Settings struct {
-	// Secret ids or ARNs; all empty means "use the local file store".
+	// Secret ids or ARNs; all empty (and no accounts mode) means "use the local file store".
+	// In accounts mode only CredentialsSecretID is used.
 	CredentialsSecretID, TokenSecretID, AccessSecretID string
+	// SelfHealSecretID names the opt-in self-heal login secret; "" means self-heal is off.
+	SelfHealSecretID string
+
+	// Accounts mode (docs/design.md "Accounts mode") is on when AccountSecretPrefix is set:
+	// each account's secrets are named <AccountSecretPrefix><account>/pair and /access,
+	// created with AccountKMSKeyID; TableName, when set, keeps the accounts' pairs in that
+	// DynamoDB table instead; AccountQueueURL is the SQS queue of the hourly sweep.
+	AccountSecretPrefix, AccountKMSKeyID, TableName, AccountQueueURL string
 
 	AuthorizeURL, TokenURL, RedirectURL, Scope string
 	PKCE                                       bool
@@ -42,14 +57,22 @@ type Settings struct {
 
 // Need says which optional settings a program requires.
 type Need struct {
-	Secrets     bool // the three *_SECRET_ID variables (the Lambdas)
+	// Secrets: the three *_SECRET_ID variables (the Lambdas); in accounts mode only
+	// VBC_CREDENTIALS_SECRET_ID.
+	Secrets     bool
 	RedirectURL bool // VBC_REDIRECT_URL (callback, consent-url)
 }
 
-// UsesSecretsManager reports whether the secret ids are set (else the file store is used).
+// UsesSecretsManager reports whether the secrets live in AWS: a secret id is set, or accounts
+// mode is on (its credentials are a Secrets Manager secret whatever keeps the pairs). Else
+// the local file store is used.
 func (s Settings) UsesSecretsManager() bool {
-	return s.CredentialsSecretID != "" || s.TokenSecretID != "" || s.AccessSecretID != ""
+	return s.CredentialsSecretID != "" || s.TokenSecretID != "" || s.AccessSecretID != "" || s.AccountsMode()
 }
+
+// AccountsMode reports whether the deployment keeps many accounts (VBC_ACCOUNT_SECRET_PREFIX
+// is set).
+func (s Settings) AccountsMode() bool { return s.AccountSecretPrefix != "" }
 
 // ClientConfig returns the OAuth client settings.
 func (s Settings) ClientConfig() vbctoken.ClientConfig {
@@ -84,6 +107,11 @@ func FromEnv(getenv func(string) string, need Need) (Settings, error) {
 		CredentialsSecretID: get(EnvCredentialsSecretID, ""),
 		TokenSecretID:       get(EnvTokenSecretID, ""),
 		AccessSecretID:      get(EnvAccessSecretID, ""),
+		SelfHealSecretID:    get(EnvSelfHealSecretID, ""),
+		AccountSecretPrefix: get(EnvAccountSecretPrefix, ""),
+		AccountKMSKeyID:     get(EnvAccountKMSKeyID, ""),
+		TableName:           get(EnvTableName, ""),
+		AccountQueueURL:     get(EnvAccountQueueURL, ""),
 		AuthorizeURL:        get(EnvAuthorizeURL, contract.DefaultAuthorizeURL),
 		TokenURL:            get(EnvTokenURL, contract.DefaultTokenURL),
 		RedirectURL:         get(EnvRedirectURL, ""),
@@ -91,10 +119,25 @@ func FromEnv(getenv func(string) string, need Need) (Settings, error) {
 		Policy:              vbctoken.DefaultPolicy(),
 	}
 	ids := map[string]string{EnvCredentialsSecretID: s.CredentialsSecretID, EnvTokenSecretID: s.TokenSecretID, EnvAccessSecretID: s.AccessSecretID}
-	if need.Secrets || s.UsesSecretsManager() {
+	switch {
+	case s.AccountsMode():
+		// Each account's secrets are named by the prefix; only the shared credentials
+		// secret is named here.
+		if s.CredentialsSecretID == "" {
+			problems = append(problems, EnvCredentialsSecretID+" is not set (accounts mode: the client credentials all accounts share)")
+		}
+		problems = append(problems, checkAccountsSettings(s)...)
+	case need.Secrets || s.UsesSecretsManager():
 		for _, name := range []string{EnvCredentialsSecretID, EnvTokenSecretID, EnvAccessSecretID} {
 			if ids[name] == "" {
 				problems = append(problems, name+" is not set")
+			}
+		}
+	}
+	if !s.AccountsMode() {
+		for _, v := range []struct{ name, value string }{{EnvAccountKMSKeyID, s.AccountKMSKeyID}, {EnvTableName, s.TableName}, {EnvAccountQueueURL, s.AccountQueueURL}} {
+			if v.value != "" {
+				problems = append(problems, v.name+" is set, but accounts mode is off ("+EnvAccountSecretPrefix+" is not set)")
 			}
 		}
 	}
@@ -137,6 +180,26 @@ func FromEnv(getenv func(string) string, need Need) (Settings, error) {
 		return s, &Error{Problems: problems}
 	}
 	return s, nil
+}
+
+// checkAccountsSettings checks the accounts-mode variables.
+func checkAccountsSettings(s Settings) []string {
+	var problems []string
+	if len(s.AccountSecretPrefix) > maxSecretPrefix || strings.IndexFunc(s.AccountSecretPrefix, notSecretNameRune) >= 0 {
+		problems = append(problems, fmt.Sprintf("%s must be at most %d characters of a Secrets Manager name (letters, digits and /_+=.@-), for example vbctoken/accounts/",
+			EnvAccountSecretPrefix, maxSecretPrefix))
+	}
+	if s.AccountQueueURL != "" {
+		if err := checkURL(s.AccountQueueURL); err != nil {
+			problems = append(problems, fmt.Sprintf("%s %v", EnvAccountQueueURL, err))
+		}
+	}
+	return problems
+}
+
+// notSecretNameRune reports a character a Secrets Manager name cannot hold.
+func notSecretNameRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/_+=.@-", r))
 }
 
 // checkURL accepts https URLs, and http only for loopback hosts (contract.CheckURL).

@@ -10,7 +10,7 @@ const DefaultStoreDir = ".vbctoken"
 
 // SecretIDs returns the Secrets Manager ids of the settings.
 func (s Settings) SecretIDs() smstore.SecretIDs {
-	return smstore.SecretIDs{Credentials: s.CredentialsSecretID, Pair: s.TokenSecretID, Access: s.AccessSecretID}
+	return smstore.SecretIDs{Credentials: s.CredentialsSecretID, Pair: s.TokenSecretID, Access: s.AccessSecretID, Login: s.SelfHealSecretID}
 }
 
 // KeeperConfig returns the keeper settings for store: the OAuth client and the policy.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"time"
 )
 
 // Environment variables (docs/design.md "Configuration"): names, ARNs and URLs, never secrets.
@@ -34,6 +35,25 @@ const (
 	EnvAccountKMSKeyID     = "VBC_ACCOUNT_KMS_KEY_ID"
 	EnvTableName           = "VBC_TABLE_NAME"
 	EnvAccountQueueURL     = "VBC_ACCOUNT_QUEUE_URL"
+)
+
+// Names the accounts-mode storage and its IAM share (docs/design.md "Accounts mode"): the tag
+// every per-account secret carries, the account index's directory under the secret prefix,
+// and the DynamoDB table's key attribute and item key prefixes (apps of account X may read
+// only AccessKeyPrefix+X, by dynamodb:LeadingKeys).
+const (
+	AccountTagKey     = "vbctoken:account"
+	AccountIndexDir   = "_index/"
+	TablePartitionKey = "pk"
+	PairKeyPrefix     = "pair#"
+	AccessKeyPrefix   = "access#"
+)
+
+// The refresh policy's defaults (docs/design.md "Refresh policy": VBC_REFRESH_MARGIN,
+// VBC_REFRESH_MAX_AGE).
+const (
+	DefaultRefreshMargin = 2 * time.Hour
+	DefaultRefreshMaxAge = 24 * time.Hour
 )
 
 // VBC's endpoints and the scope asked for when none is configured (docs/design.md

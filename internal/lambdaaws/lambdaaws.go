@@ -38,6 +38,8 @@ import (
 	"strings"
 
 	"github.com/vbctoken/vbctoken/internal/config"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken"
+	"github.com/vbctoken/vbctoken/pkg/vbctoken/dynamostore"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,6 +55,8 @@ const (
 	EnvSecretAccessKey    = "AWS_SECRET_ACCESS_KEY"
 	EnvSessionToken       = "AWS_SESSION_TOKEN"
 	EnvEndpointSecrets    = "AWS_ENDPOINT_URL_SECRETS_MANAGER"
+	EnvEndpointDynamoDB   = "AWS_ENDPOINT_URL_DYNAMODB"
+	EnvEndpointSQS        = "AWS_ENDPOINT_URL_SQS"
 	EnvEndpoint           = "AWS_ENDPOINT_URL"
 	EnvIgnoreEndpointURLs = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 )
@@ -85,15 +89,25 @@ func Config(getenv func(string) string) (aws.Config, error) {
 		Credentials: credentials.NewStaticCredentialsProvider(key, secret, getenv(EnvSessionToken)),
 		Retryer:     func() aws.Retryer { return retry.NewStandard() },
 	}
-	if !strings.EqualFold(getenv(EnvIgnoreEndpointURLs), "true") {
-		for _, name := range []string{EnvEndpointSecrets, EnvEndpoint} {
-			if v := getenv(name); v != "" {
-				cfg.BaseEndpoint = aws.String(v)
-				break
-			}
+	return cfg, nil
+}
+
+// ForService returns cfg with the endpoint URL of one service, as the SDK's configured
+// endpoints do: serviceVar (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_DYNAMODB,
+// AWS_ENDPOINT_URL_SQS), else AWS_ENDPOINT_URL, unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is
+// true. The URL becomes BaseEndpoint, so the SDK's endpoint rules still apply.
+func ForService(cfg aws.Config, getenv func(string) string, serviceVar string) aws.Config {
+	cfg.BaseEndpoint = nil
+	if strings.EqualFold(getenv(EnvIgnoreEndpointURLs), "true") {
+		return cfg
+	}
+	for _, name := range []string{serviceVar, EnvEndpoint} {
+		if v := getenv(name); v != "" {
+			cfg.BaseEndpoint = aws.String(v)
+			break
 		}
 	}
-	return cfg, nil
+	return cfg
 }
 
 // OpenStore reads a function's settings (config.FromEnv with need) and its SDK
@@ -105,5 +119,25 @@ func OpenStore(getenv func(string) string, need config.Need) (config.Settings, *
 	if err := errors.Join(err, awsErr); err != nil {
 		return settings, nil, err
 	}
-	return settings, smstore.NewFromConfig(awsCfg, settings.SecretIDs()), nil
+	return settings, smstore.NewFromConfig(ForService(awsCfg, getenv, EnvEndpointSecrets), settings.SecretIDs()), nil
+}
+
+// OpenFleet is OpenStore for accounts mode (settings.AccountsMode()): the fleet of the
+// configured backend, Secrets Manager or (with VBC_TABLE_NAME) DynamoDB, whose accounts share
+// the credentials secret, and the SDK configuration for the function's other clients.
+func OpenFleet(settings config.Settings, getenv func(string) string) (vbctoken.Fleet, aws.Config, error) {
+	awsCfg, err := Config(getenv)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	sm := ForService(awsCfg, getenv, EnvEndpointSecrets)
+	if settings.TableName != "" {
+		creds := smstore.NewFromConfig(sm, smstore.SecretIDs{Credentials: settings.CredentialsSecretID})
+		fleet, err := dynamostore.NewFleetFromConfig(ForService(awsCfg, getenv, EnvEndpointDynamoDB), settings.TableName, creds)
+		return fleet, awsCfg, err
+	}
+	fleet, err := smstore.NewFleetFromConfig(sm, smstore.FleetConfig{
+		Prefix: settings.AccountSecretPrefix, KMSKeyID: settings.AccountKMSKeyID, CredentialsSecretID: settings.CredentialsSecretID,
+	})
+	return fleet, awsCfg, err
 }

@@ -53,8 +53,14 @@ func TestConfig(t *testing.T) {
 			if cfg.Region != tc.wantRegion {
 				t.Errorf("region %q, want %q", cfg.Region, tc.wantRegion)
 			}
-			if got := aws.ToString(cfg.BaseEndpoint); got != tc.wantEndpoint {
+			sm := lambdaaws.ForService(cfg, env(tc.env), lambdaaws.EnvEndpointSecrets)
+			if got := aws.ToString(sm.BaseEndpoint); got != tc.wantEndpoint {
 				t.Errorf("endpoint %q, want %q", got, tc.wantEndpoint)
+			}
+			// Another service ignores Secrets Manager's own override.
+			ddb := lambdaaws.ForService(cfg, env(tc.env), lambdaaws.EnvEndpointDynamoDB)
+			if got, want := aws.ToString(ddb.BaseEndpoint), env(tc.env)("AWS_ENDPOINT_URL"); tc.wantEndpoint != "" && got != want {
+				t.Errorf("DynamoDB endpoint %q, want %q", got, want)
 			}
 			if cfg.Retryer == nil || cfg.Retryer().MaxAttempts() != 3 {
 				t.Error("not the SDK's standard retryer")
@@ -89,10 +95,12 @@ func TestConfigSignsRequestsToTheEndpoint(t *testing.T) {
 		w.Write([]byte(`{"Name":"vbc/access","VersionId":"v1","SecretString":"{}"}`))
 	}))
 	defer srv.Close()
-	cfg, err := lambdaaws.Config(env(lambdaEnv(map[string]string{"AWS_ENDPOINT_URL_SECRETS_MANAGER": srv.URL})))
+	getenv := env(lambdaEnv(map[string]string{"AWS_ENDPOINT_URL_SECRETS_MANAGER": srv.URL}))
+	cfg, err := lambdaaws.Config(getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg = lambdaaws.ForService(cfg, getenv, lambdaaws.EnvEndpointSecrets)
 	_, err = secretsmanager.NewFromConfig(cfg).GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("vbc/access")})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
@@ -244,4 +245,59 @@ func (s *Store) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error) {
 		return a, err
 	}
 	return a, after()
+}
+
+// Fleet is a vbctoken.Fleet of in-memory stores, one per account, opened on first use and
+// sharing the client credentials.
+type Fleet struct {
+	mu     sync.Mutex
+	creds  vbctoken.Credentials
+	stores map[string]*Store
+}
+
+var _ vbctoken.Fleet = (*Fleet)(nil)
+
+// NewFleet returns an empty fleet whose accounts share creds.
+func NewFleet(creds vbctoken.Credentials) *Fleet {
+	return &Fleet{creds: creds, stores: map[string]*Store{}}
+}
+
+// Open implements vbctoken.Fleet.
+func (f *Fleet) Open(account string) (vbctoken.Store, error) { return f.Store(account), nil }
+
+// Store returns the memstore of account, for tests that look inside it.
+func (f *Fleet) Store(account string) *Store {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.stores[account]
+	if !ok {
+		s = New(f.creds)
+		f.stores[account] = s
+	}
+	return s
+}
+
+// Accounts implements vbctoken.Fleet: the accounts with a stored pair, sorted.
+func (f *Fleet) Accounts(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id, s := range f.stores {
+		s.mu.Lock()
+		stored := s.pair != nil || s.pending != nil
+		s.mu.Unlock()
+		if stored {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// LoadCredentials implements vbctoken.Fleet.
+func (f *Fleet) LoadCredentials(context.Context) (vbctoken.Credentials, error) {
+	if f.creds.ClientID == "" {
+		return vbctoken.Credentials{}, fmt.Errorf("memstore: %w", vbctoken.ErrNoCredentials)
+	}
+	return f.creds, nil
 }

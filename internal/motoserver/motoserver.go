@@ -3,6 +3,7 @@
 // moto (pip install 'moto[server]') speaks the real AWS JSON protocol, including
 // ClientRequestToken idempotency, staging labels and UpdateSecretVersionStage's
 // compare-and-swap, so the store code is tested against the same calls it makes in AWS.
+// The same port serves DynamoDB (conditional writes); CreateTable makes a table there.
 //
 // One server is shared by every test of a test binary; tests isolate themselves with fresh
 // secret names (UniqueName, CreateStoreSecrets) rather than restarting or resetting it.
@@ -28,6 +29,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
@@ -56,6 +59,7 @@ type Server struct {
 
 	clientOnce sync.Once
 	client     *secretsmanager.Client
+	createMu   sync.Mutex
 }
 
 var (
@@ -240,6 +244,29 @@ func (s *Server) Client() *secretsmanager.Client {
 	return s.client
 }
 
+// SerialClient is the server's client with atomic CreateSecret calls: they reach moto one
+// at a time. moto 5.2 checks that a name is free and adds the secret in two steps without a
+// lock, so two concurrent CreateSecret calls for one name can both succeed, the second
+// silently making its value current; AWS answers the second with ResourceExistsException.
+// Tests that race CreateSecret on one name use it.
+type SerialClient struct {
+	*secretsmanager.Client
+	mu *sync.Mutex
+}
+
+// CreateSecret calls the client's CreateSecret while no other call of the server's
+// SerialClients is under way.
+func (c SerialClient) CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.CreateSecretOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Client.CreateSecret(ctx, in, optFns...)
+}
+
+// SerialClient returns the server's client with atomic CreateSecret calls.
+func (s *Server) SerialClient() SerialClient {
+	return SerialClient{Client: s.Client(), mu: &s.createMu}
+}
+
 // FakeCredentials are the static test credentials moto accepts (AWS_ACCESS_KEY_ID=test).
 func FakeCredentials() aws.CredentialsProvider {
 	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
@@ -318,9 +345,36 @@ func (s *Server) PutSecret(t testing.TB, name, value string) {
 	}
 }
 
-// VersionCount returns how many versions name has, deprecated ones included.
+// SetSecret stores value as the current version of name like PutSecret, creating the
+// secret with it when it does not exist yet (a fleet's secrets exist only after their first
+// write).
+func (s *Server) SetSecret(t testing.TB, name, value string) {
+	t.Helper()
+	_, err := s.Client().CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
+		Name:         aws.String(name),
+		SecretString: aws.String(value),
+	})
+	var apiErr interface{ ErrorCode() string }
+	switch {
+	case err == nil:
+		return
+	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "ResourceExistsException":
+		s.PutSecret(t, name, value)
+	default:
+		t.Fatalf("set secret %s: %v", name, err)
+	}
+}
+
+// VersionCount returns how many versions name has, deprecated ones included; 0 when name
+// does not exist.
 func (s *Server) VersionCount(t testing.TB, name string) int {
 	t.Helper()
+	// moto 5.2 answers ListSecretVersionIds on a missing secret with an HTTP 500.
+	_, err := s.Client().DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
+	var apiErr interface{ ErrorCode() string }
+	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ResourceNotFoundException" {
+		return 0
+	}
 	n := 0
 	p := secretsmanager.NewListSecretVersionIdsPaginator(s.Client(), &secretsmanager.ListSecretVersionIdsInput{
 		SecretId:          aws.String(name),
@@ -371,6 +425,29 @@ func (s *Server) CreateStoreSecrets(t testing.TB, placeholders bool) Secrets {
 	s.CreateSecret(t, ids.Pair, pair)
 	s.CreateSecret(t, ids.Access, access)
 	return ids
+}
+
+// CreateTable creates an on-demand DynamoDB table under a fresh name, with the string
+// partition key partitionKey and no sort key, and returns the name. Each call pays moto's
+// DynamoDB start-up on first use (≈ 1 s).
+func (s *Server) CreateTable(t testing.TB, partitionKey string) string {
+	t.Helper()
+	name := strings.Map(func(r rune) rune { // table names are [a-zA-Z0-9_.-]{3,255}
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {
+			return r
+		}
+		return '.'
+	}, UniqueName(t, "vbc"))
+	_, err := dynamodb.NewFromConfig(s.Config()).CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(partitionKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(partitionKey), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatalf("create table %s: %v", name, err)
+	}
+	return name
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -2,10 +2,13 @@ package motoserver_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/vbctoken/vbctoken/internal/motoserver"
@@ -64,5 +67,32 @@ func TestUniqueName(t *testing.T) {
 	a, b := motoserver.UniqueName(t, "p"), motoserver.UniqueName(t, "p")
 	if a == b {
 		t.Errorf("UniqueName returned %q twice", a)
+	}
+}
+
+func TestCreateTable(t *testing.T) {
+	srv := motoserver.Start(t)
+	ctx := context.Background()
+	name := srv.CreateTable(t, "pk")
+	if other := srv.CreateTable(t, "pk"); other == name {
+		t.Fatalf("CreateTable returned %q twice", name)
+	}
+	c := dynamodb.NewFromConfig(srv.Config())
+	desc, err := c.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks := desc.Table.KeySchema; len(ks) != 1 || aws.ToString(ks[0].AttributeName) != "pk" || ks[0].KeyType != types.KeyTypeHash {
+		t.Errorf("key schema = %+v, want the partition key pk only", ks)
+	}
+	key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "pair#acme"}}
+	_, err = c.PutItem(ctx, &dynamodb.PutItemInput{TableName: &name, Item: key, ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.PutItem(ctx, &dynamodb.PutItemInput{TableName: &name, Item: key, ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	var failed *types.ConditionalCheckFailedException
+	if !errors.As(err, &failed) {
+		t.Errorf("second conditional put: err = %v, want ConditionalCheckFailedException", err)
 	}
 }

@@ -23,11 +23,19 @@ const (
 	maxDetailRunes   = 300
 	consentURLAdvice = "Ask an admin for a new consent link:"
 	consentURLCmd    = "vbctoken consent-url"
+	statusAdvice     = "Check the connection:"
+	statusCmd        = "vbctoken status"
 )
 
 // Consenter is the part of vbctoken.Keeper the callback calls.
 type Consenter interface {
 	CompleteConsent(ctx context.Context, state string, code vbctoken.Secret) (vbctoken.Result, error)
+}
+
+// AccountConsenter is the part of vbctoken.Accounts the callback calls in accounts mode: it
+// takes the account from the signed state, never from an unsigned parameter, and returns it.
+type AccountConsenter interface {
+	CompleteConsent(ctx context.Context, state string, code vbctoken.Secret) (account string, res vbctoken.Result, err error)
 }
 
 // Request is what the callback reads of an HTTP request: never headers or a body.
@@ -43,8 +51,12 @@ type Request struct {
 // anything else is a short 4xx page. Nothing is written unless the keeper accepts the
 // state and VBC issues a pair.
 type Callback struct {
+	// Keeper completes consents in a single-account deployment.
 	Keeper Consenter
-	Log    *slog.Logger
+	// Accounts, when set, completes them in accounts mode instead (docs/design.md
+	// "Accounts mode"): the success page names the account the signed state carried.
+	Accounts AccountConsenter
+	Log      *slog.Logger
 	// Path is the route; default CallbackPath.
 	Path string
 	// Location formats times on pages; default UTC.
@@ -125,7 +137,19 @@ func (c *Callback) serve(ctx context.Context, req Request, log *slog.Logger) Pag
 			Lead: "The authorization code in the link is far longer than VBC's.", Next: consentURLAdvice, NextCode: consentURLCmd}
 	}
 
-	res, err := c.Keeper.CompleteConsent(ctx, state, vbctoken.Secret(code))
+	var (
+		account string
+		res     vbctoken.Result
+		err     error
+	)
+	if c.Accounts != nil {
+		account, res, err = c.Accounts.CompleteConsent(ctx, state, vbctoken.Secret(code))
+		if account != "" {
+			log = log.With("account", account)
+		}
+	} else {
+		res, err = c.Keeper.CompleteConsent(ctx, state, vbctoken.Secret(code))
+	}
 	if err != nil {
 		page := consentErrorPage(err)
 		level := slog.LevelWarn
@@ -137,7 +161,7 @@ func (c *Callback) serve(ctx context.Context, req Request, log *slog.Logger) Pag
 	}
 	log.InfoContext(ctx, "callback: connected", "status", http.StatusOK, "result", res.Outcome,
 		"access_expires_at", res.AccessExpiresAt, "refresh_expires_at", res.RefreshExpiresAt)
-	return Page{
+	page := Page{
 		Status: http.StatusOK, Tone: ToneOK, Title: "Connected to Vonage Business Communications",
 		Lead: "vbctoken stored the new connection. Apps read a fresh access token from now on, and the scheduled refresher keeps it alive: you do not need to do this again.",
 		Facts: []Fact{
@@ -146,6 +170,11 @@ func (c *Callback) serve(ctx context.Context, req Request, log *slog.Logger) Pag
 		},
 		Next: "You can close this page.",
 	}
+	if account != "" {
+		page.Lead = "vbctoken stored the new connection of the account " + account + ". Its apps read a fresh access token from now on, and the scheduled refresher keeps it alive: you do not need to do this again."
+		page.Facts = append([]Fact{{"Account", account}}, page.Facts...)
+	}
+	return page
 }
 
 // declined shows VBC's error redirect: the admin declined, or VBC failed. Nothing is
@@ -192,6 +221,12 @@ func consentErrorPage(err error) Page {
 	case errors.Is(err, vbctoken.ErrNoCredentials):
 		return Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Title: "vbctoken is not configured yet",
 			Lead: "The client credentials secret is empty. An operator must store the VBC consumer key and secret first."}
+	case errors.Is(err, vbctoken.ErrOutcomeUnknown):
+		// The code reached VBC but no usable answer came back. It is never sent again (VBC
+		// would revoke the token it issued), and the stored connection is kept.
+		return Page{Status: http.StatusBadGateway, Tone: ToneWarn, Title: "VBC may have connected",
+			Lead: "VBC did not answer clearly after the code was sent. The existing connection, if any, is unchanged. Check the status; if it is not connected, start again with a new link.",
+			Next: statusAdvice, NextCode: statusCmd}
 	case errors.Is(err, vbctoken.ErrTransient), errors.Is(err, context.DeadlineExceeded):
 		return Page{Status: http.StatusServiceUnavailable, Tone: ToneBad, Title: "VBC or AWS is not answering right now",
 			Lead: "Nothing was changed. Wait a few minutes, then start again.", Next: consentURLAdvice, NextCode: consentURLCmd}

@@ -111,14 +111,26 @@ func (e *callbackEnv) tokenRequests() int {
 	return n
 }
 
-// mint signs a state with the key derived from secret, minted at `at`.
+// mint signs a state as a deployment whose client secret is secret would, at `at`: the state
+// of a consent link its keeper mints.
 func mint(t testing.TB, secret string, at time.Time) string {
 	t.Helper()
-	s, _, err := vbctoken.NewStateSigner(vbctoken.StateKeyFromClientSecret(vbctoken.Secret(secret)), 0).Mint(at, "")
+	k, err := vbctoken.NewKeeper(vbctoken.KeeperConfig{
+		Store: memstore.New(vbctoken.Credentials{ClientID: "mint", ClientSecret: vbctoken.Secret(secret)}),
+		Now:   func() time.Time { return at },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	link, err := k.ConsentURL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query().Get("state")
 }
 
 // input is one bad request of the corpus.

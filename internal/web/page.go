@@ -32,6 +32,13 @@ code{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding
 .detail{border-left:3px solid var(--line);padding:.25rem .75rem;color:var(--muted);overflow-wrap:anywhere}
 a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;border-radius:6px;background:#1a73e8;color:#fff;text-decoration:none}
 footer{margin-top:1.5rem;font-size:.8rem;color:var(--muted)}
+main.wide{max-width:64rem}
+table{width:100%;border-collapse:collapse;margin:1rem 0;font-size:.9rem;font-variant-numeric:tabular-nums}
+th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--muted);font-weight:600}
+td.ok{color:var(--ok)}td.bad{color:var(--bad)}td.warn{color:var(--warn)}
+form{display:flex;gap:.5rem;align-items:center;flex-wrap:wrap;margin:1rem 0}
+input{font:inherit;padding:.4rem .6rem;border:1px solid var(--line);border-radius:6px;background:var(--card);color:var(--fg)}
+button{font:inherit;padding:.45rem 1rem;border-radius:6px;border:0;background:#1a73e8;color:#fff;cursor:pointer}
 `
 
 var cspStyleHash = func() string {
@@ -42,12 +49,16 @@ var cspStyleHash = func() string {
 // SecurityHeaders are sent with every page: nothing cached (the URL carried a code), no
 // framing, no sniffing, no referrer (the callback URL holds code and state), and a CSP
 // that allows only the page's own stylesheet.
-func SecurityHeaders() map[string]string {
+func SecurityHeaders() map[string]string { return securityHeaders("'none'") }
+
+// securityHeaders are SecurityHeaders with the CSP's form-action: 'none', or 'self' for a
+// page with a form.
+func securityHeaders(formAction string) map[string]string {
 	return map[string]string{
 		"Content-Type":              "text/html; charset=utf-8",
 		"Cache-Control":             "no-store",
 		"Pragma":                    "no-cache",
-		"Content-Security-Policy":   "default-src 'none'; style-src " + cspStyleHash + "; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+		"Content-Security-Policy":   "default-src 'none'; style-src " + cspStyleHash + "; base-uri 'none'; form-action " + formAction + "; frame-ancestors 'none'",
 		"X-Frame-Options":           "DENY",
 		"X-Content-Type-Options":    "nosniff",
 		"Referrer-Policy":           "no-referrer",
@@ -82,6 +93,40 @@ type Page struct {
 	LinkText  string
 	Refresh   int // seconds; a status page reloads itself
 	RequestID string
+	// Table and Form, when set, come before the facts (the accounts page); Wide widens the
+	// page for the table.
+	Table *Table
+	Form  *Form
+	Wide  bool
+}
+
+// Table is a table of text cells under a header row.
+type Table struct {
+	ID   string
+	Head []string
+	Rows []Row
+}
+
+// Row is one row of a Table; ID, when set, is its element id.
+type Row struct {
+	ID    string
+	Cells []Cell
+}
+
+// Cell is one cell: text, coloured by Tone when set, or a link when LinkURL is set.
+type Cell struct {
+	Text    string
+	Tone    Tone
+	LinkURL string
+}
+
+// Form is a one-field GET form: Label, an input named Name, and a submit button.
+type Form struct {
+	ID, Action, Label, Name, Placeholder, Button string
+	// Pattern and MaxLength let the browser check the value before it is sent; the server
+	// checks it again.
+	Pattern   string
+	MaxLength int
 }
 
 // Render returns the page's HTML.
@@ -104,7 +149,11 @@ func (p Page) Render() string {
 		b.WriteString(`<meta http-equiv="refresh" content="` + strconv.Itoa(p.Refresh) + `">`)
 	}
 	b.WriteString("\n<title>" + e(p.Title) + " · vbctoken</title><style>" + css + "</style></head>\n")
-	b.WriteString(`<body><main class="` + e(string(p.Tone)) + `" id="page" data-status="` + strconv.Itoa(p.Status) + `">` + "\n")
+	class := string(p.Tone)
+	if p.Wide {
+		class += " wide"
+	}
+	b.WriteString(`<body><main class="` + e(class) + `" id="page" data-status="` + strconv.Itoa(p.Status) + `">` + "\n")
 	badge := "✕"
 	switch p.Tone {
 	case ToneOK:
@@ -115,6 +164,12 @@ func (p Page) Render() string {
 	b.WriteString(`<h1><span class="badge">` + badge + `</span><span id="title">` + e(p.Title) + "</span></h1>\n")
 	if p.Lead != "" {
 		b.WriteString(`<p id="lead">` + e(p.Lead) + "</p>\n")
+	}
+	if p.Table != nil {
+		p.Table.render(&b)
+	}
+	if p.Form != nil {
+		p.Form.render(&b)
 	}
 	if len(p.Facts) > 0 {
 		b.WriteString(`<dl id="facts">`)
@@ -144,6 +199,54 @@ func (p Page) Render() string {
 	return b.String()
 }
 
+func (t *Table) render(b *strings.Builder) {
+	e := html.EscapeString
+	b.WriteString(`<table id="` + e(t.ID) + `"><thead><tr>`)
+	for _, h := range t.Head {
+		b.WriteString("<th>" + e(h) + "</th>")
+	}
+	b.WriteString("</tr></thead><tbody>\n")
+	for _, r := range t.Rows {
+		b.WriteString("<tr")
+		if r.ID != "" {
+			b.WriteString(` id="` + e(r.ID) + `"`)
+		}
+		b.WriteString(">")
+		for _, c := range r.Cells {
+			b.WriteString("<td")
+			if c.Tone != "" {
+				b.WriteString(` class="` + e(string(c.Tone)) + `"`)
+			}
+			b.WriteString(">")
+			if c.LinkURL != "" {
+				b.WriteString(`<a href="` + e(safeURL(c.LinkURL)) + `">` + e(c.Text) + "</a>")
+			} else {
+				b.WriteString(e(c.Text))
+			}
+			b.WriteString("</td>")
+		}
+		b.WriteString("</tr>\n")
+	}
+	b.WriteString("</tbody></table>\n")
+}
+
+func (f *Form) render(b *strings.Builder) {
+	e := html.EscapeString
+	b.WriteString(`<form id="` + e(f.ID) + `" method="get" action="` + e(safeURL(f.Action)) + `">`)
+	b.WriteString(`<label for="` + e(f.Name) + `">` + e(f.Label) + `</label> `)
+	b.WriteString(`<input id="` + e(f.Name) + `" name="` + e(f.Name) + `" type="text" required autocomplete="off" spellcheck="false"`)
+	if f.Placeholder != "" {
+		b.WriteString(` placeholder="` + e(f.Placeholder) + `"`)
+	}
+	if f.Pattern != "" {
+		b.WriteString(` pattern="` + e(f.Pattern) + `"`)
+	}
+	if f.MaxLength > 0 {
+		b.WriteString(` maxlength="` + strconv.Itoa(f.MaxLength) + `"`)
+	}
+	b.WriteString(`> <button id="` + e(f.ID) + `-submit" type="submit">` + e(f.Button) + "</button></form>\n")
+}
+
 // safeURL lets through http(s) and relative links only; anything else (javascript:,
 // data:, …) becomes "#", as html/template does with unsafe URLs.
 func safeURL(raw string) string {
@@ -170,7 +273,11 @@ func Respond(p Page) Response {
 	if p.Status == 0 {
 		p.Status = http.StatusOK
 	}
-	return Response{Status: p.Status, Headers: SecurityHeaders(), Body: p.Render()}
+	headers := SecurityHeaders()
+	if p.Form != nil {
+		headers = securityHeaders("'self'")
+	}
+	return Response{Status: p.Status, Headers: headers, Body: p.Render()}
 }
 
 // Write sends r on w.

@@ -114,6 +114,9 @@ func StatusPage(v StatusView) Page {
 	if v.Last != nil {
 		p.Facts = append(p.Facts, Fact{"Last refresh", v.Last.Summary() + " · " + unbreakable(Relative(v.Last.At, now))})
 	}
+	if !st.LoginLockedUntil.IsZero() {
+		p.Facts = append(p.Facts, Fact{"Password login", "VBC user locked until " + t(st.LoginLockedUntil) + "; every attempt extends the lock by 30 minutes"})
+	}
 	if !v.LastCheck.IsZero() {
 		p.Facts = append(p.Facts, Fact{"Last check", unbreakable(Relative(v.LastCheck, now))})
 	}

@@ -37,7 +37,8 @@ type Fleet interface {
 	// Open returns the store of account, a valid account id. Nothing is read or created
 	// until the store is used.
 	Open(account string) (Store, error)
-	// Accounts lists the accounts that have a stored pair, sorted.
+	// Accounts lists the accounts the fleet knows, sorted: every account with a stored
+	// pair, and possibly accounts whose first consent has not completed (not connected).
 	Accounts(ctx context.Context) ([]string, error)
 	// LoadCredentials returns the shared client credentials, ErrNoCredentials when unset.
 	LoadCredentials(ctx context.Context) (Credentials, error)
@@ -91,7 +92,7 @@ func (a *Accounts) Keeper(account string) (*Keeper, error) {
 	return k, nil
 }
 
-// List returns the accounts that have a stored pair, sorted.
+// List returns the accounts the fleet knows, sorted (see Fleet.Accounts).
 func (a *Accounts) List(ctx context.Context) ([]string, error) {
 	ids, err := a.fleet.Accounts(ctx)
 	if err != nil {
@@ -117,12 +118,12 @@ func (a *Accounts) CompleteConsent(ctx context.Context, state string, code Secre
 	if a.cfg.Now != nil {
 		now = a.cfg.Now
 	}
-	claims, err := NewStateSigner(StateKeyFromClientSecret(creds.ClientSecret), ttl).Verify(state, now())
+	claims, err := newStateSigner(stateKeyFromClientSecret(creds.ClientSecret), ttl).Verify(state, now())
 	if err != nil {
 		return "", Result{}, fmt.Errorf("consent: %w", err)
 	}
 	if claims.Account == "" {
-		return "", Result{}, fmt.Errorf("consent: %w: the link was minted for a single-account deployment", ErrStateMalformed)
+		return "", Result{}, fmt.Errorf("consent: %w: the link was minted for a single-account deployment", errStateMalformed)
 	}
 	k, err := a.Keeper(claims.Account)
 	if err != nil {

@@ -1,11 +1,8 @@
 package vbctoken_test
 
 import (
-	"context"
 	"errors"
 	"net/url"
-	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,44 +11,9 @@ import (
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
-// memFleet is a Fleet of memstores, one per account, created on first use.
-type memFleet struct {
-	mu     sync.Mutex
-	creds  vbctoken.Credentials
-	stores map[string]*memstore.Store
-}
-
-func (f *memFleet) Open(account string) (vbctoken.Store, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s, ok := f.stores[account]
-	if !ok {
-		s = memstore.New(f.creds)
-		f.stores[account] = s
-	}
-	return s, nil
-}
-
-func (f *memFleet) Accounts(ctx context.Context) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var ids []string
-	for id, s := range f.stores {
-		if v, err := s.LoadPair(ctx); err == nil && !v.Pair.RefreshToken.IsZero() {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	return ids, nil
-}
-
-func (f *memFleet) LoadCredentials(context.Context) (vbctoken.Credentials, error) {
-	return f.creds, nil
-}
-
 func TestAccountsKeepTheirOwnChains(t *testing.T) {
 	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
-	fleet := &memFleet{creds: vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret}, stores: map[string]*memstore.Store{}}
+	fleet := memstore.NewFleet(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})
 	cfg := vbctoken.KeeperConfig{
 		Client: vbctoken.ClientConfig{
 			Endpoints:   vbctoken.Endpoints{AuthorizeURL: w.srv.URL + "/authorize", TokenURL: w.srv.URL + "/token"},

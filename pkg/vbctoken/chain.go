@@ -172,16 +172,6 @@ func (p *Pair) latestRefreshExpiry() time.Time {
 	return p.RefreshExpiresAt
 }
 
-// withoutKept returns a copy of p without the kept pair holding refresh token rt.
-func (p *Pair) withoutKept(rt Secret) *Pair {
-	out := p.Clone()
-	out.kept = slices.DeleteFunc(out.kept, func(c *Pair) bool { return c.RefreshToken == rt })
-	if len(out.kept) == 0 {
-		out.kept = nil
-	}
-	return out
-}
-
 // reusedGrant reports whether a code or password grant's answer looks like WSO2 handing
 // back an active token: an access token with clearly less than VBC's 24 hours left.
 func reusedGrant(p *Pair) bool {

@@ -343,8 +343,10 @@ func TestSandboxFaults(t *testing.T) {
 	})
 	t.Run("a slow answer times out and the retry gets through", func(t *testing.T) {
 		w := newSBWorld(t, func(o *vbcsandbox.Options) { o.FaultDelay = time.Minute })
+		// The first answer is a minute late; the client gives up on it after a timeout long
+		// enough that the prompt retry fits in it however loaded the machine is.
 		c := w.client(false, func(cfg *vbctoken.ClientConfig) {
-			cfg.HTTPClient = &http.Client{Timeout: 100 * time.Millisecond}
+			cfg.HTTPClient = &http.Client{Timeout: 2 * time.Second}
 		})
 		first, err := c.Password(context.Background(), sbUser, sbPassword)
 		if err != nil {

@@ -810,14 +810,15 @@ func TestRetryStopsBeforeDeadline(t *testing.T) {
 	c := vbctoken.NewClient(vbctoken.ClientConfig{
 		Endpoints: vbctoken.Endpoints{TokenURL: ts.URL + "/token"},
 		Retry: vbctoken.RetryPolicy{
-			Initial: 3 * time.Second, Max: time.Minute, Sleep: clock.Sleep, Now: clock.Now,
+			Initial: 30 * time.Minute, Max: 10 * time.Hour, Sleep: clock.Sleep, Now: clock.Now,
 			Rand: func() float64 { return 0.999 },
 		},
 		Now: clock.Now,
 	}, clCreds)
-	// Waits of ≈3 s and ≈6 s fit in 10 s; the third (≈12 s) would not, so it stops after 3
-	// attempts, long before MaxAttempts (8), and without waiting for the real deadline.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Fake waits of ≈30 min and ≈60 min fit in the 100 minutes the deadline leaves (however
+	// long the machine takes to get there); the third (≈120 min) would not, so it stops
+	// after 3 attempts, long before MaxAttempts (8), and without waiting for the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Minute)
 	defer cancel()
 
 	_, err := c.Refresh(ctx, clRefresh)

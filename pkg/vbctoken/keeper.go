@@ -200,14 +200,20 @@ func (k *Keeper) refresh(ctx context.Context, force bool) (Result, error) {
 	for round := 0; round < maxCommitRounds; round++ {
 		now := k.now()
 		moved := cur.Pair.RefreshToken != first
-		d := k.cfg.Policy.Decide(cur.Pair, now, force && !moved)
+		d := k.cfg.Policy.decide(cur.Pair, now, force && !moved)
 		switch {
 		case moved && !d.Refresh:
 			k.log.InfoContext(ctx, "refresh superseded: another keeper stored a new pair", "pair", cur.Pair)
 			return k.settle(ctx, OutcomeSuperseded, d.Reason, cur.Pair, false)
 		case cur.Pair.RefreshToken.IsZero() && len(cur.Pair.kept) == 0:
-			k.log.ErrorContext(ctx, "re-consent required: no token pair is stored; an admin must run `vbctoken consent-url` and approve in the browser",
-				"reason", d.Reason)
+			if k.cfg.Account != "" {
+				// An account whose first consent has not completed: a fleet lists it before
+				// it is connected. Not an alarm; the admin knows a link is out.
+				k.log.WarnContext(ctx, "not connected yet: the account has no stored pair; an admin must run `vbctoken consent-url --account "+k.cfg.Account+"` and approve in the browser")
+			} else {
+				k.log.ErrorContext(ctx, "re-consent required: no token pair is stored; an admin must run `vbctoken consent-url` and approve in the browser",
+					"reason", d.Reason)
+			}
 			return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("%w (%s)", ErrReconsentRequired, d.Reason)
 		case !d.Refresh && !d.Reconsent:
 			k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
@@ -332,7 +338,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 	// VBC rejected every refresh token the store holds, nothing newer was stored, and this
 	// keeper's lease means no other keeper is spending one: the chain is gone, unless an
 	// opt-in self-heal restores it.
-	res, err, handled, leased := k.trySelfHeal(work, leased, reason)
+	res, handled, leased, err := k.trySelfHeal(work, leased, reason)
 	if handled {
 		return res, err
 	}
@@ -511,7 +517,7 @@ func (k *Keeper) CompleteConsent(ctx context.Context, state string, code Secret)
 	if claims.Account != k.cfg.Account {
 		// Signed by this deployment, but for another account (or mode): never store a
 		// chain under an account the admin did not consent for.
-		return Result{}, fmt.Errorf("consent: %w: the link was minted for another account", ErrStateMalformed)
+		return Result{}, fmt.Errorf("consent: %w: the link was minted for another account", errStateMalformed)
 	}
 	reserved, err := k.spendNonce(ctx, claims)
 	if err != nil {
@@ -696,7 +702,7 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
 	now := k.now()
-	d := k.cfg.Policy.Decide(cur.Pair, now, false)
+	d := k.cfg.Policy.decide(cur.Pair, now, false)
 	st := Status{Connected: !d.Reconsent, Reason: d.Reason, Now: now, KeptPairs: len(cur.Pair.kept)}
 	if l := cur.Pair.lease; l.liveFor("", now) {
 		st.RefreshingBy, st.RefreshingUntil = l.Holder, l.ExpiresAt
@@ -710,7 +716,7 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 	if p := cur.Pair; p != nil && !p.RefreshToken.IsZero() {
 		st.Grant, st.ObtainedAt, st.AccessExpiresAt, st.RefreshExpiresAt = p.Grant, p.ObtainedAt, p.ExpiresAt, p.RefreshExpiresAt
 		if !d.Reconsent {
-			st.NextRefresh = k.cfg.Policy.NextRefresh(p)
+			st.NextRefresh = k.cfg.Policy.nextRefresh(p)
 		}
 	}
 	return st, nil
@@ -718,7 +724,7 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 
 // spendNonce records the state's nonce in the pair secret before the code is exchanged, so
 // a replayed consent link is refused even when two callbacks race.
-func (k *Keeper) spendNonce(ctx context.Context, claims StateClaims) (Versioned, error) {
+func (k *Keeper) spendNonce(ctx context.Context, claims stateClaims) (Versioned, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return Versioned{}, fmt.Errorf("record consent nonce: %w", err)
@@ -816,7 +822,7 @@ func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 func (k *Keeper) access(p *Pair) AccessToken {
 	a := p.Access()
 	if !p.RefreshToken.IsZero() {
-		a.RefreshAt = k.cfg.Policy.NextRefresh(p).UTC().Truncate(time.Second)
+		a.RefreshAt = k.cfg.Policy.nextRefresh(p).UTC().Truncate(time.Second)
 	}
 	return a
 }
@@ -943,8 +949,8 @@ func (k *Keeper) retryStore(ctx context.Context, op func(context.Context) error)
 		func(err error) bool { return errors.Is(err, ErrTransient) })
 }
 
-func (k *Keeper) signer(c Credentials) *StateSigner {
-	return NewStateSigner(StateKeyFromClientSecret(c.ClientSecret), k.cfg.StateTTL)
+func (k *Keeper) signer(c Credentials) *stateSigner {
+	return newStateSigner(stateKeyFromClientSecret(c.ClientSecret), k.cfg.StateTTL)
 }
 
 // clientFor returns the cached credentials and client, loading them on first use.

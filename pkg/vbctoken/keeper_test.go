@@ -229,7 +229,7 @@ func TestConsentStateRejected(t *testing.T) {
 		{"empty code", state, "", vbctoken.ErrBadInput},
 		{"no state", "", code, vbctoken.ErrBadState},
 		{"tampered", string(tampered), code, vbctoken.ErrBadState},
-		{"garbage", "<script>", code, vbctoken.ErrStateMalformed},
+		{"garbage", "<script>", code, vbctoken.ErrBadState},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

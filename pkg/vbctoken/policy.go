@@ -3,12 +3,8 @@ package vbctoken
 import (
 	"fmt"
 	"time"
-)
 
-// Default policy values (docs/design.md "Configuration": VBC_REFRESH_MARGIN, VBC_REFRESH_MAX_AGE).
-const (
-	DefaultRefreshMargin = 2 * time.Hour
-	DefaultRefreshMaxAge = 24 * time.Hour
+	"github.com/vbctoken/vbctoken/internal/contract"
 )
 
 // Policy decides when the keeper refreshes.
@@ -23,7 +19,7 @@ type Policy struct {
 // DefaultPolicy refreshes when the access token has less than 2 hours left or the pair is
 // a day old (docs/design.md "Configuration").
 func DefaultPolicy() Policy {
-	return Policy{Margin: DefaultRefreshMargin, MaxAge: DefaultRefreshMaxAge}
+	return Policy{Margin: contract.DefaultRefreshMargin, MaxAge: contract.DefaultRefreshMaxAge}
 }
 
 // Validate rejects settings that would refresh never or on every run.
@@ -60,40 +56,40 @@ const (
 	ReasonLeased Reason = "leased"
 )
 
-// Decision is the outcome of Decide.
-type Decision struct {
+// decision is the outcome of Decide.
+type decision struct {
 	Refresh   bool   // call the token endpoint now
 	Reconsent bool   // the chain is gone: only an admin consent helps
 	Reason    Reason // why
 }
 
 // Decide says what to do with pair at now. It is pure: same inputs, same answer.
-func (p Policy) Decide(pair *Pair, now time.Time, force bool) Decision {
+func (p Policy) decide(pair *Pair, now time.Time, force bool) decision {
 	switch {
 	case pair == nil || pair.RefreshToken.IsZero():
-		return Decision{Reconsent: true, Reason: ReasonNotConnected}
+		return decision{Reconsent: true, Reason: ReasonNotConnected}
 	case !now.Before(pair.latestRefreshExpiry()):
-		return Decision{Reconsent: true, Reason: ReasonRefreshExpired}
+		return decision{Reconsent: true, Reason: ReasonRefreshExpired}
 	case force:
-		return Decision{Refresh: true, Reason: ReasonForced}
+		return decision{Refresh: true, Reason: ReasonForced}
 	case pair.inDoubt():
-		return Decision{Refresh: true, Reason: ReasonAmbiguous}
+		return decision{Refresh: true, Reason: ReasonAmbiguous}
 	case pair.estimated:
-		return Decision{Refresh: true, Reason: ReasonUnknownWindow}
+		return decision{Refresh: true, Reason: ReasonUnknownWindow}
 	case pair.ExpiresAt.Sub(now) <= p.Margin:
-		return Decision{Refresh: true, Reason: ReasonAccessExpiring}
+		return decision{Refresh: true, Reason: ReasonAccessExpiring}
 	case now.Sub(pair.ObtainedAt) >= p.MaxAge:
-		return Decision{Refresh: true, Reason: ReasonMaxAge}
+		return decision{Refresh: true, Reason: ReasonMaxAge}
 	case pair.RefreshExpiresAt.Sub(now) <= p.Margin:
-		return Decision{Refresh: true, Reason: ReasonRefreshWindow}
+		return decision{Refresh: true, Reason: ReasonRefreshWindow}
 	}
-	return Decision{Reason: ReasonFresh}
+	return decision{Reason: ReasonFresh}
 }
 
-// NextRefresh is the earliest time a rule of the policy fires for pair: Decide refreshes at
+// nextRefresh is the earliest time a rule of the policy fires for pair: decide refreshes at
 // it and after it, so a scheduled refresher acts on its first run at or after it. A pair
 // in doubt or of unknown window is due at once.
-func (p Policy) NextRefresh(pair *Pair) time.Time {
+func (p Policy) nextRefresh(pair *Pair) time.Time {
 	if pair.inDoubt() || pair.estimated {
 		return pair.ObtainedAt
 	}

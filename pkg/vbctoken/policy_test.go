@@ -16,23 +16,23 @@ func TestPolicyDecide(t *testing.T) {
 		pair  *Pair
 		now   time.Time
 		force bool
-		want  Decision
+		want  decision
 	}{
-		{"nothing stored", nil, t0, false, Decision{Reconsent: true, Reason: ReasonNotConnected}},
-		{"placeholder", &Pair{}, t0, true, Decision{Reconsent: true, Reason: ReasonNotConnected}},
-		{"fresh", pair(24 * time.Hour), t0.Add(time.Hour), false, Decision{Reason: ReasonFresh}},
-		{"forced", pair(24 * time.Hour), t0.Add(time.Hour), true, Decision{Refresh: true, Reason: ReasonForced}},
-		{"inside margin", pair(24 * time.Hour), t0.Add(22*time.Hour + time.Second), false, Decision{Refresh: true, Reason: ReasonAccessExpiring}},
-		{"just outside margin", pair(24 * time.Hour), t0.Add(21*time.Hour + 59*time.Minute), false, Decision{Reason: ReasonFresh}},
-		{"short expires_in", pair(82566 * time.Second), t0.Add(21 * time.Hour), false, Decision{Refresh: true, Reason: ReasonAccessExpiring}},
-		{"access expired", pair(24 * time.Hour), t0.Add(30 * time.Hour), false, Decision{Refresh: true, Reason: ReasonAccessExpiring}},
-		{"max age with long access", pair(72 * time.Hour), t0.Add(24 * time.Hour), false, Decision{Refresh: true, Reason: ReasonMaxAge}},
-		{"refresh window end", &Pair{RefreshToken: "r", ObtainedAt: t0, ExpiresAt: t0.Add(500 * time.Hour), RefreshExpiresAt: t0.Add(time.Hour)}, t0, false, Decision{Refresh: true, Reason: ReasonRefreshWindow}},
-		{"refresh expired", pair(24 * time.Hour), t0.Add(RefreshTokenLifetime), true, Decision{Reconsent: true, Reason: ReasonRefreshExpired}},
+		{"nothing stored", nil, t0, false, decision{Reconsent: true, Reason: ReasonNotConnected}},
+		{"placeholder", &Pair{}, t0, true, decision{Reconsent: true, Reason: ReasonNotConnected}},
+		{"fresh", pair(24 * time.Hour), t0.Add(time.Hour), false, decision{Reason: ReasonFresh}},
+		{"forced", pair(24 * time.Hour), t0.Add(time.Hour), true, decision{Refresh: true, Reason: ReasonForced}},
+		{"inside margin", pair(24 * time.Hour), t0.Add(22*time.Hour + time.Second), false, decision{Refresh: true, Reason: ReasonAccessExpiring}},
+		{"just outside margin", pair(24 * time.Hour), t0.Add(21*time.Hour + 59*time.Minute), false, decision{Reason: ReasonFresh}},
+		{"short expires_in", pair(82566 * time.Second), t0.Add(21 * time.Hour), false, decision{Refresh: true, Reason: ReasonAccessExpiring}},
+		{"access expired", pair(24 * time.Hour), t0.Add(30 * time.Hour), false, decision{Refresh: true, Reason: ReasonAccessExpiring}},
+		{"max age with long access", pair(72 * time.Hour), t0.Add(24 * time.Hour), false, decision{Refresh: true, Reason: ReasonMaxAge}},
+		{"refresh window end", &Pair{RefreshToken: "r", ObtainedAt: t0, ExpiresAt: t0.Add(500 * time.Hour), RefreshExpiresAt: t0.Add(time.Hour)}, t0, false, decision{Refresh: true, Reason: ReasonRefreshWindow}},
+		{"refresh expired", pair(24 * time.Hour), t0.Add(RefreshTokenLifetime), true, decision{Reconsent: true, Reason: ReasonRefreshExpired}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := pol.Decide(tc.pair, tc.now, tc.force); got != tc.want {
+			if got := pol.decide(tc.pair, tc.now, tc.force); got != tc.want {
 				t.Errorf("Decide = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -59,7 +59,7 @@ func TestPolicyValidate(t *testing.T) {
 
 func TestNextRefresh(t *testing.T) {
 	p := &Pair{ObtainedAt: t0, ExpiresAt: t0.Add(24 * time.Hour), RefreshExpiresAt: t0.Add(RefreshTokenLifetime)}
-	if got, want := DefaultPolicy().NextRefresh(p), t0.Add(22*time.Hour); !got.Equal(want) {
+	if got, want := DefaultPolicy().nextRefresh(p), t0.Add(22*time.Hour); !got.Equal(want) {
 		t.Errorf("NextRefresh = %v, want %v", got, want)
 	}
 }

@@ -37,27 +37,27 @@ const ReasonSelfHealed Reason = "self_healed"
 // whose answer was lost in transit, if the chain was the same user's. A rejection (wrong
 // password, locked user, bad client) halts self-heal until an admin connects; a failure
 // whose outcome is unknown leaves the chain in doubt until the next attempt.
-func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reason) (res Result, err error, handled bool, latest Versioned) {
+func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reason) (res Result, handled bool, latest Versioned, err error) {
 	src := k.cfg.SelfHeal
 	if src == nil {
-		return Result{}, nil, false, leased
+		return Result{}, false, leased, nil
 	}
 	stored := leased.Pair
 	if h := stored.selfHeal; h != nil {
 		switch {
 		case h.Halted:
 			k.log.ErrorContext(ctx, "self-heal is halted since VBC rejected its login: fix the self-heal secret, then run `vbctoken login` or consent again")
-			return Result{}, nil, false, leased
+			return Result{}, false, leased, nil
 		case k.now().Before(h.At.Add(SelfHealInterval)):
 			k.log.WarnContext(ctx, "self-heal tried recently; the next attempt is due then", "next_attempt", h.At.Add(SelfHealInterval))
-			return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("chain lost; %w: self-heal waits until %s",
-				ErrTransient, h.At.Add(SelfHealInterval).UTC().Format(time.RFC3339)), true, leased
+			return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("chain lost; %w: self-heal waits until %s",
+				ErrTransient, h.At.Add(SelfHealInterval).UTC().Format(time.RFC3339))
 		}
 	}
 	user, password, err := src.LoadLogin(ctx)
 	if err != nil {
 		k.log.ErrorContext(ctx, "self-heal: could not read its login", "error", err)
-		return Result{}, nil, false, leased
+		return Result{}, false, leased, nil
 	}
 	// Record the attempt before it is made: a keeper that dies now still counts as having
 	// tried, so no run sends the password again within the interval.
@@ -65,7 +65,7 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 	marked.selfHeal = &selfHeal{At: k.now().UTC().Truncate(time.Second)}
 	version, err := k.commitRetried(ctx, marked, leased.Version)
 	if err != nil {
-		return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("self-heal: record the attempt: %w", err), true, leased
+		return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("self-heal: record the attempt: %w", err)
 	}
 	leased = Versioned{Pair: marked, Version: version}
 
@@ -84,11 +84,11 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 		if err == nil && res.Outcome == OutcomeRefreshed {
 			res.Outcome = OutcomeConnected
 		}
-		return res, err, true, leased
+		return res, true, leased, err
 	case errors.Is(err, ErrTransient):
 		k.release(ctx, leased)
 		k.log.WarnContext(ctx, "self-heal: the password grant got no usable answer; the chain is in doubt until the next attempt", "error", err)
-		return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("self-heal: %w", err), true, leased
+		return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("self-heal: %w", err)
 	}
 	halted := marked.Clone()
 	halted.selfHeal.Halted = true
@@ -98,5 +98,5 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 		leased = Versioned{Pair: halted, Version: v}
 	}
 	k.log.ErrorContext(ctx, "self-heal halted: VBC rejected its login; fix the self-heal secret, then run `vbctoken login` or consent again", "error", err)
-	return Result{}, nil, false, leased
+	return Result{}, false, leased, nil
 }

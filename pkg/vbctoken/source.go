@@ -166,7 +166,7 @@ func (e *sourceEntry) token() *oauth2.Token {
 }
 
 // NewSource returns a Source reading loader, typically the Store the keeper writes
-// (a SecretsManagerStore on AWS, a FileStore locally). It reads nothing until the first
+// (smstore.NewSource builds one on AWS Secrets Manager, dynamostore.NewSource on DynamoDB). It reads nothing until the first
 // Token call. loader must not be nil.
 func NewSource(loader AccessLoader, opts ...SourceOption) *Source {
 	if loader == nil {

@@ -194,9 +194,8 @@ type readerSim struct {
 	failures       int // calls that got no token, or a 401 while a valid token was stored
 }
 
-// hintStore fills refresh_at the way the keeper does (issue 11): on each PutAccess, the
-// time of the first hourly run at which the policy refreshes the stored pair, or nothing
-// (hintNone). A value the keeper already wrote is kept.
+// hintStore keeps the keeper's refresh_at hint, or drops it (hintNone: a keeper that
+// writes none).
 type hintStore struct {
 	*memstore.Store
 	mode  hintMode
@@ -205,31 +204,10 @@ type hintStore struct {
 }
 
 func (h *hintStore) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
-	switch {
-	case h.mode == hintNone:
+	if h.mode == hintNone {
 		a.RefreshAt = time.Time{}
-	case a.RefreshAt.IsZero() && !a.AccessToken.IsZero():
-		v, err := h.Store.LoadPair(ctx)
-		if err != nil {
-			return err
-		}
-		a.RefreshAt = plannedRun(v.Pair, h.now(), h.phase, time.Hour)
 	}
 	return h.Store.PutAccess(ctx, a)
-}
-
-// plannedRun is the first run of a schedule (phase + k·every) after now at which
-// DefaultPolicy refreshes p.
-func plannedRun(p *vbctoken.Pair, now, phase time.Time, every time.Duration) time.Time {
-	pol := vbctoken.DefaultPolicy()
-	r := phase.Add(now.Sub(phase).Truncate(every) + every)
-	for range 24 * 8 {
-		if d := pol.Decide(p, r, false); d.Refresh || d.Reconsent {
-			return r
-		}
-		r = r.Add(every)
-	}
-	return time.Time{}
 }
 
 // handlerTransport sends requests to an in-process handler.

@@ -15,13 +15,13 @@ import (
 // DefaultStateTTL is how long a consent link stays valid (docs/design.md "Consent state").
 const DefaultStateTTL = 15 * time.Minute
 
-// MaxStateLen is the longest state Verify decodes; longer input is refused unread.
-const MaxStateLen = 256
+// maxStateLen is the longest state Verify decodes; longer input is refused unread.
+const maxStateLen = 256
 
 // stateKeyLabel separates the consent-state key from every other use of the client secret.
 const stateKeyLabel = "vbctoken/consent-state/v1"
 
-// minStateKeyLen is the shortest key a StateSigner accepts (128 bits).
+// minStateKeyLen is the shortest key a stateSigner accepts (128 bits).
 const minStateKeyLen = 16
 
 // Wire layout of a state, before base64url (no padding):
@@ -45,10 +45,10 @@ var ErrBadState = errors.New("bad consent state")
 
 // The specific consent-state failures. Each also matches ErrBadState through errors.Is.
 var (
-	// ErrStateMalformed: empty, too long, not base64url, wrong length or unknown version.
-	ErrStateMalformed error = &stateError{"consent state malformed"}
-	// ErrStateTampered: the signature does not match (altered, or minted with another key).
-	ErrStateTampered error = &stateError{"consent state signature invalid"}
+	// errStateMalformed: empty, too long, not base64url, wrong length or unknown version.
+	errStateMalformed error = &stateError{"consent state malformed"}
+	// errStateTampered: the signature does not match (altered, or minted with another key).
+	errStateTampered error = &stateError{"consent state signature invalid"}
 	// ErrStateExpired: the signature is good but the link's time is up.
 	ErrStateExpired error = &stateError{"consent state expired"}
 	// ErrStateReused: the nonce was already spent. The keeper returns it: only it knows
@@ -64,19 +64,19 @@ func (e *stateError) Error() string { return e.msg }
 // Is matches ErrBadState.
 func (e *stateError) Is(target error) bool { return target == ErrBadState }
 
-// StateClaims is what a verified state carries.
-type StateClaims struct {
+// stateClaims is what a verified state carries.
+type stateClaims struct {
 	Nonce     string    // base64url of 16 random bytes; the replay key
 	ExpiresAt time.Time // end of the link's validity, whole seconds, UTC
 	Account   string    // the account the link is for; "" in a single-account deployment
 }
 
-// StateSigner mints and verifies the signed consent state of docs/design.md "Consent state": a random nonce and
+// stateSigner mints and verifies the signed consent state of docs/design.md "Consent state": a random nonce and
 // an expiry under an HMAC, so the callback needs no storage to check a link it never saw,
 // and derives the PKCE verifier from the same nonce.
 //
-// A StateSigner is safe for concurrent use as long as Rand is.
-type StateSigner struct {
+// A stateSigner is safe for concurrent use as long as Rand is.
+type stateSigner struct {
 	// Rand is the nonce source; default crypto/rand.Reader. Tests inject a fixed reader.
 	Rand io.Reader
 
@@ -86,15 +86,15 @@ type StateSigner struct {
 	keyOK   bool
 }
 
-// NewStateSigner returns a signer for key (at least 16 bytes; see StateKeyFromClientSecret)
+// newStateSigner returns a signer for key (at least 16 bytes; see stateKeyFromClientSecret)
 // whose states live ttl (DefaultStateTTL when ttl ≤ 0). A shorter key makes Mint and Verify
 // fail with ErrBadInput.
-func NewStateSigner(key []byte, ttl time.Duration) *StateSigner {
+func newStateSigner(key []byte, ttl time.Duration) *stateSigner {
 	if ttl <= 0 {
 		ttl = DefaultStateTTL
 	}
 	// Two subkeys, so a signature can never double as a verifier or the reverse.
-	return &StateSigner{
+	return &stateSigner{
 		macKey:  hmacSum(key, []byte("state-mac")),
 		pkceKey: hmacSum(key, []byte("pkce-verifier")),
 		ttl:     ttl,
@@ -102,10 +102,10 @@ func NewStateSigner(key []byte, ttl time.Duration) *StateSigner {
 	}
 }
 
-// StateKeyFromClientSecret derives the state key from the client secret:
+// stateKeyFromClientSecret derives the state key from the client secret:
 // HMAC-SHA256(secret, "vbctoken/consent-state/v1"). Whoever can read the credentials secret
 // (admins, the callback) can mint and verify states; nobody else can.
-func StateKeyFromClientSecret(secret Secret) []byte {
+func stateKeyFromClientSecret(secret Secret) []byte {
 	return hmacSum([]byte(secret.Reveal()), []byte(stateKeyLabel))
 }
 
@@ -116,11 +116,11 @@ func hmacSum(key, msg []byte) []byte {
 }
 
 // TTL returns how long minted states live.
-func (s *StateSigner) TTL() time.Duration { return s.ttl }
+func (s *stateSigner) TTL() time.Duration { return s.ttl }
 
 // Mint returns a new state valid until now+TTL, and its nonce (what PKCEVerifier and the
 // replay check take). A non-empty account (a valid account id) is bound into the state.
-func (s *StateSigner) Mint(now time.Time, account string) (state string, nonce string, err error) {
+func (s *stateSigner) Mint(now time.Time, account string) (state string, nonce string, err error) {
 	if !s.keyOK {
 		return "", "", fmt.Errorf("mint consent state: %w: key shorter than %d bytes", ErrBadInput, minStateKeyLen)
 	}
@@ -150,24 +150,24 @@ func (s *StateSigner) Mint(now time.Time, account string) (state string, nonce s
 }
 
 // Verify checks state at now and returns its claims. Errors match ErrBadState and one of
-// ErrStateMalformed, ErrStateTampered (including a state minted with another key) or
+// errStateMalformed, errStateTampered (including a state minted with another key) or
 // ErrStateExpired; they never quote the input. Reuse is for the caller to check with the
 // returned nonce.
-func (s *StateSigner) Verify(state string, now time.Time) (StateClaims, error) {
+func (s *stateSigner) Verify(state string, now time.Time) (stateClaims, error) {
 	if !s.keyOK {
-		return StateClaims{}, fmt.Errorf("verify consent state: %w: key shorter than %d bytes", ErrBadInput, minStateKeyLen)
+		return stateClaims{}, fmt.Errorf("verify consent state: %w: key shorter than %d bytes", ErrBadInput, minStateKeyLen)
 	}
-	if state == "" || len(state) > MaxStateLen {
-		return StateClaims{}, ErrStateMalformed
+	if state == "" || len(state) > maxStateLen {
+		return stateClaims{}, errStateMalformed
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(state)
 	// The decoder skips CR and LF; insisting on the canonical form keeps one state per nonce.
 	if err != nil || len(raw) < stateLen || base64.RawURLEncoding.EncodeToString(raw) != state {
-		return StateClaims{}, ErrStateMalformed
+		return stateClaims{}, errStateMalformed
 	}
 	body, sig := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
 	if !hmac.Equal(sig, hmacSum(s.macKey, body)) {
-		return StateClaims{}, ErrStateTampered
+		return stateClaims{}, errStateTampered
 	}
 	account := ""
 	switch {
@@ -175,22 +175,22 @@ func (s *StateSigner) Verify(state string, now time.Time) (StateClaims, error) {
 	case body[0] == stateVersionAccount && len(body) > stateBodyLen && int(body[stateBodyLen]) == len(body)-stateBodyLen-1:
 		account = string(body[stateBodyLen+1:])
 		if CheckAccount(account) != nil {
-			return StateClaims{}, ErrStateMalformed
+			return stateClaims{}, errStateMalformed
 		}
 	default:
-		return StateClaims{}, ErrStateMalformed // signed by us, but a layout this build lacks
+		return stateClaims{}, errStateMalformed // signed by us, but a layout this build lacks
 	}
 	exp := binary.BigEndian.Uint64(body[1+stateNonceLen : stateBodyLen])
 	if exp > maxStateExpiry {
-		return StateClaims{}, ErrStateMalformed
+		return stateClaims{}, errStateMalformed
 	}
-	claims := StateClaims{
+	claims := stateClaims{
 		Nonce:     base64.RawURLEncoding.EncodeToString(body[1 : 1+stateNonceLen]),
 		ExpiresAt: time.Unix(int64(exp), 0).UTC(),
 		Account:   account,
 	}
 	if !now.Before(claims.ExpiresAt) {
-		return StateClaims{}, ErrStateExpired
+		return stateClaims{}, ErrStateExpired
 	}
 	return claims, nil
 }
@@ -201,6 +201,6 @@ const maxStateExpiry = 1<<62 - 1
 // PKCEVerifier derives the RFC 7636 code verifier for a consent link from its nonce and the
 // key: base64url(HMAC-SHA256), 43 characters of [A-Za-z0-9_-]. The callback recomputes it
 // from the verified state, so nothing has to be stored between the link and the callback.
-func (s *StateSigner) PKCEVerifier(nonce string) string {
+func (s *stateSigner) PKCEVerifier(nonce string) string {
 	return base64.RawURLEncoding.EncodeToString(hmacSum(s.pkceKey, []byte(nonce)))
 }

@@ -87,8 +87,8 @@ type Versioned struct {
 // Store keeps the three secrets of the design: credentials, the pair (source of truth,
 // written with compare-and-swap) and the app-facing access token derived from it.
 //
-// Implementations: SecretsManagerStore (AWS) and FileStore (local runs). Both pass the
-// conformance suite in storetest.
+// Implementations: smstore.Store (AWS Secrets Manager), filestore.Store (local runs) and
+// dynamostore.Store (DynamoDB). All pass the conformance suite in storetest.
 type Store interface {
 	// LoadCredentials returns the client credentials, ErrNoCredentials when unset.
 	LoadCredentials(ctx context.Context) (Credentials, error)

@@ -1,3 +1,7 @@
+// Package filestore keeps vbctoken's secrets as files, for `vbctoken serve` and other local
+// runs (docs/design.md "File store"): Store is one chain's directory (credentials, pair and
+// access token, the mirror of the Secrets Manager store), Fleet many accounts' stores under
+// one directory with shared credentials (accounts mode).
 package filestore
 
 import (
@@ -13,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vbctoken/vbctoken/internal/flock"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -44,8 +49,17 @@ const (
 // to pair.pending.json and renames it over pair.json; a pending file left by a process that
 // died in between is reported by LoadPair. Locking needs a unix system; New fails
 // elsewhere.
+//
+// The stores of a Fleet's accounts are Stores too: their directory is created on their
+// first write, and their credentials are the fleet's shared file.
 type Store struct {
-	dir    string
+	dir string
+	// credentials is the credentials file's path: dir/credentials.json, or the fleet's
+	// shared file for an account's store.
+	credentials string
+	// lazy says dir is created on the first write, not by the constructor (an account's
+	// store in a Fleet).
+	lazy   bool
 	writes atomic.Int64 // pair versions written, for tests
 }
 
@@ -56,7 +70,7 @@ func New(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("file store: %w: empty directory", vbctoken.ErrBadInput)
 	}
-	if err := lockSupported(); err != nil {
+	if err := flock.Supported(); err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -70,7 +84,7 @@ func New(dir string) (*Store, error) {
 			return nil, fmt.Errorf("file store: %w", err)
 		}
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, credentials: filepath.Join(dir, credentialsFile)}, nil
 }
 
 // restrict removes group and other permissions from an existing path; a missing path is fine.
@@ -105,15 +119,19 @@ func (s *Store) read(name string, missing error) ([]byte, error) {
 	return data, err
 }
 
-// LoadCredentials reads credentials.json; a missing file or a placeholder is vbctoken.ErrNoCredentials.
+// LoadCredentials reads credentials.json (a Fleet's shared one for an account's store); a
+// missing file or a placeholder is vbctoken.ErrNoCredentials.
 func (s *Store) LoadCredentials(ctx context.Context) (vbctoken.Credentials, error) {
-	data, err := s.read(credentialsFile, vbctoken.ErrNoCredentials)
+	data, err := os.ReadFile(s.credentials)
+	if errors.Is(err, fs.ErrNotExist) {
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials: %w: %s does not exist", vbctoken.ErrNoCredentials, s.credentials)
+	}
 	if err != nil {
 		return vbctoken.Credentials{}, fmt.Errorf("load credentials: %w", err)
 	}
 	c, err := vbctoken.DecodeCredentials(data)
 	if err != nil {
-		return vbctoken.Credentials{}, fmt.Errorf("load credentials from %s: %w", s.path(credentialsFile), err)
+		return vbctoken.Credentials{}, fmt.Errorf("load credentials from %s: %w", s.credentials, err)
 	}
 	return c, nil
 }
@@ -141,7 +159,7 @@ func (s *Store) SaveCredentials(ctx context.Context, c vbctoken.Credentials) err
 	if err != nil {
 		return fmt.Errorf("save credentials: %w", err)
 	}
-	if err := s.replace(credentialsFile, data); err != nil {
+	if err := replaceFile(s.credentials, data); err != nil {
 		return fmt.Errorf("save credentials: %w", err)
 	}
 	return nil
@@ -201,6 +219,9 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 	if err != nil {
 		return "", fmt.Errorf("commit pair: %w", err)
 	}
+	if err := s.ensureDir(); err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
 	unlock, err := s.flock(ctx, commitLockFile)
 	if err != nil {
 		return "", fmt.Errorf("commit pair: %w", err)
@@ -243,6 +264,9 @@ func (s *Store) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
 	if err != nil {
 		return fmt.Errorf("put access token: %w", err)
 	}
+	if err := s.ensureDir(); err != nil {
+		return fmt.Errorf("put access token: %w", err)
+	}
 	if err := s.replace(accessFile, data); err != nil {
 		return fmt.Errorf("put access token: %w", err)
 	}
@@ -270,7 +294,7 @@ func (s *Store) flock(ctx context.Context, name string) (func(), error) {
 	}
 	wait := time.Millisecond
 	for {
-		ok, err := tryLock(f)
+		ok, err := flock.TryLock(f, true)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("flock %s: %w", f.Name(), err)
@@ -304,10 +328,27 @@ func (s *Store) rename(from, to string) error {
 	return syncDir(s.dir)
 }
 
-// replace atomically replaces dir/name with data: a 0600 temporary file in the same
-// directory, fsync, rename over name, fsync of the directory.
-func (s *Store) replace(name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(s.dir, "."+name+".tmp-*")
+// ensureDir creates the directory of a lazy store (an account's, on its first write), mode
+// 0700 like its parents.
+func (s *Store) ensureDir() error {
+	if !s.lazy {
+		return nil
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// replace atomically replaces dir/name with data.
+func (s *Store) replace(name string, data []byte) error { return replaceFile(s.path(name), data) }
+
+// replaceFile atomically replaces path with data: a 0600 temporary file in the same
+// directory, fsync, rename over path, fsync of the directory.
+func replaceFile(path string, data []byte) (err error) {
+	dir, name := filepath.Split(path)
+	dir = filepath.Clean(dir)
+	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -329,10 +370,10 @@ func (s *Store) replace(name string, data []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), s.path(name)); err != nil {
+	if err = os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return syncDir(dir)
 }
 
 // syncDir makes a rename in dir durable.

@@ -215,6 +215,10 @@ func TestFileStoreTwoProcesses(t *testing.T) {
 func counterPair(n int) *vbctoken.Pair {
 	p := storetest.NewPair()
 	p.Scope = strconv.Itoa(n)
+	// NewPair's serial is per process: without the pid the two helpers can write
+	// byte-identical pairs, which the store rightly takes for one write (a retry), and the
+	// test would count a lost increment.
+	p.IDToken = vbctoken.Secret(fmt.Sprintf("%s-pid%d", p.IDToken.Reveal(), os.Getpid()))
 	return p
 }
 

@@ -10,11 +10,9 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go"
 
+	"github.com/vbctoken/vbctoken/internal/awserr"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
 
@@ -46,8 +44,9 @@ type API interface {
 
 var _ API = (*secretsmanager.Client)(nil)
 
-// Store keeps the secrets in AWS Secrets Manager. The secrets themselves are
-// created by the CDK stack; the store never creates or deletes one.
+// Store keeps the secrets in AWS Secrets Manager. A Store from New never creates or
+// deletes a secret: the CDK stack creates them. A store opened by a Fleet creates its
+// account's secrets on their first write, after registering the account (fleet.go).
 //
 // The pair is written with versioning as compare-and-swap (docs/design.md "Writing the pair: compare-and-swap"): PutSecretValue with
 // a ClientRequestToken derived from prev and the new content, under the stagePending label so
@@ -59,8 +58,9 @@ var _ API = (*secretsmanager.Client)(nil)
 // 5xx and timeouts, once the SDK's standard retryer has given up, match vbctoken.ErrTransient; a
 // secret or value that does not exist matches vbctoken.ErrNotFound. No error carries a secret value.
 type Store struct {
-	api API
-	ids SecretIDs
+	api    API
+	ids    SecretIDs
+	create *creator // nil: never create a secret
 }
 
 var _ vbctoken.Store = (*Store)(nil)
@@ -191,18 +191,19 @@ func (s *Store) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
 // pairToken derives the ClientRequestToken (and so the VersionId) of a pair write from the
 // version it replaces and its content: the same commit retried reuses the token, which
 // Secrets Manager treats as the same request.
-func pairToken(prev string, content []byte) string {
-	h := sha256.New()
-	h.Write([]byte("vbctoken pair\x00" + prev + "\x00"))
-	h.Write(content)
-	return hex.EncodeToString(h.Sum(nil)) // 64 characters, the longest token allowed
-}
+func pairToken(prev string, content []byte) string { return writeToken("vbctoken pair", prev, content) }
 
 // accessToken derives the ClientRequestToken of an access secret write from its content
 // (and salt, "" unless that content was stored before).
 func accessToken(salt string, content []byte) string {
+	return writeToken("vbctoken access", salt, content)
+}
+
+// writeToken hashes a label naming the kind of secret, salt and content into a
+// ClientRequestToken: 64 hex characters, the longest token allowed.
+func writeToken(label, salt string, content []byte) string {
 	h := sha256.New()
-	h.Write([]byte("vbctoken access\x00" + salt + "\x00"))
+	h.Write([]byte(label + "\x00" + salt + "\x00"))
 	h.Write(content)
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -230,15 +231,33 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 	if err != nil {
 		return "", fmt.Errorf("commit pair: %w", err)
 	}
-	id := s.ids.Pair
+	version, err := s.commit(ctx, s.ids.Pair, content, pairToken(prev, content), prev)
+	if err != nil {
+		return "", fmt.Errorf("commit pair: %w", err)
+	}
+	return version, nil
+}
+
+// commit is CommitPair's compare-and-swap on any secret id the store writes: content
+// becomes the current version of id if the current version is still prev, under the
+// ClientRequestToken token. A fleet store first tries to create a secret that does not
+// exist yet (fleet.go) when prev is "".
+func (s *Store) commit(ctx context.Context, id string, content []byte, token, prev string) (string, error) {
+	if s.create != nil && prev == "" {
+		version, done, err := s.create.first(ctx, s, id, content, token)
+		if done {
+			return version, err
+		}
+		// The secret exists without a current version: put its first one below.
+	}
 	put, err := s.api.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
 		SecretId:           aws.String(id),
 		SecretString:       aws.String(string(content)),
-		ClientRequestToken: aws.String(pairToken(prev, content)),
+		ClientRequestToken: aws.String(token),
 		VersionStages:      []string{stagePending},
 	})
 	if err != nil {
-		return "", fmt.Errorf("commit pair: %w", smError("PutSecretValue", id, err))
+		return "", smError("PutSecretValue", id, err)
 	}
 	version := aws.ToString(put.VersionId)
 	if slices.Contains(put.VersionStages, stageCurrent) {
@@ -260,19 +279,26 @@ func (s *Store) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (
 	}
 	moveErr := smError("UpdateSecretVersionStage", id, err)
 	if !isCode(err, "InvalidParameterException") {
-		return "", fmt.Errorf("commit pair: %w", moveErr)
+		return "", moveErr
 	}
 	// Refused: AWSCURRENT is not on prev (or, with prev "", is already attached somewhere).
 	// Either someone else won, or an earlier attempt of this very commit already moved it.
 	cur, err := s.getCurrent(ctx, id)
 	if err != nil {
-		return "", fmt.Errorf("commit pair: version stage move refused, then: %w", err)
+		return "", fmt.Errorf("version stage move refused, then: %w", err)
 	}
-	if aws.ToString(cur.VersionId) == version || aws.ToString(cur.SecretString) == string(content) {
+	if isOurs(cur, version, content) {
 		return aws.ToString(cur.VersionId), nil
 	}
 	moveErr.Kind = vbctoken.ErrConflict
-	return "", fmt.Errorf("commit pair: %w", moveErr)
+	return "", moveErr
+}
+
+// isOurs reports whether the current version cur is the write of version with content: an
+// earlier attempt of the same write landed (or another writer stored the very same bytes,
+// which cannot be told from it).
+func isOurs(cur *secretsmanager.GetSecretValueOutput, version string, content []byte) bool {
+	return aws.ToString(cur.VersionId) == version || aws.ToString(cur.SecretString) == string(content)
 }
 
 // PutAccess writes the access secret as its new AWSCURRENT version: one PutSecretValue
@@ -309,11 +335,23 @@ func (s *Store) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
 // version it names is current.
 func (s *Store) putAccess(ctx context.Context, content []byte, salt string) (bool, error) {
 	id := s.ids.Access
-	put, err := s.api.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+	in := &secretsmanager.PutSecretValueInput{
 		SecretId:           aws.String(id),
 		SecretString:       aws.String(string(content)),
 		ClientRequestToken: aws.String(accessToken(salt, content)),
-	})
+	}
+	put, err := s.api.PutSecretValue(ctx, in)
+	if err != nil && s.create != nil && isCode(err, "ResourceNotFoundException") {
+		// A fleet account's first access token: create the secret with it.
+		_, created, cerr := s.create.secret(ctx, id, content, aws.ToString(in.ClientRequestToken))
+		if cerr != nil {
+			return false, fmt.Errorf("put access token: %w", cerr)
+		}
+		if created {
+			return true, nil
+		}
+		put, err = s.api.PutSecretValue(ctx, in) // another writer created it meanwhile
+	}
 	if err != nil {
 		return false, fmt.Errorf("put access token: %w", smError("PutSecretValue", id, err))
 	}
@@ -339,7 +377,7 @@ func (s *Store) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error) {
 // (AccessDeniedException, DecryptionFailure, …) that retrying will not fix. Its message names
 // the operation, secret and AWS error code, never a secret value.
 type Error struct {
-	Op       string // "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"
+	Op       string // "GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage", "CreateSecret"
 	SecretID string
 	Code     string // AWS error code, "" when no response arrived
 	Kind     error  // vbctoken.ErrTransient, vbctoken.ErrNotFound, vbctoken.ErrConflict or nil
@@ -374,34 +412,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is matches the error's Kind.
 func (e *Error) Is(target error) bool { return e.Kind != nil && target == e.Kind }
 
-// retryables is the SDK standard retryer's own classification: what it would have retried
-// is transient for our callers too once it gave up.
-var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
-
 // smError classifies an SDK error.
 func smError(op, id string, err error) *Error {
-	e := &Error{Op: op, SecretID: id, Err: err}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		e.Code = api.ErrorCode()
-	}
-	var quota ratelimit.QuotaExceededError
+	c := awserr.Classify(err, "InternalServiceError")
+	e := &Error{Op: op, SecretID: id, Code: c.Code, Err: err}
 	switch {
-	case errors.Is(err, context.Canceled):
-		// The caller gave up: neither transient nor the store's fault.
-	case e.Code == "ResourceNotFoundException":
+	case c.Canceled:
+	case c.Code == "ResourceNotFoundException":
 		e.Kind = vbctoken.ErrNotFound
-	case errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &quota),
-		retryables.IsErrorRetryable(err) == aws.TrueTernary,
-		e.Code == "InternalServiceError":
+	case c.Transient:
 		e.Kind = vbctoken.ErrTransient
 	}
 	return e
 }
 
 // isCode reports whether err carries the AWS error code.
-func isCode(err error, code string) bool {
-	var api smithy.APIError
-	return errors.As(err, &api) && api.ErrorCode() == code
-}
+func isCode(err error, code string) bool { return awserr.IsCode(err, code) }

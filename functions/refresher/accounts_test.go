@@ -172,6 +172,9 @@ func TestSweepEnqueuesEveryAccount(t *testing.T) {
 	if n := f.vbc.Stats().Requests["refresh_token"]; n != 0 {
 		t.Errorf("the sweep refreshed %d accounts itself", n)
 	}
+	if !strings.Contains(f.metrics.String(), `"Outcome":"swept"`) {
+		t.Errorf("the sweep did not report: %s", f.metrics.String())
+	}
 }
 
 // A batch of SQS records: each account refreshed on its own; the records that a later

@@ -47,6 +47,8 @@ const (
 	sweepSenders = 8
 	// batchEntries is SQS's limit of messages per SendMessageBatch.
 	batchEntries = 10
+	// outcomeSwept is the Outcome dimension of an accounts-mode sweep.
+	outcomeSwept = "swept"
 )
 
 // handler runs the refresher: in a single-account deployment one refresh per invocation; in
@@ -267,6 +269,12 @@ func (h *handler) sweep(ctx context.Context) (SweepSummary, error) {
 	}
 	wg.Wait()
 	h.log.InfoContext(ctx, "refresher: sweep", "accounts", sum.Accounts, "enqueued", sum.Enqueued)
+	// The sweep reports too, so "refresher did not report" stays quiet for an empty fleet.
+	outcome := outcomeSwept
+	if firstErr != nil {
+		outcome = contract.MetricOutcomeError
+	}
+	h.emitMetrics("", outcome, 0, false)
 	if firstErr != nil {
 		return sum, fmt.Errorf("refresher: sweep: enqueued %d of %d accounts: %w", sum.Enqueued, sum.Accounts, firstErr)
 	}

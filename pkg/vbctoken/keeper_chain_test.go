@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -742,4 +743,49 @@ func TestSelfHealIsRateLimited(t *testing.T) {
 	if n := w.vbc.Stats().Requests["password"]; n != 1 {
 		t.Errorf("VBC saw %d password grants within the interval, want 1", n)
 	}
+}
+
+// Found by the soak with self-heal on: a login secret that cannot be read this time, or a
+// malformed answer to the password grant, leaves the chain in doubt; neither declares
+// re-consent nor halts self-heal.
+func TestSelfHealTransientTroubleIsInDoubt(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	reads := 0
+	k := w.build(w.store, func(c *vbctoken.KeeperConfig) {
+		c.SelfHeal = loginFunc(func(context.Context) (string, vbctoken.Secret, error) {
+			if reads++; reads <= 3 {
+				return "", "", fmt.Errorf("throttled: %w", vbctoken.ErrTransient)
+			}
+			return testUser, testPassword, nil
+		})
+		c.StoreRetry.MaxAttempts = 2
+		c.Client.Retry.MaxAttempts = 1
+	})
+	if _, err := k.Login(ctxFor(t), testUser, testPassword, false); err != nil {
+		t.Fatal(err)
+	}
+	w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+	// The login cannot be read: in doubt.
+	if res, err := k.Refresh(ctxFor(t), true); res.Outcome != vbctoken.OutcomeInDoubt || errors.Is(err, vbctoken.ErrReconsentRequired) {
+		t.Fatalf("unreadable login: %+v %v", res, err)
+	}
+	// A malformed answer to the password grant: in doubt, not halted.
+	w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+		if grant == "password" {
+			return vbcsandbox.Fault{Kind: vbcsandbox.MalformedJSON}
+		}
+		return vbcsandbox.Fault{}
+	})
+	if res, err := k.Refresh(ctxFor(t), true); res.Outcome != vbctoken.OutcomeInDoubt || errors.Is(err, vbctoken.ErrReconsentRequired) {
+		t.Fatalf("malformed answer: %+v %v", res, err)
+	}
+	if st, _ := k.Status(ctxFor(t)); st.SelfHealHalted {
+		t.Fatal("a malformed answer halted self-heal")
+	}
+	w.vbc.SetFaults(nil)
+	w.clock.Advance(vbctoken.SelfHealInterval + time.Minute)
+	if res, err := k.Refresh(ctxFor(t), true); err != nil || res.Reason != vbctoken.ReasonSelfHealed {
+		t.Fatalf("self-heal after the interval: %+v %v", res, err)
+	}
+	w.assertChainLive()
 }

@@ -54,8 +54,20 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 				ErrTransient, h.At.Add(SelfHealInterval).UTC().Format(time.RFC3339))
 		}
 	}
-	user, password, err := src.LoadLogin(ctx)
-	if err != nil {
+	var user string
+	var password Secret
+	_, err = k.retryStore(ctx, func(ctx context.Context) error {
+		var err error
+		user, password, err = src.LoadLogin(ctx)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrTransient):
+		// The login could not be read this time: the chain is in doubt, not gone.
+		k.release(ctx, leased)
+		k.log.WarnContext(ctx, "self-heal: could not read its login; the chain is in doubt until the next run", "error", err)
+		return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("self-heal: read the login: %w", err)
+	case err != nil:
 		k.log.ErrorContext(ctx, "self-heal: could not read its login", "error", err)
 		return Result{}, false, leased, nil
 	}
@@ -63,7 +75,8 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 	// tried, so no run sends the password again within the interval.
 	marked := stored.Clone()
 	marked.selfHeal = &selfHeal{At: k.now().UTC().Truncate(time.Second)}
-	version, err := k.commitRetried(ctx, marked, leased.Version)
+	var version string
+	version, err = k.commitRetried(ctx, marked, leased.Version)
 	if err != nil {
 		return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("self-heal: record the attempt: %w", err)
 	}
@@ -85,7 +98,9 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 			res.Outcome = OutcomeConnected
 		}
 		return res, true, leased, err
-	case errors.Is(err, ErrTransient):
+	case !errors.Is(err, ErrInvalidGrant) && !errors.Is(err, ErrBadClient) && !errors.Is(err, ErrAccountLocked):
+		// No usable answer (a timeout, a 5xx, a malformed 200 that may carry a pair VBC
+		// issued): in doubt until the next attempt. Only VBC rejecting the login halts.
 		k.release(ctx, leased)
 		k.log.WarnContext(ctx, "self-heal: the password grant got no usable answer; the chain is in doubt until the next attempt", "error", err)
 		return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("self-heal: %w", err)

@@ -465,6 +465,33 @@ func dimensionNames(v any) []string {
 	return names
 }
 
+func TestTemplateYAML_RefusesSelfHealInAccountsMode(t *testing.T) {
+	t.Parallel()
+	// GIVEN template.yaml as translated
+	samWith(t, nil)
+	var tpl struct {
+		Rules map[string]struct {
+			RuleCondition any
+			Assertions    []struct{ Assert any }
+		}
+	}
+	if err := json.Unmarshal(sam.raw, &tpl); err != nil {
+		t.Fatal(err)
+	}
+	// THEN a rule stops a deployment with SelfHeal=true unless AccountsBackend=none, as
+	// the construct refuses SelfHeal with Accounts
+	rule, ok := tpl.Rules["SelfHealNeedsOneAccount"]
+	cond, _ := json.Marshal(rule.RuleCondition)
+	var asserts []byte
+	if len(rule.Assertions) == 1 {
+		asserts, _ = json.Marshal(rule.Assertions[0].Assert)
+	}
+	if !ok || string(cond) != `{"Fn::Equals":[{"Ref":"SelfHeal"},"true"]}` ||
+		string(asserts) != `{"Fn::Equals":[{"Ref":"AccountsBackend"},"none"]}` {
+		t.Errorf("rule SelfHealNeedsOneAccount: condition %s, assertion %s", cond, asserts)
+	}
+}
+
 // parityModes pairs each CDK fixture with the template.yaml parameters that deploy the
 // same system.
 func parityModes() []struct {

@@ -35,16 +35,22 @@ func accountRequest(t *testing.T, data []byte) (account string, force bool) {
 	return req.Account, req.Force
 }
 
-func TestEvents_AccountForceIsAnEventBridgeEventNamingAnAccount(t *testing.T) {
-	// GIVEN events/account-force.json
-	raw, err := os.ReadFile("../events/account-force.json")
+// readEvent decodes events/name into v.
+func readEvent(t *testing.T, name string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile("../events/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev events.EventBridgeEvent
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
+}
+
+func TestEvents_AccountForceIsAnEventBridgeEventNamingAnAccount(t *testing.T) {
+	// GIVEN events/account-force.json
+	var ev events.EventBridgeEvent
+	readEvent(t, "account-force.json", &ev)
 	// THEN its detail forces a refresh of one account
 	if ev.DetailType == "" {
 		t.Error("no detail-type: the refresher would not read it as an EventBridge event")
@@ -56,14 +62,8 @@ func TestEvents_AccountForceIsAnEventBridgeEventNamingAnAccount(t *testing.T) {
 
 func TestEvents_AccountQueueIsAnSQSBatchOfAccounts(t *testing.T) {
 	// GIVEN events/account-queue.json
-	raw, err := os.ReadFile("../events/account-queue.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ev events.SQSEvent
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatal(err)
-	}
+	readEvent(t, "account-queue.json", &ev)
 	// THEN it is a batch of the sweep's messages, one account each, with distinct ids
 	if len(ev.Records) < 2 {
 		t.Fatalf("records = %d, want a batch", len(ev.Records))

@@ -336,15 +336,9 @@ func (k *TokenKeeper) accountWidgets() []awscloudwatch.IWidget {
 			},
 			Width: jsii.Number(8), Height: jsii.Number(6),
 		}),
-		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-			Title: jsii.String("Account queue: age of the oldest message (seconds)"),
-			Left:  &[]awscloudwatch.IMetric{k.AccountQueue.MetricApproximateAgeOfOldestMessage(opts("oldest message"))},
-			LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{
-				Value: jsii.Number(AccountQueueAgeAlarmThreshold.Seconds()), Label: jsii.String("alarm: falling behind"),
-			}},
-			LeftYAxis: &awscloudwatch.YAxisProps{Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
-			Width:     jsii.Number(8), Height: jsii.Number(6),
-		}),
+		thresholdGraph("Account queue: age of the oldest message (seconds)",
+			k.AccountQueue.MetricApproximateAgeOfOldestMessage(opts("oldest message")),
+			AccountQueueAgeAlarmThreshold.Seconds(), "alarm: falling behind", 8),
 		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
 			Title: jsii.String("Account dead letters (refreshes that failed on every delivery)"),
 			Left:  &[]awscloudwatch.IMetric{k.AccountDeadLetterQueue.MetricApproximateNumberOfMessagesVisible(opts("messages"))},

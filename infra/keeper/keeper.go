@@ -814,15 +814,8 @@ func (k *TokenKeeper) createDashboard(c constructs.Construct) {
 			Title: jsii.String("Alarms (runbook: README.md, Operations runbook)"), Alarms: &alarms, Width: jsii.Number(24), Height: jsii.Number(3),
 		})},
 		{
-			awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-				Title: jsii.String("Refresh token: seconds left (minimum per hour)"),
-				Left:  &[]awscloudwatch.IMetric{labelled(k.metricSecondsLeft(hour), "seconds left")},
-				LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{
-					Value: jsii.Number(RefreshTokenAlarmThreshold.Seconds()), Label: jsii.String("alarm below 3 days"),
-				}},
-				LeftYAxis: &awscloudwatch.YAxisProps{Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
-				Width:     jsii.Number(12), Height: jsii.Number(6),
-			}),
+			thresholdGraph("Refresh token: seconds left (minimum per hour)", labelled(k.metricSecondsLeft(hour), "seconds left"),
+				RefreshTokenAlarmThreshold.Seconds(), "alarm below 3 days", 12),
 			awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
 				Title:   jsii.String("Refresher runs per day by outcome"),
 				Left:    &[]awscloudwatch.IMetric{outcomes},
@@ -880,6 +873,17 @@ func (k *TokenKeeper) createDashboard(c constructs.Construct) {
 		DashboardName:   jsii.String(k.props.NamePrefix),
 		DefaultInterval: awscdk.Duration_Days(jsii.Number(14)),
 		Widgets:         &widgets,
+	})
+}
+
+// thresholdGraph draws one metric from 0 with its alarm's threshold as a line.
+func thresholdGraph(title string, metric awscloudwatch.IMetric, threshold float64, label string, width float64) awscloudwatch.GraphWidget {
+	return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+		Title:           jsii.String(title),
+		Left:            &[]awscloudwatch.IMetric{metric},
+		LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{Value: jsii.Number(threshold), Label: jsii.String(label)}},
+		LeftYAxis:       &awscloudwatch.YAxisProps{Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
+		Width:           jsii.Number(width), Height: jsii.Number(6),
 	})
 }
 

@@ -8,14 +8,18 @@
 // callbackCodeDir and refresherCodeDir (directories holding prebuilt bootstrap
 // binaries, such as ../dist/callback and ../dist/refresher from `make build`;
 // by default synth builds both functions from source with the local Go
-// toolchain), stackName (default VbcToken), and nag (default true: cdk-nag's
+// toolchain), stackName (default VbcToken), nag (default true: cdk-nag's
 // AwsSolutions and Serverless packs check the stack at every synth; "false"
-// skips them).
+// skips them), selfHeal ("true" creates the self-heal login secret), and
+// accounts mode: accounts (the backend, "secretsmanager" or "dynamodb"; unset:
+// one account) with accountSecretPrefix, accountsBatchSize,
+// accountsMaxConcurrency and accountsMaxReceiveCount.
 package main
 
 import (
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
@@ -58,6 +62,22 @@ func synth() (err error) {
 		RefreshMargin:    ctx("refreshMargin", ""),
 		RefreshMaxAge:    ctx("refreshMaxAge", ""),
 		AlarmEmail:       ctx("alarmEmail", ""),
+		SelfHeal:         ctx("selfHeal", "false") == "true",
+	}
+	if backend := ctx("accounts", ""); backend != "" {
+		a := &keeper.AccountsProps{Backend: keeper.AccountsBackend(backend), Prefix: ctx("accountSecretPrefix", "")}
+		for key, dst := range map[string]*int{
+			"accountsBatchSize": &a.BatchSize, "accountsMaxConcurrency": &a.MaxConcurrency, "accountsMaxReceiveCount": &a.MaxReceiveCount,
+		} {
+			if v := ctx(key, ""); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return fmt.Errorf("context %s=%q is not a whole number", key, v)
+				}
+				*dst = n
+			}
+		}
+		props.Accounts = a
 	}
 	if name := ctx("customDomainName", ""); name != "" {
 		props.CustomDomain = &keeper.CustomDomain{DomainName: name, CertificateArn: ctx("customDomainCertificateArn", "")}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -24,12 +25,42 @@ var (
 	// defaultStack uses default props, plus one app role granted through
 	// GrantReadAccessToken (named appRoleName so tests find it).
 	defaultStack fixture
-	// customStack sets every optional prop (custom domain, alarm email,
-	// PKCE, schedule, margins).
+	// customStack sets every optional prop of one account (custom domain,
+	// alarm email, PKCE, schedule, margins, self-heal).
 	customStack fixture
+	// accountsStack is accounts mode on Secrets Manager with the defaults, and
+	// dynamoStack on DynamoDB; both grant an app role read on account appAccount
+	// with GrantReadAccount.
+	accountsStack, dynamoStack fixture
+	// tunedStack is accounts mode on Secrets Manager with every accounts prop set.
+	tunedStack fixture
 )
 
 const appRoleName = "vbctoken-test-app"
+
+// testCodeDirs holds the dummy bootstrap binaries of the fixtures, by function
+// ("callback", "refresher"), for tests that build a keeper of their own.
+var testCodeDirs map[string]string
+
+// The app's account in the accounts fixtures, and tunedStack's props.
+const (
+	appAccount           = "acme"
+	tunedPrefix          = "tenants/vbc/"
+	tunedBatchSize       = 10
+	tunedMaxConcurrency  = 8
+	tunedMaxReceiveCount = 5
+)
+
+// fixtures are every synthesized stack, for the checks that hold in each mode.
+func fixtures() []struct {
+	name string
+	f    fixture
+} {
+	return []struct {
+		name string
+		f    fixture
+	}{{"default", defaultStack}, {"custom", customStack}, {"accounts", accountsStack}, {"dynamo", dynamoStack}, {"tuned", tunedStack}}
+}
 
 // Values of customStack's props.
 const (
@@ -91,6 +122,7 @@ func synthFixtures(dir string) (err error) {
 		}
 	}()
 	codeDirs := map[string]string{}
+	testCodeDirs = codeDirs
 	for _, name := range []string{"callback", "refresher"} {
 		d := filepath.Join(dir, "dist", name)
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -122,15 +154,41 @@ func synthFixtures(dir string) (err error) {
 		RefreshMaxAge: customMaxAge,
 		AlarmEmail:    customEmail,
 		CustomDomain:  &keeper.CustomDomain{DomainName: customDomain, CertificateArn: customCertificate},
+		SelfHeal:      true,
 	}})
+
+	fleet := func(id string, accounts keeper.AccountsProps, app2 bool) *VbctokenStack {
+		s := NewVbctokenStack(app, id, &VbctokenStackProps{Keeper: keeper.TokenKeeperProps{
+			CallbackCodeDir: codeDirs["callback"], RefresherCodeDir: codeDirs["refresher"],
+			Accounts: &accounts,
+		}})
+		if app2 {
+			role := awsiam.NewRole(s.Stack, jsii.String("AppRole"), &awsiam.RoleProps{
+				RoleName:  jsii.String(appRoleName),
+				AssumedBy: awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+			})
+			s.Keeper.GrantReadAccount(role, appAccount)
+		}
+		return s
+	}
+	accounts := fleet("Accounts", keeper.AccountsProps{}, true)
+	dynamo := fleet("Dynamo", keeper.AccountsProps{Backend: keeper.BackendDynamoDB}, true)
+	tuned := fleet("Tuned", keeper.AccountsProps{
+		Prefix: tunedPrefix, BatchSize: tunedBatchSize, MaxConcurrency: tunedMaxConcurrency, MaxReceiveCount: tunedMaxReceiveCount,
+	}, false)
 
 	addNagChecks(app, false)
 
-	if defaultStack, err = newFixture(def.Stack); err != nil {
-		return err
+	for _, f := range []struct {
+		fx    *fixture
+		stack awscdk.Stack
+	}{{&defaultStack, def.Stack}, {&customStack, custom.Stack}, {&accountsStack, accounts.Stack},
+		{&dynamoStack, dynamo.Stack}, {&tunedStack, tuned.Stack}} {
+		if *f.fx, err = newFixture(f.stack); err != nil {
+			return err
+		}
 	}
-	customStack, err = newFixture(custom.Stack)
-	return err
+	return nil
 }
 
 func newFixture(stack awscdk.Stack) (fixture, error) {
@@ -181,8 +239,9 @@ type cfnResource struct {
 	Metadata       struct {
 		CDKNag struct {
 			RulesToSuppress []struct {
-				ID     string `json:"id"`
-				Reason string `json:"reason"`
+				ID        string `json:"id"`
+				Reason    string `json:"reason"`
+				AppliesTo []any  `json:"applies_to"`
 			} `json:"rules_to_suppress"`
 		} `json:"cdk_nag"`
 	} `json:"Metadata"`
@@ -386,8 +445,10 @@ func listOf(v any) []any {
 }
 
 // wildcardViolations lists statements that grant a secretsmanager wildcard
-// action, any "*" action, anything on a literal resource containing "*", or
-// use NotAction/NotResource (which are wildcards by exclusion).
+// action, any "*" action, anything on Resource "*" or on a resource pattern
+// other than the accounts-mode prefix pattern (secret:<prefix>* with a prefix
+// that ends with "/"), or use NotAction/NotResource (wildcards by exclusion).
+// Resources are read through Fn::Join and Fn::Sub, as CDK and SAM write them.
 func wildcardViolations(stmts []statement) []string {
 	var bad []string
 	for _, s := range stmts {
@@ -406,18 +467,128 @@ func wildcardViolations(stmts []statement) []string {
 			}
 		}
 		for _, r := range listOf(s.body["Resource"]) {
-			if rs, ok := r.(string); ok && strings.Contains(rs, "*") {
-				bad = append(bad, fmt.Sprintf("%s grants %v on resource %q", s.where, s.body["Action"], rs))
+			rs := flatten(r, nil)
+			switch {
+			case rs == "*":
+				bad = append(bad, fmt.Sprintf("%s grants %v on Resource \"*\"", s.where, s.body["Action"]))
+			case strings.Contains(rs, "*") && !prefixPattern.MatchString(rs):
+				bad = append(bad, fmt.Sprintf("%s grants %v on the pattern %q", s.where, s.body["Action"], rs))
 			}
 		}
 	}
 	return bad
 }
 
-// grantsOf returns the Secrets Manager and KMS grants of the role that runs
-// function fn, as "action on OUTPUT" strings where OUTPUT names the secret or
-// key by the stack output that refers to it (so CDK and SAM compare equal).
-func (c cfnTemplate) grantsOf(t *testing.T, fn string) []string {
+// prefixPattern is the one wildcard resource allowed: every secret under the
+// accounts-mode prefix, which ends with "/" and holds no wildcard itself.
+var prefixPattern = regexp.MustCompile(`^arn:\$\{AWS::Partition\}:secretsmanager:\$\{AWS::Region\}:\$\{AWS::AccountId\}:secret:[^*?]+/\*$`)
+
+// outputNames names resources by the stack output that refers to each alone (the first
+// output by name when several do), so that CDK's and SAM's templates compare equal.
+func (c cfnTemplate) outputNames() map[string]string {
+	names := map[string]string{}
+	for _, out := range sortedKeys(c.Outputs) {
+		if r := refs(c.Outputs[out].Value); len(r) == 1 {
+			if _, taken := names[r[0]]; !taken {
+				names[r[0]] = out
+			}
+		}
+	}
+	return names
+}
+
+// flatten renders a template value as text: a reference to a resource alone as the
+// resource's name in names (or "?id" when it has none, or the id when names is nil),
+// and inside Fn::Join, Fn::Sub, lists and objects as ${name}; pseudo parameters as
+// ${AWS::X}; objects with sorted keys; other values as JSON. CDK's Fn::Join and SAM's Fn::Sub of the same ARN give the same text.
+func flatten(v any, names map[string]string) string {
+	name := func(id string) string {
+		if strings.HasPrefix(id, "AWS::") || names == nil {
+			return id
+		}
+		if n, ok := names[id]; ok {
+			return n
+		}
+		return "?" + id
+	}
+	var inner func(v any) string
+	inner = func(v any) string {
+		switch x := v.(type) {
+		case string:
+			return x
+		case map[string]any:
+			if len(x) != 1 || !isIntrinsic(x) {
+				var parts []string
+				for _, k := range sortedKeys(x) {
+					parts = append(parts, k+":"+inner(x[k]))
+				}
+				return "{" + strings.Join(parts, ",") + "}"
+			}
+			if id, ok := x["Ref"].(string); ok {
+				return "${" + name(id) + "}"
+			}
+			if l, ok := x["Fn::GetAtt"].([]any); ok && len(l) > 0 {
+				id, _ := l[0].(string)
+				return "${" + name(id) + "}"
+			}
+			if l, ok := x["Fn::Join"].([]any); ok && len(l) == 2 {
+				sep, _ := l[0].(string)
+				var parts []string
+				for _, p := range listOf(l[1]) {
+					parts = append(parts, inner(p))
+				}
+				return strings.Join(parts, sep)
+			}
+			if sub, ok := x["Fn::Sub"]; ok {
+				text, _ := sub.(string)
+				if l, ok := sub.([]any); ok && len(l) > 0 {
+					text, _ = l[0].(string) // variables maps are not used in these templates
+				}
+				return subVar.ReplaceAllStringFunc(text, func(m string) string {
+					id, _, _ := strings.Cut(m[2:len(m)-1], ".")
+					return "${" + name(id) + "}"
+				})
+			}
+		case []any:
+			var parts []string
+			for _, e := range x {
+				parts = append(parts, inner(e))
+			}
+			return "[" + strings.Join(parts, ",") + "]"
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+		if id, ok := m["Ref"].(string); ok && !strings.HasPrefix(id, "AWS::") {
+			return name(id)
+		}
+		if l, ok := m["Fn::GetAtt"].([]any); ok && len(l) > 0 {
+			id, _ := l[0].(string)
+			return name(id)
+		}
+	}
+	return inner(v)
+}
+
+// isIntrinsic reports whether m is a Ref or an Fn:: function.
+func isIntrinsic(m map[string]any) bool {
+	for k := range m {
+		if k == "Ref" || strings.HasPrefix(k, "Fn::") {
+			return true
+		}
+	}
+	return false
+}
+
+// subVar matches a ${Name} or ${Name.Attr} variable of an Fn::Sub string (not ${!Literal}).
+var subVar = regexp.MustCompile(`\$\{[A-Za-z0-9:]+(\.[A-Za-z0-9.]+)?\}`)
+
+// grantsOf returns the grants of the role that runs function fn beyond its log group, as
+// "action on RESOURCE" strings where RESOURCE is flattened with outputNames (a secret
+// named by the output that refers to it, a pattern as its ARN text), so CDK and SAM
+// compare equal. withConditions appends each statement's conditions.
+func (c cfnTemplate) grantsOf(t *testing.T, fn string, withConditions bool) []string {
 	t.Helper()
 	role := ""
 	for _, r := range refs(c.Resources[fn].Properties["Role"]) {
@@ -426,27 +597,23 @@ func (c cfnTemplate) grantsOf(t *testing.T, fn string) []string {
 	if role == "" {
 		t.Fatalf("function %s has no role reference", fn)
 	}
-	names := map[string]string{}
-	for _, out := range []string{"CredentialsSecretArn", "TokenSecretArn", "AccessSecretArn"} {
-		names[c.outputRef(t, out)] = out
-	}
-	for _, id := range c.ofType("AWS::KMS::Key") {
-		names[id] = "Key"
-	}
+	names := c.outputNames()
 	var grants []string
 	for _, s := range c.iamStatements() {
 		if !strings.HasPrefix(s.where, role+" ") && !c.policyAttachedTo(strings.Fields(s.where)[0], role) {
 			continue
 		}
+		cond := ""
+		if withConditions && s.body["Condition"] != nil {
+			cond = " if " + conditionText(s.body["Condition"], names)
+		}
 		for _, a := range listOf(s.body["Action"]) {
 			as, _ := a.(string)
-			if !strings.HasPrefix(as, "secretsmanager:") && !strings.HasPrefix(as, "kms:") {
+			if strings.HasPrefix(as, "logs:") {
 				continue
 			}
 			for _, r := range listOf(s.body["Resource"]) {
-				for _, id := range refs(r) {
-					grants = append(grants, as+" on "+names[id])
-				}
+				grants = append(grants, as+" on "+flatten(r, names)+cond)
 			}
 		}
 	}
@@ -454,8 +621,44 @@ func (c cfnTemplate) grantsOf(t *testing.T, fn string) []string {
 	return grants
 }
 
+// conditionText renders a statement's Condition block in a stable order.
+func conditionText(cond any, names map[string]string) string {
+	ops, _ := cond.(map[string]any)
+	var parts []string
+	for _, op := range sortedKeys(ops) {
+		keys, _ := ops[op].(map[string]any)
+		for _, k := range sortedKeys(keys) {
+			parts = append(parts, op+" "+k+"="+flatten(keys[k], names))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 // policyAttachedTo reports whether AWS::IAM::Policy id is attached to role.
 func (c cfnTemplate) policyAttachedTo(id, role string) bool {
 	r, ok := c.Resources[id]
 	return ok && r.Type == "AWS::IAM::Policy" && refersTo(r.Properties["Roles"], role)
+}
+
+// roleNamed returns the logical id of the role with RoleName name.
+func (c cfnTemplate) roleNamed(t *testing.T, name string) string {
+	t.Helper()
+	for _, id := range c.ofType("AWS::IAM::Role") {
+		if c.Resources[id].Properties["RoleName"] == name {
+			return id
+		}
+	}
+	t.Fatalf("role %s not found", name)
+	return ""
+}
+
+// statementsOf returns the identity-policy statements of role.
+func (c cfnTemplate) statementsOf(role string) []map[string]any {
+	var out []map[string]any
+	for _, s := range c.iamStatements() {
+		if c.policyAttachedTo(strings.Fields(s.where)[0], role) || strings.HasPrefix(s.where, role+" ") {
+			out = append(out, s.body)
+		}
+	}
+	return out
 }

@@ -44,10 +44,28 @@ func NewVbctokenStack(scope constructs.Construct, id string, props *VbctokenStac
 	}
 	output("CallbackUrl", "Redirect URL to register in the VBC developer portal", k.CallbackURL)
 	output("CredentialsSecretArn", `Secret the admin fills once with {"client_id","client_secret"}`, k.CredentialsSecret.SecretArn())
-	output("TokenSecretArn", "Token pair secret (source of truth; never give apps access)", k.PairSecret.SecretArn())
-	output("AccessSecretArn", "Access-token secret apps read (grant with GrantReadAccessToken)", k.AccessSecret.SecretArn())
-	output("KeyArn", "KMS key of the secrets: a role outside this stack that reads AccessSecretArn needs kms:Decrypt on it", k.Key.KeyArn())
-	output("ConsentUrlCommand", "Run as an admin to print the VBC consent link", k.ConsentCommand())
+	if k.PairSecret != nil {
+		output("TokenSecretArn", "Token pair secret (source of truth; never give apps access)", k.PairSecret.SecretArn())
+		output("AccessSecretArn", "Access-token secret apps read (grant with GrantReadAccessToken)", k.AccessSecret.SecretArn())
+		output("KeyArn", "KMS key of the secrets: a role outside this stack that reads AccessSecretArn needs kms:Decrypt on it", k.Key.KeyArn())
+		output("ConsentUrlCommand", "Run as an admin to print the VBC consent link", k.ConsentCommand())
+	} else {
+		output("KeyArn", "KMS key of the credentials secret (and of the self-heal login)", k.Key.KeyArn())
+		output("ConsentUrlCommand", "Run as an admin with ACCOUNT set to the account id (ACCOUNT=acme) to print that account's VBC consent link",
+			k.ConsentCommand())
+		output("AccountSecretPrefix", "Accounts mode: VBC_ACCOUNT_SECRET_PREFIX, the name prefix of the per-account secrets", k.AccountSecretPrefix)
+		output("AccountKeyArn", "Accounts mode: KMS key of the accounts' secrets or table; an app's role outside this stack needs kms:Decrypt on it",
+			k.AccountKey.KeyArn())
+		if k.AccountTable != nil {
+			output("AccountTableName", "Accounts mode: the DynamoDB table of the accounts' pairs (VBC_TABLE_NAME)", k.AccountTable.TableName())
+		}
+		output("AccountQueueUrl", "Accounts mode: the queue the hourly sweep fills with one message per account", k.AccountQueue.QueueUrl())
+		output("AccountDeadLetterQueueUrl", "Accounts mode: account refreshes that failed on every delivery", k.AccountDeadLetterQueue.QueueUrl())
+	}
+	if k.SelfHealSecret != nil {
+		output("SelfHealSecretArn", `Self-heal login the admin fills with {"username","password"} of a dedicated VBC user`,
+			k.SelfHealSecret.SecretArn())
+	}
 	output("AlarmTopicArn", "SNS topic of the keeper's alarms", k.AlarmTopic.TopicArn())
 	output("RefresherFunctionName", "The refresher function (invoke it with events/scheduled-force.json to refresh now)", k.Refresher.FunctionName())
 	output("DeadLetterQueueUrl", "Queue of refresher events that failed after retries", k.DeadLetterQueue.QueueUrl())

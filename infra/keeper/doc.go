@@ -32,8 +32,21 @@
 // Apps never see the pair: TokenKeeper.GrantReadAccessToken gives them read
 // access to the access secret alone.
 //
+// Accounts mode (TokenKeeperProps.Accounts, docs/design.md "Accounts mode")
+// keeps the chains of many VBC accounts in one deployment: one shared
+// credentials secret; per-account secrets under a name prefix, which the
+// keeper creates at each account's first consent, or items in one DynamoDB
+// table; a KMS key for the accounts' data; an SQS queue that the hourly
+// sweep fills with one message per account and the refresher consumes
+// through an event source mapping, with a dead-letter queue; two more alarms
+// (account-dead-letters, account-queue-behind). TokenKeeper.GrantReadAccount
+// gives an app read on one account's access token.
+//
+// Self-heal (TokenKeeperProps.SelfHeal, one account) adds a fourth secret,
+// the login of a dedicated VBC user, which only the refresher may read.
+//
 // Every IAM statement names its resources; none grants `secretsmanager:*` or
-// any action on `*`. The functions' roles carry no managed policy (not even
+// any action on `*` (accounts mode's only pattern is secret:<prefix>*). The functions' roles carry no managed policy (not even
 // AWSLambdaBasicExecutionRole, which allows logs actions on `*`): each role
 // may write only to its function's own log group.
 package keeper

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -57,6 +58,9 @@ const (
 	InitialCredentials = `{"client_id":"","client_secret":""}`
 	InitialPair        = `{"version":1}`
 	InitialAccess      = `{"version":1}`
+	// InitialSelfHealLogin reads as "no login" (vbctoken.ErrNoCredentials): self-heal
+	// stays idle until an admin writes the login.
+	InitialSelfHealLogin = `{"username":"","password":""}`
 )
 
 // Stage throttling: the callback is public and only ever used by an admin's
@@ -128,6 +132,18 @@ type TokenKeeperProps struct {
 	// LogRetention of the functions' and the API's log groups.
 	// Default: three months.
 	LogRetention awslogs.RetentionDays
+
+	// Accounts, when set, deploys accounts mode (docs/design.md "Accounts mode"): many VBC
+	// accounts in one deployment, one shared credentials secret, per-account secrets (or
+	// DynamoDB items) created at each account's first consent, and an hourly sweep that
+	// fans the accounts out through an SQS queue to the refresher. Nil: one account.
+	Accounts *AccountsProps
+
+	// SelfHeal creates the self-heal login secret {"username","password"} (a VBC user's
+	// password, README.md "Self-heal") and lets the refresher read it: the refresher then
+	// restores a provably lost chain with the password grant (docs/chain-safety.md). Off by
+	// default; one account only.
+	SelfHeal bool
 }
 
 // TokenKeeper is the construct: key, secrets, functions, API, schedule,
@@ -139,8 +155,20 @@ type TokenKeeper struct {
 
 	Key               awskms.Key
 	CredentialsSecret awssecretsmanager.Secret
-	PairSecret        awssecretsmanager.Secret
-	AccessSecret      awssecretsmanager.Secret
+	PairSecret        awssecretsmanager.Secret // nil in accounts mode
+	AccessSecret      awssecretsmanager.Secret // nil in accounts mode
+	SelfHealSecret    awssecretsmanager.Secret // nil without SelfHeal
+
+	// Accounts mode (nil otherwise): the prefix of the per-account secret names (a token
+	// when it defaults to the stack's name), the key of the accounts' secrets or table
+	// items, the table (DynamoDB backend), the queue the sweep fills and the refresher
+	// consumes, its dead-letter queue, and the event source mapping.
+	AccountSecretPrefix    *string
+	AccountKey             awskms.Key
+	AccountTable           awsdynamodb.Table
+	AccountQueue           awssqs.Queue
+	AccountDeadLetterQueue awssqs.Queue
+	AccountQueueMapping    awslambda.EventSourceMapping
 
 	Callback         awslambda.Function
 	Refresher        awslambda.Function
@@ -184,8 +212,14 @@ func NewTokenKeeper(scope constructs.Construct, id string, props *TokenKeeperPro
 	}
 
 	k.createSecrets(c)
+	if k.accounts() {
+		k.createAccountStorage(c)
+	}
 	k.createAPI(c)
 	k.createFunctions(c, stack)
+	if k.accounts() {
+		k.consumeAccountQueue(c)
+	}
 	k.routeCallback()
 	k.scheduleRefresher(c)
 	k.createAlarms(c)
@@ -215,6 +249,11 @@ func withDefaults(props *TokenKeeperProps) TokenKeeperProps {
 	}
 	if p.LogRetention == "" {
 		p.LogRetention = awslogs.RetentionDays_THREE_MONTHS
+	}
+	if p.Accounts != nil {
+		a := *p.Accounts // a copy: the caller's props stay as given
+		a.withDefaults()
+		p.Accounts = &a
 	}
 	return p
 }
@@ -259,6 +298,13 @@ func (p TokenKeeperProps) validate() error {
 	if d := p.CustomDomain; d != nil && (d.DomainName == "" || d.CertificateArn == "") {
 		problems = append(problems, "CustomDomain needs both DomainName and CertificateArn")
 	}
+	if p.Accounts != nil {
+		problems = append(problems, p.Accounts.problems()...)
+		if p.SelfHeal {
+			problems = append(problems, "SelfHeal keeps one VBC user's login and works for one account only: "+
+				"it cannot be combined with Accounts")
+		}
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid props: %s", strings.Join(problems, "; "))
 	}
@@ -266,7 +312,7 @@ func (p TokenKeeperProps) validate() error {
 }
 
 func (k *TokenKeeper) createSecrets(c constructs.Construct) {
-	// One customer-managed key for the three secrets. RETAIN: the retained
+	// One customer-managed key for the stack's secrets. RETAIN: the retained
 	// secrets below would be unreadable without it.
 	k.Key = awskms.NewKey(c, jsii.String("Key"), &awskms.KeyProps{
 		Description:       jsii.String("vbctoken: encrypts the VBC client credentials and token secrets"),
@@ -287,6 +333,17 @@ func (k *TokenKeeper) createSecrets(c constructs.Construct) {
 	k.CredentialsSecret = secret("Credentials",
 		`vbctoken: VBC OAuth client credentials {"client_id","client_secret"}; written once by an admin`,
 		InitialCredentials, awscdk.RemovalPolicy_RETAIN)
+	if k.props.SelfHeal {
+		// DESTROY: a VBC user's password should not outlive the deployment that needs it
+		// (Secrets Manager still keeps a deleted secret recoverable for its recovery window).
+		k.SelfHealSecret = secret("SelfHealLogin",
+			`vbctoken: self-heal login {"username","password"} of a dedicated VBC user; read only by the refresher`,
+			InitialSelfHealLogin, awscdk.RemovalPolicy_DESTROY)
+	}
+	if k.accounts() {
+		// Accounts mode: the keeper creates each account's secrets (or items) itself.
+		return
+	}
 	// Pair: RETAIN, losing it breaks the refresh chain (re-consent in a browser).
 	k.PairSecret = secret("TokenPair",
 		"vbctoken: VBC token pair (source of truth); written only by the callback, the refresher and the admin CLI",
@@ -363,18 +420,35 @@ const (
 func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack) {
 	common := map[string]*string{
 		contract.EnvCredentialsSecretID: k.CredentialsSecret.SecretArn(),
-		contract.EnvTokenSecretID:       k.PairSecret.SecretArn(),
-		contract.EnvAccessSecretID:      k.AccessSecret.SecretArn(),
 		contract.EnvAuthorizeURL:        jsii.String(k.props.AuthorizeURL),
 		contract.EnvTokenURL:            jsii.String(k.props.TokenURL),
 		contract.EnvScope:               jsii.String(k.props.Scope),
 		contract.EnvPKCE:                jsii.String(strconv.FormatBool(k.props.PKCE)),
+	}
+	// Single writer of one pair: two refreshers at once would rotate the refresh token
+	// twice and the loser would present a dead token.
+	reserved := 1
+	if k.accounts() {
+		k.accountEnv(common)
+		// Each account's chain is guarded by its own lease (docs/chain-safety.md); the
+		// refresher runs the hourly sweep beside the mapping's concurrent batches.
+		reserved = k.props.Accounts.MaxConcurrency + 1
+	} else {
+		common[contract.EnvTokenSecretID] = k.PairSecret.SecretArn()
+		common[contract.EnvAccessSecretID] = k.AccessSecret.SecretArn()
 	}
 	callbackEnv := clone(common)
 	callbackEnv[contract.EnvRedirectURL] = k.CallbackURL
 	refresherEnv := clone(common)
 	refresherEnv[contract.EnvRefreshMargin] = jsii.String(k.props.RefreshMargin)
 	refresherEnv[contract.EnvRefreshMaxAge] = jsii.String(k.props.RefreshMaxAge)
+	if k.SelfHealSecret != nil {
+		// The refresher alone: a consent through the callback never needs a password.
+		refresherEnv[contract.EnvSelfHealSecretID] = k.SelfHealSecret.SecretArn()
+	}
+	if k.accounts() {
+		refresherEnv[contract.EnvAccountQueueURL] = k.AccountQueue.QueueUrl()
+	}
 
 	k.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("RefresherDeadLetters"), &awssqs.QueueProps{
 		// SSE-SQS: the messages are schedule events (no secret), and
@@ -393,14 +467,13 @@ func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack
 		env:         callbackEnv,
 	})
 	k.Refresher, k.RefresherLogs = k.newFunction(c, stack, "Refresher", functionSpec{
-		description: "vbctoken: scheduled refresher, the single writer that keeps the VBC token pair alive",
-		code:        functionCode(k.props.RefresherCodeDir, RefresherPackage, src),
-		memoryMB:    refresherMemoryMB,
-		timeout:     refresherTimeout,
-		env:         refresherEnv,
-		// Single writer: two refreshers at once would rotate the refresh
-		// token twice and the loser would present a dead token.
-		reservedConcurrency: 1,
+		description:         "vbctoken: scheduled refresher, the single writer that keeps the VBC token pair alive",
+		code:                functionCode(k.props.RefresherCodeDir, RefresherPackage, src),
+		memoryMB:            refresherMemoryMB,
+		timeout:             refresherTimeout,
+		env:                 refresherEnv,
+		refresher:           true,
+		reservedConcurrency: float64(reserved),
 		// Asynchronous invocations (the schedule) that still fail after
 		// Lambda's retries land in the dead-letter queue.
 		deadLetterQueue: k.DeadLetterQueue,
@@ -434,6 +507,7 @@ type functionSpec struct {
 	memoryMB            float64
 	timeout             time.Duration
 	env                 map[string]*string
+	refresher           bool
 	reservedConcurrency float64
 	deadLetterQueue     awssqs.IQueue
 }
@@ -449,7 +523,7 @@ func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id
 		Description: jsii.String("vbctoken " + strings.ToLower(id) + ": its log group and the token secrets, nothing else"),
 	})
 	logs.GrantWrite(role)
-	k.grantFunctionSecrets(role, stack)
+	k.grantFunctionSecrets(role, stack, spec.refresher)
 
 	props := &awslambda.FunctionProps{
 		Description:           jsii.String(spec.description),
@@ -481,14 +555,47 @@ func (k *TokenKeeper) newFunction(c constructs.Construct, stack awscdk.Stack, id
 // actions the functions use, each on exactly its secret, and the KMS actions
 // Secrets Manager needs on their behalf (GetSecretValue: kms:Decrypt;
 // PutSecretValue: kms:GenerateDataKey and kms:Decrypt), only through Secrets
-// Manager and only for these three secrets.
-func (k *TokenKeeper) grantFunctionSecrets(role awsiam.IRole, stack awscdk.Stack) {
-	statements := []*awsiam.PolicyStatementProps{
-		{
-			Sid:       jsii.String("ReadClientCredentials"),
+// Manager and only for the stack's secrets. In accounts mode the functions
+// read the shared credentials and use the backend's statements
+// (accountStatements); the refresher alone reads the self-heal login.
+func (k *TokenKeeper) grantFunctionSecrets(role awsiam.IRole, stack awscdk.Stack, refresher bool) {
+	statements := []*awsiam.PolicyStatementProps{{
+		Sid:       jsii.String("ReadClientCredentials"),
+		Actions:   jsii.Strings("secretsmanager:GetSecretValue"),
+		Resources: &[]*string{k.CredentialsSecret.SecretArn()},
+	}}
+	selfHeal := refresher && k.SelfHealSecret != nil
+	if selfHeal {
+		statements = append(statements, &awsiam.PolicyStatementProps{
+			Sid:       jsii.String("ReadSelfHealLogin"),
 			Actions:   jsii.Strings("secretsmanager:GetSecretValue"),
-			Resources: &[]*string{k.CredentialsSecret.SecretArn()},
-		},
+			Resources: &[]*string{k.SelfHealSecret.SecretArn()},
+		})
+	}
+	if k.accounts() {
+		statements = append(statements, &awsiam.PolicyStatementProps{
+			// Only read: the stack key guards nothing else the functions use.
+			Sid:       jsii.String("UseKeyForClientCredentials"),
+			Actions:   jsii.Strings("kms:Decrypt"),
+			Resources: &[]*string{k.Key.KeyArn()},
+			Conditions: &map[string]interface{}{
+				"StringEquals": map[string]interface{}{
+					"kms:ViaService":                  secretsManagerService(stack),
+					"kms:EncryptionContext:SecretARN": []*string{k.CredentialsSecret.SecretArn()},
+				},
+			},
+		})
+		statements = append(statements, k.accountStatements(stack, refresher)...)
+		for _, s := range statements {
+			role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(s))
+		}
+		return
+	}
+	keySecrets := []*string{k.CredentialsSecret.SecretArn(), k.PairSecret.SecretArn(), k.AccessSecret.SecretArn()}
+	if selfHeal {
+		keySecrets = append(keySecrets, k.SelfHealSecret.SecretArn())
+	}
+	statements = append(statements, []*awsiam.PolicyStatementProps{
 		{
 			Sid: jsii.String("ReadAndSwapTokenPair"),
 			Actions: jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
@@ -506,14 +613,12 @@ func (k *TokenKeeper) grantFunctionSecrets(role awsiam.IRole, stack awscdk.Stack
 			Resources: &[]*string{k.Key.KeyArn()},
 			Conditions: &map[string]interface{}{
 				"StringEquals": map[string]interface{}{
-					"kms:ViaService": secretsManagerService(stack),
-					"kms:EncryptionContext:SecretARN": []*string{
-						k.CredentialsSecret.SecretArn(), k.PairSecret.SecretArn(), k.AccessSecret.SecretArn(),
-					},
+					"kms:ViaService":                  secretsManagerService(stack),
+					"kms:EncryptionContext:SecretARN": keySecrets,
 				},
 			},
 		},
-	}
+	}...)
 	for _, s := range statements {
 		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(s))
 	}
@@ -580,7 +685,6 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 	}
 	action := awscloudwatchactions.NewSnsAction(k.AlarmTopic)
 	k.Alarms = map[string]awscloudwatch.Alarm{}
-	// alarm fires when `periods` consecutive periods breach.
 	alarm := func(id, name, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator,
 		threshold float64, missing awscloudwatch.TreatMissingData, periods float64) {
 		a := awscloudwatch.NewAlarm(c, jsii.String(id), &awscloudwatch.AlarmProps{
@@ -604,9 +708,11 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 	// not-reporting alarm's business; this one only judges what was reported.
 	// Until the first consent the refresher reports 0, so it is in ALARM from
 	// the first run after deployment until an admin consents.
+	// In accounts mode every account's run reports the metric (the account is a property,
+	// not a dimension), so its Minimum is the worst account's.
 	alarm("RefreshTokenExpiringAlarm", AlarmRefreshTokenExpiring,
-		"the refresh token expires in under 3 days (0 = not connected or the chain is gone). "+
-			"Run `vbctoken status`; if it exits 3, open a new consent link (ConsentUrlCommand output).",
+		"a refresh token expires in under 3 days (0 = not connected or the chain is gone; accounts mode: the worst account). "+
+			"Run `vbctoken status` (accounts mode: `vbctoken accounts`); if it exits 3, open a new consent link (ConsentUrlCommand output).",
 		k.metricSecondsLeft(period), awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
 		RefreshTokenAlarmThreshold.Seconds(), awscloudwatch.TreatMissingData_MISSING, alarmPeriods)
 
@@ -633,7 +739,16 @@ func (k *TokenKeeper) createAlarms(c constructs.Construct) {
 		"scheduled refresher events failed after retries and sit in the dead-letter queue.",
 		k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
 		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, awscloudwatch.TreatMissingData_NOT_BREACHING, 1)
+
+	if k.accounts() {
+		k.accountAlarms(alarm)
+	}
 }
+
+// alarmFunc creates alarm NamePrefix-name on metric, firing when `periods` consecutive
+// periods breach, with the runbook pointer in its description.
+type alarmFunc func(id, name, description string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator,
+	threshold float64, missing awscloudwatch.TreatMissingData, periods float64)
 
 // metricSecondsLeft is the refresher's VBCToken/RefreshTokenSecondsLeft, minimum per period.
 func (k *TokenKeeper) metricSecondsLeft(period awscdk.Duration) awscloudwatch.Metric {
@@ -670,8 +785,12 @@ var namePrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
 func (k *TokenKeeper) createDashboard(c constructs.Construct) {
 	hour, day := awscdk.Duration_Hours(jsii.Number(1)), awscdk.Duration_Days(jsii.Number(1))
 	alarms := make([]interfacesawscloudwatch.IAlarmRef, 0, len(k.Alarms))
-	for _, name := range []string{AlarmRefreshTokenExpiring, AlarmRefresherNotReporting, AlarmRefresherErrors,
-		AlarmDeadLetters, AlarmCallback5xx} {
+	names := []string{AlarmRefreshTokenExpiring, AlarmRefresherNotReporting, AlarmRefresherErrors,
+		AlarmDeadLetters, AlarmCallback5xx}
+	if k.accounts() {
+		names = append(names, AlarmAccountQueueBehind, AlarmAccountDeadLetters)
+	}
+	for _, name := range names {
 		alarms = append(alarms, k.Alarms[name])
 	}
 	labelled := func(m awscloudwatch.Metric, label string) awscloudwatch.IMetric {
@@ -690,75 +809,93 @@ func (k *TokenKeeper) createDashboard(c constructs.Construct) {
 	lambdaErrors := func(fn awslambda.Function, label string) awscloudwatch.IMetric {
 		return fn.MetricErrors(&awscloudwatch.MetricOptions{Period: hour, Statistic: jsii.String("Sum"), Label: jsii.String(label)})
 	}
+	rows := [][]awscloudwatch.IWidget{
+		{awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
+			Title: jsii.String("Alarms (runbook: README.md, Operations runbook)"), Alarms: &alarms, Width: jsii.Number(24), Height: jsii.Number(3),
+		})},
+		{
+			thresholdGraph("Refresh token: seconds left (minimum per hour)", labelled(k.metricSecondsLeft(hour), "seconds left"),
+				RefreshTokenAlarmThreshold.Seconds(), "alarm below 3 days", 12),
+			awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+				Title:   jsii.String("Refresher runs per day by outcome"),
+				Left:    &[]awscloudwatch.IMetric{outcomes},
+				Stacked: jsii.Bool(true),
+				Period:  day,
+				Width:   jsii.Number(12), Height: jsii.Number(6),
+			}),
+		},
+		{
+			awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+				Title: jsii.String("Errors per hour"),
+				Left: &[]awscloudwatch.IMetric{
+					lambdaErrors(k.Refresher, "refresher errors"),
+					lambdaErrors(k.Callback, "callback errors"),
+					k.Refresher.MetricThrottles(&awscloudwatch.MetricOptions{Period: hour, Statistic: jsii.String("Sum"), Label: jsii.String("refresher throttles")}),
+				},
+				Width: jsii.Number(8), Height: jsii.Number(6),
+			}),
+			awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+				Title: jsii.String("Dead letters (refresher events that failed after retries)"),
+				Left: &[]awscloudwatch.IMetric{k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
+					Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"), Label: jsii.String("messages in the queue"),
+				})},
+				Width: jsii.Number(8), Height: jsii.Number(6),
+			}),
+			awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+				Title: jsii.String("Callback responses"),
+				Left: &[]awscloudwatch.IMetric{
+					labelled(k.metricCallback5xx(awscdk.Duration_Minutes(jsii.Number(5))), "5xx"),
+					k.Api.MetricClientError(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"), Label: jsii.String("4xx (bad or reused links)")}),
+				},
+				Width: jsii.Number(8), Height: jsii.Number(6),
+			}),
+		},
+		{awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
+			Markdown: awscdk.Fn_Join(jsii.String(""), &[]*string{
+				jsii.String("**Log groups** refresher `"), k.RefresherLogs.LogGroupName(),
+				jsii.String("`, callback `"), k.CallbackLogs.LogGroupName(),
+				jsii.String("`, API access `"), k.ApiAccessLogs.LogGroupName(),
+				jsii.String("`. Every alarm has a runbook entry in README.md (Operations runbook, Alarm `<name>`)."),
+			}),
+			Width: jsii.Number(24), Height: jsii.Number(2),
+		})},
+	}
+	if k.accounts() {
+		// Before the text row: the fan-out is what an operator of a fleet looks at next.
+		text := rows[len(rows)-1]
+		rows = append(rows[:len(rows)-1], k.accountWidgets(), text)
+	}
+	widgets := make([]*[]awscloudwatch.IWidget, len(rows))
+	for i := range rows {
+		widgets[i] = &rows[i]
+	}
 	k.Dashboard = awscloudwatch.NewDashboard(c, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
 		DashboardName:   jsii.String(k.props.NamePrefix),
 		DefaultInterval: awscdk.Duration_Days(jsii.Number(14)),
-		Widgets: &[]*[]awscloudwatch.IWidget{
-			{awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
-				Title: jsii.String("Alarms (runbook: README.md, Operations runbook)"), Alarms: &alarms, Width: jsii.Number(24), Height: jsii.Number(3),
-			})},
-			{
-				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-					Title: jsii.String("Refresh token: seconds left (minimum per hour)"),
-					Left:  &[]awscloudwatch.IMetric{labelled(k.metricSecondsLeft(hour), "seconds left")},
-					LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{
-						Value: jsii.Number(RefreshTokenAlarmThreshold.Seconds()), Label: jsii.String("alarm below 3 days"),
-					}},
-					LeftYAxis: &awscloudwatch.YAxisProps{Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
-					Width:     jsii.Number(12), Height: jsii.Number(6),
-				}),
-				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-					Title:   jsii.String("Refresher runs per day by outcome"),
-					Left:    &[]awscloudwatch.IMetric{outcomes},
-					Stacked: jsii.Bool(true),
-					Period:  day,
-					Width:   jsii.Number(12), Height: jsii.Number(6),
-				}),
-			},
-			{
-				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-					Title: jsii.String("Errors per hour"),
-					Left: &[]awscloudwatch.IMetric{
-						lambdaErrors(k.Refresher, "refresher errors"),
-						lambdaErrors(k.Callback, "callback errors"),
-						k.Refresher.MetricThrottles(&awscloudwatch.MetricOptions{Period: hour, Statistic: jsii.String("Sum"), Label: jsii.String("refresher throttles")}),
-					},
-					Width: jsii.Number(8), Height: jsii.Number(6),
-				}),
-				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-					Title: jsii.String("Dead letters (refresher events that failed after retries)"),
-					Left: &[]awscloudwatch.IMetric{k.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
-						Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"), Label: jsii.String("messages in the queue"),
-					})},
-					Width: jsii.Number(8), Height: jsii.Number(6),
-				}),
-				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
-					Title: jsii.String("Callback responses"),
-					Left: &[]awscloudwatch.IMetric{
-						labelled(k.metricCallback5xx(awscdk.Duration_Minutes(jsii.Number(5))), "5xx"),
-						k.Api.MetricClientError(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"), Label: jsii.String("4xx (bad or reused links)")}),
-					},
-					Width: jsii.Number(8), Height: jsii.Number(6),
-				}),
-			},
-			{awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
-				Markdown: awscdk.Fn_Join(jsii.String(""), &[]*string{
-					jsii.String("**Log groups** refresher `"), k.RefresherLogs.LogGroupName(),
-					jsii.String("`, callback `"), k.CallbackLogs.LogGroupName(),
-					jsii.String("`, API access `"), k.ApiAccessLogs.LogGroupName(),
-					jsii.String("`. Every alarm has a runbook entry in README.md (Operations runbook, Alarm `<name>`)."),
-				}),
-				Width: jsii.Number(24), Height: jsii.Number(2),
-			})},
-		},
+		Widgets:         &widgets,
+	})
+}
+
+// thresholdGraph draws one metric from 0 with its alarm's threshold as a line.
+func thresholdGraph(title string, metric awscloudwatch.IMetric, threshold float64, label string, width float64) awscloudwatch.GraphWidget {
+	return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+		Title:           jsii.String(title),
+		Left:            &[]awscloudwatch.IMetric{metric},
+		LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{Value: jsii.Number(threshold), Label: jsii.String(label)}},
+		LeftYAxis:       &awscloudwatch.YAxisProps{Min: jsii.Number(0), ShowUnits: jsii.Bool(false)},
+		Width:           jsii.Number(width), Height: jsii.Number(6),
 	})
 }
 
 // GrantReadAccessToken lets grantee (an app's role) read the access-token
 // secret: secretsmanager:GetSecretValue and DescribeSecret on that secret
 // alone, and kms:Decrypt on the key only through Secrets Manager and only for
-// that secret. Nothing on the token pair or the client credentials.
+// that secret. Nothing on the token pair or the client credentials. In accounts
+// mode there is no such secret: it panics (use GrantReadAccount).
 func (k *TokenKeeper) GrantReadAccessToken(grantee awsiam.IGrantable) awsiam.Grant {
+	if k.accounts() {
+		panic("keeper.GrantReadAccessToken: accounts mode has no single access secret; use GrantReadAccount")
+	}
 	read := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
 		Grantee:      grantee,
 		Actions:      jsii.Strings("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"),
@@ -779,18 +916,35 @@ func (k *TokenKeeper) GrantReadAccessToken(grantee awsiam.IGrantable) awsiam.Gra
 }
 
 // ConsentCommand is the command line an admin runs (with AWS credentials that
-// may read the credentials and pair secrets) to print the consent link.
+// may read the credentials and pair secrets) to print the consent link. In
+// accounts mode it names the fleet's storage instead of the two secrets and
+// ends with `vbctoken consent-url --account "$ACCOUNT"`: set ACCOUNT first.
 func (k *TokenKeeper) ConsentCommand() *string {
 	stack := awscdk.Stack_Of(k.Construct)
 	parts := []*string{
 		jsii.String("AWS_REGION="), stack.Region(),
 		jsii.String(" " + contract.EnvCredentialsSecretID + "="), k.CredentialsSecret.SecretArn(),
-		jsii.String(" " + contract.EnvTokenSecretID + "="), k.PairSecret.SecretArn(),
-		jsii.String(" " + contract.EnvAccessSecretID + "="), k.AccessSecret.SecretArn(),
-		jsii.String(" " + contract.EnvRedirectURL + "="), k.CallbackURL,
-		jsii.String(fmt.Sprintf(" %s=%s %s=%s %s=%t vbctoken consent-url",
-			contract.EnvAuthorizeURL, shellQuote(k.props.AuthorizeURL), contract.EnvScope, shellQuote(k.props.Scope), contract.EnvPKCE, k.props.PKCE)),
 	}
+	command := "vbctoken consent-url"
+	if k.accounts() {
+		parts = append(parts, jsii.String(" "+contract.EnvAccountSecretPrefix+"="), k.AccountSecretPrefix)
+		switch k.props.Accounts.Backend {
+		case BackendSecretsManager:
+			parts = append(parts, jsii.String(" "+contract.EnvAccountKMSKeyID+"="), k.AccountKey.KeyArn())
+		case BackendDynamoDB:
+			parts = append(parts, jsii.String(" "+contract.EnvTableName+"="), k.AccountTable.TableName())
+		}
+		command += ` --account "$ACCOUNT"`
+	} else {
+		parts = append(parts,
+			jsii.String(" "+contract.EnvTokenSecretID+"="), k.PairSecret.SecretArn(),
+			jsii.String(" "+contract.EnvAccessSecretID+"="), k.AccessSecret.SecretArn())
+	}
+	parts = append(parts,
+		jsii.String(" "+contract.EnvRedirectURL+"="), k.CallbackURL,
+		jsii.String(fmt.Sprintf(" %s=%s %s=%s %s=%t %s",
+			contract.EnvAuthorizeURL, shellQuote(k.props.AuthorizeURL), contract.EnvScope, shellQuote(k.props.Scope),
+			contract.EnvPKCE, k.props.PKCE, command)))
 	return awscdk.Fn_Join(jsii.String(""), &parts)
 }
 

@@ -41,12 +41,19 @@ const (
 // every per-account secret carries, the account index's directory under the secret prefix,
 // and the DynamoDB table's key attribute and item key prefixes (apps of account X may read
 // only AccessKeyPrefix+X, by dynamodb:LeadingKeys).
+//
+// AccountIDPattern is what an account id matches (anchored); AccountPairSecretSuffix and
+// AccountAccessSecretSuffix end the names of an account's secrets after the prefix and the
+// id, so that the stack can grant an app read on exactly one account's access secret.
 const (
-	AccountTagKey     = "vbctoken:account"
-	AccountIndexDir   = "_index/"
-	TablePartitionKey = "pk"
-	PairKeyPrefix     = "pair#"
-	AccessKeyPrefix   = "access#"
+	AccountIDPattern          = "[a-z0-9][a-z0-9-]{0,62}"
+	AccountTagKey             = "vbctoken:account"
+	AccountIndexDir           = "_index/"
+	AccountPairSecretSuffix   = "/pair"
+	AccountAccessSecretSuffix = "/access"
+	TablePartitionKey         = "pk"
+	PairKeyPrefix             = "pair#"
+	AccessKeyPrefix           = "access#"
 )
 
 // The refresh policy's defaults (docs/design.md "Refresh policy": VBC_REFRESH_MARGIN,

@@ -3,8 +3,11 @@ package vbctoken
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
+
+	"github.com/vbctoken/vbctoken/internal/contract"
 )
 
 // Accounts mode (docs/design.md "Accounts mode"): one deployment keeps the chains of many
@@ -13,20 +16,17 @@ import (
 // deployment: leases, compare-and-swap and recovery are per account, and one account's
 // trouble never touches another's. Only the client credentials are shared.
 
-// maxAccountLen is the longest account id.
-const maxAccountLen = 63
+// accountID is the rule account ids follow (internal/contract holds it for the stack too).
+var accountID = regexp.MustCompile(`^` + contract.AccountIDPattern + `$`)
 
 // CheckAccount refuses an account id that is not [a-z0-9][a-z0-9-]{0,62}, with ErrBadInput
 // and without quoting the input.
 func CheckAccount(id string) error {
-	if id == "" || len(id) > maxAccountLen {
-		return fmt.Errorf("%w: an account id has 1 to %d characters", ErrBadInput, maxAccountLen)
+	if id == "" || len(id) > 63 {
+		return fmt.Errorf("%w: an account id has 1 to 63 characters", ErrBadInput)
 	}
-	for i, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0
-		if !ok {
-			return fmt.Errorf("%w: an account id is lower-case letters, digits and hyphens, starting with a letter or digit", ErrBadInput)
-		}
+	if !accountID.MatchString(id) {
+		return fmt.Errorf("%w: an account id is lower-case letters, digits and hyphens, starting with a letter or digit", ErrBadInput)
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ const (
 	// maxSecretName is the longest secret name Secrets Manager takes.
 	maxSecretName = 512
 	// longestSuffix is the longest account id with the longest suffix after it.
-	longestSuffix = 63 + len("/access")
+	longestSuffix = 63 + len(contract.AccountAccessSecretSuffix)
 	// maxIndexRounds bounds the compare-and-swap rounds of one index update; losing that
 	// many in a row to other writers is reported as ErrTransient.
 	maxIndexRounds = 32
@@ -160,8 +160,8 @@ func (f *Fleet) Open(account string) (vbctoken.Store, error) {
 		api: f.api,
 		ids: SecretIDs{
 			Credentials: f.cfg.CredentialsSecretID,
-			Pair:        f.cfg.Prefix + account + "/pair",
-			Access:      f.cfg.Prefix + account + "/access",
+			Pair:        f.cfg.Prefix + account + contract.AccountPairSecretSuffix,
+			Access:      f.cfg.Prefix + account + contract.AccountAccessSecretSuffix,
 		},
 		create: &creator{
 			api:      f.api,

@@ -3,7 +3,8 @@
 // moto (pip install 'moto[server]') speaks the real AWS JSON protocol, including
 // ClientRequestToken idempotency, staging labels and UpdateSecretVersionStage's
 // compare-and-swap, so the store code is tested against the same calls it makes in AWS.
-// The same port serves DynamoDB (conditional writes); CreateTable makes a table there.
+// The same port serves DynamoDB (conditional writes) and SQS; CreateTable and CreateQueue
+// make a table and a queue there.
 //
 // One server is shared by every test of a test binary; tests isolate themselves with fresh
 // secret names (UniqueName, CreateStoreSecrets) rather than restarting or resetting it.
@@ -32,6 +33,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // RequireEnv names the variable that turns a missing moto_server into a test failure
@@ -446,6 +449,65 @@ func (s *Server) CreateTable(t testing.TB, partitionKey string) string {
 	})
 	if err != nil {
 		t.Fatalf("create table %s: %v", name, err)
+	}
+	return name
+}
+
+// Queue is an SQS queue on the server, with its dead-letter queue when it has one.
+type Queue struct {
+	// URL is the queue URL (QueueUrl of the SQS API).
+	URL string
+	// DeadLetterURL is the URL of the dead-letter queue; "" without one.
+	DeadLetterURL string
+}
+
+// CreateQueue creates a standard SQS queue under a fresh name and returns its URL. With
+// maxReceiveCount > 0 it also creates a dead-letter queue and a redrive policy that moves a
+// message there once it has been received maxReceiveCount times (moto moves it on the
+// receive after that, as SQS does).
+//
+// moto 5.2 honours DelaySeconds on the wall clock and offers no way to advance it:
+// tests that must not wait play delays themselves.
+func (s *Server) CreateQueue(t testing.TB, maxReceiveCount int) Queue {
+	t.Helper()
+	ctx := context.Background()
+	c := sqs.NewFromConfig(s.Config())
+	name := queueName(UniqueName(t, "vbc"))
+	var q Queue
+	attrs := map[string]string{}
+	if maxReceiveCount > 0 {
+		dlq, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(queueName(name + "-dlq"))})
+		if err != nil {
+			t.Fatalf("create dead-letter queue: %v", err)
+		}
+		q.DeadLetterURL = aws.ToString(dlq.QueueUrl)
+		got, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
+		})
+		if err != nil {
+			t.Fatalf("dead-letter queue ARN: %v", err)
+		}
+		attrs[string(sqstypes.QueueAttributeNameRedrivePolicy)] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":%d}`,
+			got.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], maxReceiveCount)
+	}
+	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	if err != nil {
+		t.Fatalf("create queue %s: %v", name, err)
+	}
+	q.URL = aws.ToString(out.QueueUrl)
+	return q
+}
+
+// queueName makes name a valid queue name ([a-zA-Z0-9_-]{1,80}), keeping its unique end.
+func queueName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, name)
+	if len(name) > 80 {
+		name = name[len(name)-80:]
 	}
 	return name
 }

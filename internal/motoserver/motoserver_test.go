@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/vbctoken/vbctoken/internal/motoserver"
 )
@@ -95,4 +97,63 @@ func TestCreateTable(t *testing.T) {
 	if !errors.As(err, &failed) {
 		t.Errorf("second conditional put: err = %v, want ConditionalCheckFailedException", err)
 	}
+}
+
+func TestCreateQueue(t *testing.T) {
+	srv := motoserver.Start(t)
+	ctx := context.Background()
+	q := srv.CreateQueue(t, 2)
+	if q.URL == "" || q.DeadLetterURL == "" || q.URL == q.DeadLetterURL {
+		t.Fatalf("queue %+v", q)
+	}
+	if plain := srv.CreateQueue(t, 0); plain.DeadLetterURL != "" || plain.URL == q.URL {
+		t.Fatalf("plain queue %+v", plain)
+	}
+	c := sqs.NewFromConfig(srv.Config())
+	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &q.URL, MessageBody: aws.String("m")}); err != nil {
+		t.Fatal(err)
+	}
+	// Received twice and put back each time: the third receive moves it to the dead-letter queue.
+	for i := range 3 {
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.URL, VisibilityTimeout: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			if len(out.Messages) != 0 {
+				t.Fatalf("receive #%d got %d messages, want it moved to the dead-letter queue", i+1, len(out.Messages))
+			}
+			break
+		}
+		if len(out.Messages) != 1 {
+			t.Fatalf("receive #%d got %d messages", i+1, len(out.Messages))
+		}
+		_, err = c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &q.URL, ReceiptHandle: out.Messages[0].ReceiptHandle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitVisible(t, c, q.URL)
+	}
+	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.DeadLetterURL, WaitTimeSeconds: 1})
+	if err != nil || len(out.Messages) != 1 || aws.ToString(out.Messages[0].Body) != "m" {
+		t.Fatalf("dead-letter queue: %v, %+v", err, out)
+	}
+}
+
+// waitVisible waits (bounded) until the queue counts a visible message: moto makes a
+// message visible again one millisecond after ChangeMessageVisibility to 0.
+func waitVisible(t *testing.T, c *sqs.Client, url string) {
+	t.Helper()
+	for range 100 {
+		got, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+			QueueUrl: &url, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)] != "0" {
+			return
+		}
+	}
+	t.Fatal("the message did not become visible again")
 }

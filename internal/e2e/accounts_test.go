@@ -60,14 +60,16 @@ const (
 	// stays quiet, and an SQS record needing re-consent is no function error either.
 	// Set it to true when functions/refresher reports 0.
 	revokedSecondsLeftFixed = false
+	// sweptOutcome is the Outcome of the sweep's own EMF line (functions/refresher).
+	sweptOutcome = "swept"
 	// kmsKeyID is VBC_ACCOUNT_KMS_KEY_ID (moto does not check that the key exists).
 	kmsKeyID = "arn:aws:kms:us-east-1:123456789012:key/0f6c6b1e-5a3c-4d55-9a3e-6d0b7c2f1e90"
 )
 
-// fleetAccounts are the accounts of the test: acme and globex (named by the events/
+// fleetAccounts are the accounts of the test: acme and globex-eu (named by the events/
 // samples) and tenant-03 … tenant-50.
 func fleetAccounts() []string {
-	ids := []string{"acme", "globex"}
+	ids := []string{"acme", "globex-eu"}
 	for i := len(ids) + 1; i <= fleetSize; i++ {
 		ids = append(ids, fmt.Sprintf("tenant-%02d", i))
 	}
@@ -91,7 +93,7 @@ func TestAccountsFleet(t *testing.T) {
 			e.timed("50 consents through the callback function", func() { before = e.connectAll(cb, ids) })
 			e.timed("hour 0: sweep and queue", func() { e.freshHour(refresher, ids, before) })
 			e.timed("hour 23 with one account revoked: sweep, queue and checks", func() { e.dayLater(refresher, ids, before) })
-			e.timed("plain JSON and SQS samples", func() { e.sampleInputs(refresher) })
+			e.timed("the events/account-* samples", func() { e.sampleInputs(refresher) })
 			e.timed("consent routing", func() { e.consentRouting(cb, ids) })
 		})
 	}
@@ -228,35 +230,39 @@ func (e *fleetEnv) dayLater(refresher *lambdarun.Function, ids []string, before 
 	}
 }
 
-// sampleInputs: events/account-force.json (the plain JSON of an operator's invoke)
-// rotates acme alone; events/sqs-accounts.json (force false) rotates nothing fresh and
-// fails nothing; events/sqs-malformed.json names exactly its two malformed records.
+// sampleInputs: events/account-force.json (an EventBridge event whose detail names the
+// account) and events/account-plain.json (the same request as plain JSON: EventBridge
+// Scheduler's target input, an operator's invoke) each rotate acme alone;
+// events/account-queue.json (force false) rotates nothing fresh and fails nothing;
+// events/account-queue-malformed.json is answered with exactly its two malformed records.
 func (e *fleetEnv) sampleInputs(refresher *lambdarun.Function) {
 	t := e.t
 	t.Helper()
-	acme, globex := e.pair("acme"), e.pair("globex")
-	res := e.invoke(refresher, event(t, "account-force.json"))
-	var sum struct {
-		Outcome vbctoken.Outcome `json:"outcome"`
-		Account string           `json:"account"`
-	}
-	if res.Err != nil || json.Unmarshal(res.Payload, &sum) != nil || sum.Outcome != vbctoken.OutcomeRefreshed || sum.Account != "acme" {
-		t.Fatalf("account-force.json: %s, %v", res.Payload, res.Err)
-	}
-	if e.assertLive("acme").RefreshToken == acme.RefreshToken || e.pair("globex").RefreshToken != globex.RefreshToken {
-		t.Error("account-force.json did not rotate acme alone")
+	for _, name := range []string{"account-force.json", "account-plain.json"} {
+		acme, globex := e.pair("acme"), e.pair("globex-eu")
+		res := e.invoke(refresher, event(t, name))
+		var sum struct {
+			Outcome vbctoken.Outcome `json:"outcome"`
+			Account string           `json:"account"`
+		}
+		if res.Err != nil || json.Unmarshal(res.Payload, &sum) != nil || sum.Outcome != vbctoken.OutcomeRefreshed || sum.Account != "acme" {
+			t.Fatalf("%s: %s, %v", name, res.Payload, res.Err)
+		}
+		if e.assertLive("acme").RefreshToken == acme.RefreshToken || e.pair("globex-eu").RefreshToken != globex.RefreshToken {
+			t.Errorf("%s did not rotate acme alone", name)
+		}
 	}
 
-	acme = e.pair("acme")
-	if f := e.batchAnswer(refresher, event(t, "sqs-accounts.json")); len(f) != 0 {
-		t.Errorf("sqs-accounts.json: batchItemFailures %v, want none", f)
+	acme := e.pair("acme")
+	if f := e.batchAnswer(refresher, event(t, "account-queue.json")); len(f) != 0 {
+		t.Errorf("account-queue.json: batchItemFailures %v, want none", f)
 	}
 	if e.pair("acme").RefreshToken != acme.RefreshToken {
-		t.Error("sqs-accounts.json (force false) rotated a fresh pair")
+		t.Error("account-queue.json (force false) rotated a fresh pair")
 	}
 	want := []string{"0b6f1c2e-0000-4000-8000-000000000004", "0b6f1c2e-0000-4000-8000-000000000005"}
-	if f := e.batchAnswer(refresher, event(t, "sqs-malformed.json")); !sameSet(f, want) {
-		t.Errorf("sqs-malformed.json: batchItemFailures %v, want the malformed records %v", f, want)
+	if f := e.batchAnswer(refresher, event(t, "account-queue-malformed.json")); !sameSet(f, want) {
+		t.Errorf("account-queue-malformed.json: batchItemFailures %v, want the malformed records %v", f, want)
 	}
 }
 
@@ -675,14 +681,25 @@ func (e *fleetEnv) sweepAndDrain(refresher *lambdarun.Function, ids []string) ro
 			rep.problems = append(rep.problems, l)
 		}
 	}
+	sweeps := 0
 	for _, m := range emfLines(t, logs) {
+		if m.Account == "" {
+			// The sweep's own line (so that "refresher not reporting" hears from an empty
+			// fleet too); every refresh line names its account.
+			sweeps++
+			if m.Outcome != sweptOutcome || m.SecondsLeft != nil {
+				t.Errorf("an EMF line without the %s property: outcome %q, seconds left %v; want only the sweep's (%q)",
+					contract.MetricPropertyAccount, m.Outcome, m.SecondsLeft, sweptOutcome)
+			}
+			continue
+		}
 		rep.outcomes[m.Account] = append(rep.outcomes[m.Account], m.Outcome)
 		if m.SecondsLeft != nil {
 			rep.secondsLeft[m.Account] = append(rep.secondsLeft[m.Account], *m.SecondsLeft)
 		}
 	}
-	if len(rep.outcomes) != len(ids) {
-		t.Errorf("EMF lines name %d accounts, want %d", len(rep.outcomes), len(ids))
+	if len(rep.outcomes) != len(ids) || sweeps != 1 {
+		t.Errorf("EMF lines name %d accounts and %d sweeps, want %d and 1", len(rep.outcomes), sweeps, len(ids))
 	}
 	return rep
 }
@@ -887,8 +904,8 @@ type metricLine struct {
 	SecondsLeft *int64
 }
 
-// emfLines parses the EMF lines of logs and checks each: the account is a property of the
-// line and never one of its dimensions.
+// emfLines parses the EMF lines of logs and checks each: the account, when the line has
+// one, is a property and never one of its dimensions.
 func emfLines(t *testing.T, logs []byte) []metricLine {
 	t.Helper()
 	var lines []metricLine
@@ -925,9 +942,6 @@ func emfLines(t *testing.T, logs []byte) []metricLine {
 			var n int64
 			_ = json.Unmarshal(v, &n)
 			m.SecondsLeft = &n
-		}
-		if m.Account == "" {
-			t.Errorf("EMF line without the %s property: %s", contract.MetricPropertyAccount, raw)
 		}
 		lines = append(lines, m)
 	}

@@ -315,7 +315,7 @@ func (e *fleetEnv) consentRouting(cb string, ids []string) {
 
 	// A single-account link (state layout 1, no account) is refused in accounts mode.
 	var single *vbctoken.Keeper
-	single, err = vbctoken.NewKeeper(vbctoken.KeeperConfig{Store: e.openStore("single"), Client: e.clientConfig()})
+	single, err = vbctoken.NewKeeper(vbctoken.KeeperConfig{Store: e.openStore("single"), Client: adminClient(e.vbcURL)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func newFleetEnv(t *testing.T, dynamo bool) *fleetEnv {
 	tap := newSQSTap(t, moto.URL)
 	e := &fleetEnv{t: t, moto: moto, vbc: vbc, clock: clock, vbcURL: srv.URL, queue: queue, tap: tap,
 		sqs: sqs.NewFromConfig(moto.Config()), prefix: prefix,
-		fnEnv: map[string]string{
+		fnEnv: vbcSettings(srv.URL, map[string]string{
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER": moto.URL,
 			"AWS_ENDPOINT_URL_DYNAMODB":        moto.URL,
 			"AWS_ENDPOINT_URL_SQS":             tap.URL,
@@ -380,14 +380,7 @@ func newFleetEnv(t *testing.T, dynamo bool) *fleetEnv {
 			"VBC_ACCOUNT_SECRET_PREFIX":        prefix,
 			"VBC_ACCOUNT_KMS_KEY_ID":           kmsKeyID,
 			"VBC_ACCOUNT_QUEUE_URL":            queue.URL,
-			"VBC_AUTHORIZE_URL":                srv.URL + "/authorize",
-			"VBC_TOKEN_URL":                    srv.URL + "/token",
-			"VBC_REDIRECT_URL":                 redirectURL,
-			"VBC_SCOPE":                        "openid",
-			"VBC_PKCE":                         "false",
-			"VBC_REFRESH_MARGIN":               "2h",
-			"VBC_REFRESH_MAX_AGE":              "24h",
-		}}
+		})}
 	credsStore := smstore.New(moto.Client(), smstore.SecretIDs{Credentials: credsID})
 	var err error
 	if dynamo {
@@ -400,18 +393,11 @@ func newFleetEnv(t *testing.T, dynamo bool) *fleetEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.admin, err = vbctoken.NewAccounts(e.fleet, vbctoken.KeeperConfig{Client: e.clientConfig()}); err != nil {
+	if e.admin, err = vbctoken.NewAccounts(e.fleet, vbctoken.KeeperConfig{Client: adminClient(e.vbcURL)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.checkLeaks)
 	return e
-}
-
-func (e *fleetEnv) clientConfig() vbctoken.ClientConfig {
-	return vbctoken.ClientConfig{
-		Endpoints:   vbctoken.Endpoints{AuthorizeURL: e.vbcURL + "/authorize", TokenURL: e.vbcURL + "/token"},
-		RedirectURL: redirectURL,
-	}
 }
 
 // start launches one execution environment of a function in accounts mode.

@@ -86,27 +86,46 @@ func newEnv(t *testing.T) *env {
 	moto.PutSecret(t, secrets.Credentials, string(creds))
 	store := smstore.New(moto.Client(), smstore.SecretIDs(secrets))
 	e := &env{t: t, moto: moto, vbc: vbc, secrets: secrets, store: store,
-		fnEnv: map[string]string{
+		fnEnv: vbcSettings(srv.URL, map[string]string{
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER": moto.URL,
 			"VBC_CREDENTIALS_SECRET_ID":        secrets.Credentials,
 			"VBC_TOKEN_SECRET_ID":              secrets.Pair,
 			"VBC_ACCESS_SECRET_ID":             secrets.Access,
-			"VBC_AUTHORIZE_URL":                srv.URL + "/authorize",
-			"VBC_TOKEN_URL":                    srv.URL + "/token",
-			"VBC_REDIRECT_URL":                 redirectURL,
-			"VBC_SCOPE":                        "openid",
-			"VBC_PKCE":                         "false",
-			"VBC_REFRESH_MARGIN":               "2h",
-			"VBC_REFRESH_MAX_AGE":              "24h",
-		}}
+		})}
 	var err error
-	e.keeper, err = vbctoken.NewKeeper(vbctoken.KeeperConfig{Store: store, Client: vbctoken.ClientConfig{
-		Endpoints: vbctoken.Endpoints{AuthorizeURL: srv.URL + "/authorize", TokenURL: srv.URL + "/token"}, RedirectURL: redirectURL}})
+	e.keeper, err = vbctoken.NewKeeper(vbctoken.KeeperConfig{Store: store, Client: adminClient(srv.URL)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.checkLogs)
 	return e
+}
+
+// vbcSettings returns the functions' environment: storage settings plus the VBC settings
+// of a deployment talking to the sandbox at vbcURL.
+func vbcSettings(vbcURL string, storage map[string]string) map[string]string {
+	env := map[string]string{
+		"VBC_AUTHORIZE_URL":   vbcURL + "/authorize",
+		"VBC_TOKEN_URL":       vbcURL + "/token",
+		"VBC_REDIRECT_URL":    redirectURL,
+		"VBC_SCOPE":           "openid",
+		"VBC_PKCE":            "false",
+		"VBC_REFRESH_MARGIN":  "2h",
+		"VBC_REFRESH_MAX_AGE": "24h",
+	}
+	for k, v := range storage {
+		env[k] = v
+	}
+	return env
+}
+
+// adminClient is the admin's client configuration against the sandbox at vbcURL, the one
+// `vbctoken consent-url` mints links with.
+func adminClient(vbcURL string) vbctoken.ClientConfig {
+	return vbctoken.ClientConfig{
+		Endpoints:   vbctoken.Endpoints{AuthorizeURL: vbcURL + "/authorize", TokenURL: vbcURL + "/token"},
+		RedirectURL: redirectURL,
+	}
 }
 
 // start launches one execution environment of a function.

@@ -279,3 +279,18 @@ func TestRefresherInputs(t *testing.T) {
 		t.Errorf("an account in single-account mode: %v, want ErrBadInput", err)
 	}
 }
+
+// A chain VBC rejected reports 0 seconds left, whatever its stored expiry: the 3-day alarm
+// fires at once (found by the accounts end-to-end test).
+func TestRevokedAccountReportsZeroSecondsLeft(t *testing.T) {
+	f := newAccountsFixture(t, accountIDs(2), 23*time.Hour)
+	f.vbc.Revoke(f.refreshTokenOf(t, "acct-00"))
+	out, err := f.h.Handle(context.Background(), json.RawMessage(`{"account":"acct-00"}`))
+	sum, _ := out.(Summary)
+	if !errors.Is(err, vbctoken.ErrReconsentRequired) || sum.RefreshTokenSecondsLeft != 0 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	if !strings.Contains(f.metrics.String(), `"RefreshTokenSecondsLeft":0`) {
+		t.Errorf("metrics: %s", f.metrics.String())
+	}
+}

@@ -168,7 +168,8 @@ func (h *handler) run(ctx context.Context, req request) (any, error) {
 func (h *handler) refresh(ctx context.Context, k refresher, account string, force bool) (Summary, error) {
 	res, err := k.Refresh(ctx, force)
 	sum := Summary{Result: res, Account: account}
-	if !res.RefreshExpiresAt.IsZero() {
+	// A chain VBC rejected is gone whatever its stored expiry says: 0 seconds left.
+	if !res.RefreshExpiresAt.IsZero() && !errors.Is(err, vbctoken.ErrReconsentRequired) {
 		sum.RefreshTokenSecondsLeft = max(0, int64(res.RefreshExpiresAt.Sub(h.now()).Seconds()))
 	}
 	// With no live chain the seconds left are 0, so the alarm fires at once; an account of a

@@ -54,12 +54,6 @@ const (
 	// dayLater is how far the sandbox clock moves between the two sweeps: the access tokens
 	// are then inside the refresher's 2 h margin.
 	dayLater = 23 * time.Hour
-	// revokedSecondsLeftFixed: docs/design.md "Metrics" says RefreshTokenSecondsLeft is 0
-	// when re-consent is needed; for a chain VBC revoked (invalid_grant) the refresher
-	// reports the stored pair's nominal expiry instead, days away, so the 3-day alarm
-	// stays quiet, and an SQS record needing re-consent is no function error either.
-	// Set it to true when functions/refresher reports 0.
-	revokedSecondsLeftFixed = false
 	// sweptOutcome is the Outcome of the sweep's own EMF line (functions/refresher).
 	sweptOutcome = "swept"
 	// kmsKeyID is VBC_ACCOUNT_KMS_KEY_ID (moto does not check that the key exists).
@@ -209,15 +203,11 @@ func (e *fleetEnv) dayLater(refresher *lambdarun.Function, ids []string, before 
 			t.Errorf("account %s: the pair did not rotate", id)
 		}
 	}
-	switch left := round.secondsLeft[victim]; {
-	case len(left) != 1:
-		t.Errorf("revoked account: RefreshTokenSecondsLeft %v, want one value", left)
-	case revokedSecondsLeftFixed && left[0] != 0:
-		t.Errorf("revoked account: RefreshTokenSecondsLeft %d, want 0", left[0])
-	case !revokedSecondsLeftFixed && left[0] == 0:
-		t.Error("revoked account: RefreshTokenSecondsLeft is 0 now: set revokedSecondsLeftFixed")
-	case !revokedSecondsLeftFixed:
-		t.Logf("KNOWN BUG: revoked account: RefreshTokenSecondsLeft %d (the stored pair's nominal expiry), docs/design.md wants 0", left[0])
+	// docs/design.md "Metrics": 0 seconds left when re-consent is needed, whatever the
+	// stored pair's nominal expiry, so that the 3-day alarm fires at once (an SQS record
+	// needing re-consent is no function error; found by this test).
+	if left := round.secondsLeft[victim]; len(left) != 1 || left[0] != 0 {
+		t.Errorf("revoked account: RefreshTokenSecondsLeft %v, want [0]", left)
 	}
 	if p := e.pair(victim); p.RefreshToken != before[victim].RefreshToken || e.vbc.IsLiveRefreshToken(p.RefreshToken.Reveal()) {
 		t.Error("revoked account: the stored pair changed, or its refresh token is live")

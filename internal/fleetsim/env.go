@@ -83,7 +83,9 @@ func (s *sim) newEnv(role string, p *pacer, faults bool) *env {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.api = &envAPI{e: e, retryer: retry.NewStandard(), pacer: p}
 	e.http = &http.Client{Transport: &vbcTransport{e: e}}
-	e.fleet = &fleet{api: e.api, prefix: accountPrefix, credentialsID: credentialsSecretID, kmsKeyID: kmsKeyID}
+	ri := roleIndex(role)
+	e.fleet = &fleet{api: e.api, prefix: accountPrefix, credentialsID: credentialsSecretID, kmsKeyID: kmsKeyID,
+		count: func(op int) { s.stats.storeOps[ri][op].Add(1) }}
 	acc, err := vbctoken.NewAccounts(e.fleet, vbctoken.KeeperConfig{
 		Client: vbctoken.ClientConfig{
 			Endpoints:   vbctoken.Endpoints{AuthorizeURL: vbcBaseURL + vbcsandbox.AuthorizePath, TokenURL: vbcBaseURL + vbcsandbox.TokenPath},
@@ -216,9 +218,19 @@ func (a *envAPI) CreateSecret(ctx context.Context, in *secretsmanager.CreateSecr
 func (a *envAPI) call(ctx context.Context, op smOp, apply func() error) error {
 	s := a.e.sim
 	r := a.retryer
+	var release func(error) error
 	for attempt := 1; ; attempt++ {
 		err := a.attempt(ctx, op, apply)
 		if err == nil {
+			// As the SDK does: a first attempt's success adds to the retry-token bucket,
+			// a retry's success refunds its cost.
+			if attempt == 1 {
+				if tok, terr := r.GetAttemptToken(ctx); terr == nil {
+					_ = tok(nil)
+				}
+			} else if release != nil {
+				_ = release(nil)
+			}
 			return nil
 		}
 		if errors.Is(err, errKilled) || !r.IsErrorRetryable(err) {
@@ -227,7 +239,8 @@ func (a *envAPI) call(ctx context.Context, op smOp, apply func() error) error {
 		if attempt >= r.MaxAttempts() {
 			return opError(op, &retry.MaxAttemptsError{Attempt: attempt, Err: err})
 		}
-		if _, terr := r.GetRetryToken(ctx, err); terr != nil {
+		var terr error
+		if release, terr = r.GetRetryToken(ctx, err); terr != nil {
 			s.stats.retryQuota.Add(1)
 			return opError(op, fmt.Errorf("failed to get rate limit token, retry quota exceeded: %w (last error: %w)", terr, err))
 		}
@@ -278,7 +291,7 @@ func (a *envAPI) attempt(ctx context.Context, op smOp, apply func() error) error
 	if kind != "" && !after {
 		return s.injectStore(op, kind, false)
 	}
-	if !s.sm.admit(op, s.clock.Now(), e.role) {
+	if !s.sm.admit(op, s.clock.Now(), ri) {
 		s.stats.throttles[ri].Add(1)
 		return throttleError()
 	}

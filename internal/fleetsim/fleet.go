@@ -59,7 +59,8 @@ type index struct {
 // The production backend is another session's (pkg/vbctoken's accounts stores); this one
 // follows the same contract so the simulation counts the same calls.
 type fleet struct {
-	api           *envAPI
+	api           fleetAPI
+	count         func(op int) // counts store-level operations; nil: none
 	prefix        string
 	credentialsID string
 	kmsKeyID      string
@@ -69,6 +70,12 @@ type fleet struct {
 }
 
 var _ vbctoken.Fleet = (*fleet)(nil)
+
+// fleetAPI is what the fleet calls: smstore's API and CreateSecret.
+type fleetAPI interface {
+	smstore.API
+	CreateSecret(ctx context.Context, in *secretsmanager.CreateSecretInput) (*secretsmanager.CreateSecretOutput, error)
+}
 
 // Open implements vbctoken.Fleet.
 func (f *fleet) Open(account string) (vbctoken.Store, error) {
@@ -202,7 +209,9 @@ const (
 var storeOpNames = [numStoreOps]string{"LoadPair", "CommitPair", "PutAccess", "LoadAccess", "LoadCredentials"}
 
 func (s *accountStore) count(op int) {
-	s.f.api.e.sim.stats.storeOps[roleIndex(s.f.api.e.role)][op].Add(1)
+	if s.f.count != nil {
+		s.f.count(op)
+	}
 }
 
 // LoadPair implements vbctoken.Store.

@@ -30,6 +30,7 @@ type Report struct {
 	// VBC processed whose answer never reached a live process), by cause; an admin
 	// consented again for each.
 	LostToFaults  map[string]int `json:"lost_to_unsurvivable_faults"`
+	LostAccounts  []string       `json:"lost_accounts,omitempty"`
 	AwaitingAdmin int            `json:"awaiting_admin_at_end"`
 	OverdueAtEnd  int            `json:"overdue_at_end"`
 	Revoked       string         `json:"revoked_account"`
@@ -55,6 +56,8 @@ type Report struct {
 	PeakWritesPerSecond          int              `json:"peak_writes_per_second"`
 	PeakWritesAt                 time.Time        `json:"peak_writes_at"`
 	PeakWritesByCaller           map[string]int   `json:"peak_writes_by_caller"`
+	RolePeakWrites               map[string]int   `json:"role_peak_writes_per_second"`
+	RolePeakAttemptedWrites      map[string]int   `json:"role_peak_attempted_writes_per_second"`
 	PeakAttemptedWritesPerSecond int              `json:"peak_attempted_writes_per_second"`
 	PeakReadsPerSecond           int              `json:"peak_reads_per_second"`
 	SecondsOverQuota             int64            `json:"seconds_with_attempts_over_quota"`
@@ -192,6 +195,7 @@ func (r *Report) WriteText(w io.Writer) {
 		r.ThrottlesSeen, r.QuotaThrottles, r.InjectedThrottles, r.ThrottlesSurfaced, r.SDKRetries, r.SDKRetryQuotaExhausted, r.PacerRefusals)
 	fmt.Fprintf(w, "  writes/s: peak accepted %d at %s %v, peak attempted %d, seconds with attempts over 50: %d; peak reads/s %d\n",
 		r.PeakWritesPerSecond, r.PeakWritesAt.Format(time.RFC3339), r.PeakWritesByCaller, r.PeakAttemptedWritesPerSecond, r.SecondsOverQuota, r.PeakReadsPerSecond)
+	fmt.Fprintf(w, "  writes/s by role: peak accepted %v, peak attempted %v\n", r.RolePeakWrites, r.RolePeakAttemptedWrites)
 	fmt.Fprintf(w, "  refresh lateness (min): n=%d p50 %.1f p90 %.1f p99 %.1f max %.1f; early %d; access expired before refresh %d\n",
 		r.Lateness.Count, r.Lateness.P50, r.Lateness.P90, r.Lateness.P99, r.Lateness.Max, r.EarlyRefreshes, r.AccessExpiredBeforeRefresh)
 	fmt.Fprintf(w, "  sweep duration (min): n=%d p50 %.1f p90 %.1f p99 %.1f max %.1f; drain incl. retries: p50 %.1f max %.1f\n",

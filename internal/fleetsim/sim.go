@@ -585,6 +585,7 @@ func (s *sim) reconsentRequired(account string, now time.Time) {
 	}
 	st.lostChain, st.recovered = why, false
 	s.rep.LostToFaults[why]++
+	s.rep.LostAccounts = append(s.rep.LostAccounts, account)
 	s.mu.Unlock()
 	s.stats.reconsent.Add(1)
 	at := now.Add(s.cfg.AdminDelay)
@@ -694,7 +695,18 @@ func (s *sim) fillUsage() {
 	q.closeWindow()
 	r.PeakWritesPerSecond = q.peakWrites
 	r.PeakWritesAt = q.peakAt
-	r.PeakWritesByCaller = q.peakByCaller
+	r.PeakWritesByCaller, r.RolePeakWrites, r.RolePeakAttemptedWrites = map[string]int{}, map[string]int{}, map[string]int{}
+	for ri, role := range roles {
+		if q.peakByRole[ri] > 0 {
+			r.PeakWritesByCaller[role] = q.peakByRole[ri]
+		}
+		if q.rolePeak[ri] > 0 {
+			r.RolePeakWrites[role] = q.rolePeak[ri]
+		}
+		if q.rolePeakAttempt[ri] > 0 {
+			r.RolePeakAttemptedWrites[role] = q.rolePeakAttempt[ri]
+		}
+	}
 	r.PeakAttemptedWritesPerSecond = q.peakAttempted
 	r.PeakReadsPerSecond = q.peakReads
 	r.SecondsOverQuota = q.writeSecondsOver

@@ -62,6 +62,7 @@ type smModel struct {
 }
 
 type secret struct {
+	writes   int // versions ever created
 	versions map[string]*version
 	order    []string // version ids, oldest first
 	stages   map[string]string
@@ -90,10 +91,10 @@ func apiErr(op smOp, code, msg string) error {
 }
 
 // admit counts a call against the quotas at virtual time now; false means throttled.
-func (m *smModel) admit(op smOp, now time.Time, caller string) bool {
+func (m *smModel) admit(op smOp, now time.Time, role int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.quota.admit(op.write(), now, caller)
+	return m.quota.admit(op.write(), now, role)
 }
 
 // create is CreateSecret without a value (the account's secrets are created empty; the
@@ -169,6 +170,7 @@ func (m *smModel) putLocked(s *secret, token, value string, stages []string) *ve
 		token = fmt.Sprintf("v-%d", m.seq)
 	}
 	v := &version{id: token, value: value}
+	s.writes++
 	s.versions[token] = v
 	s.order = append(s.order, token)
 	if len(stages) == 0 || len(s.stages) == 0 {
@@ -265,6 +267,29 @@ func (m *smModel) peek(id, stage string) (current string, staged string, ok bool
 	return current, staged, true
 }
 
+// seed stores value as the current version of id, creating the secret if needed (what
+// an admin or the CDK stack does).
+func (m *smModel) seed(id, value string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.secrets[id]
+	if !ok {
+		s = &secret{versions: map[string]*version{}, stages: map[string]string{}, tags: map[string]string{}}
+		m.secrets[id] = s
+	}
+	m.putLocked(s, "", value, nil)
+}
+
+// writes returns how many versions id has had.
+func (m *smModel) writes(id string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.secrets[id]; ok {
+		return s.writes
+	}
+	return 0
+}
+
 // corrupt stores value as the new AWSCURRENT version of id (an operator's bad hand edit).
 func (m *smModel) corrupt(id, value string) {
 	m.mu.Lock()
@@ -282,24 +307,28 @@ func (m *smModel) count(key string) {
 }
 
 // quotaMeter enforces the quotas per virtual second, as fixed one-second windows, and
-// keeps the per-second history the report needs: peak accepted and attempted writes.
+// keeps the per-second history the report needs: peak accepted and attempted writes, in
+// all and per caller role.
 type quotaMeter struct {
 	sec              int64 // current window (unix seconds)
 	writes, reads    int   // accepted in the window
 	attempted        int   // write attempts in the window
-	byCaller         map[string]int
+	byRole           [4]int
+	attemptedByRole  [4]int
 	peakWrites       int
 	peakAttempted    int
 	peakReads        int
 	peakAt           time.Time
-	peakByCaller     map[string]int
+	peakByRole       [4]int // the roles' writes in the peak second
+	rolePeak         [4]int // each role's own peak accepted writes in a second
+	rolePeakAttempt  [4]int
 	throttledWrites  int64
 	throttledReads   int64
 	writeSecondsOver int64 // windows where attempts exceeded the quota
 	hist             [smWriteQuota + 1]int64
 }
 
-func (q *quotaMeter) admit(write bool, now time.Time, caller string) bool {
+func (q *quotaMeter) admit(write bool, now time.Time, role int) bool {
 	sec := now.Unix()
 	if sec != q.sec {
 		q.closeWindow()
@@ -315,22 +344,18 @@ func (q *quotaMeter) admit(write bool, now time.Time, caller string) bool {
 		return true
 	}
 	q.attempted++
+	q.attemptedByRole[role]++
 	q.peakAttempted = max(q.peakAttempted, q.attempted)
+	q.rolePeakAttempt[role] = max(q.rolePeakAttempt[role], q.attemptedByRole[role])
 	if q.writes >= smWriteQuota {
 		q.throttledWrites++
 		return false
 	}
 	q.writes++
-	if q.byCaller == nil {
-		q.byCaller = map[string]int{}
-	}
-	q.byCaller[caller]++
+	q.byRole[role]++
+	q.rolePeak[role] = max(q.rolePeak[role], q.byRole[role])
 	if q.writes > q.peakWrites {
-		q.peakWrites, q.peakAt = q.writes, time.Unix(sec, 0).UTC()
-		q.peakByCaller = map[string]int{}
-		for k, v := range q.byCaller {
-			q.peakByCaller[k] = v
-		}
+		q.peakWrites, q.peakAt, q.peakByRole = q.writes, time.Unix(sec, 0).UTC(), q.byRole
 	}
 	return true
 }
@@ -343,5 +368,5 @@ func (q *quotaMeter) closeWindow() {
 		q.writeSecondsOver++
 	}
 	q.writes, q.reads, q.attempted = 0, 0, 0
-	clear(q.byCaller)
+	q.byRole, q.attemptedByRole = [4]int{}, [4]int{}
 }

@@ -127,10 +127,14 @@ func (e *env) expDur(base, extra time.Duration) time.Duration {
 	return base + time.Duration(e.rng.ExpFloat64()*float64(extra))
 }
 
-// kill ends the process at once: nothing it does afterwards takes effect.
+// kill ends the process at once: nothing it does afterwards takes effect, and a pair
+// VBC delivered to it that it has not stored yet is gone with it.
 func (e *env) kill() {
 	if e.dead.CompareAndSwap(false, true) {
 		e.cancel()
+		e.sim.mu.Lock()
+		e.sim.deadEnvs[e.id] = true
+		e.sim.mu.Unlock()
 	}
 }
 
@@ -471,6 +475,9 @@ func (t *vbcTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			s.markLost(presented, "process_death")
 		}
 		return nil, errKilled
+	}
+	if issued {
+		s.delivered(presented, e)
 	}
 	if cl, err := strconv.Atoi(resp.Header.Get("Content-Length")); err == nil && cl > rec.Body.Len() {
 		// The body was cut short: net/http reports an unexpected EOF after what arrived.

@@ -82,8 +82,10 @@ func TestFleet(t *testing.T) {
 		t.Errorf("peak writes %d/s over the quota", rep.PeakWritesPerSecond)
 	}
 	if cfg.WriteBudget > 0 {
-		if by := rep.RolePeakAttemptedWrites[roleRefresher]; by > int(cfg.WriteBudget) {
-			t.Errorf("refreshers attempted %d writes/s, over their budget of %.0f", by, cfg.WriteBudget)
+		// Each environment sends at most budget/N writes a second; their latencies differ,
+		// so one more each may arrive within the same second.
+		if by, bound := rep.RolePeakAttemptedWrites[roleRefresher], int(cfg.WriteBudget)+cfg.Concurrency; by > bound || by > smWriteQuota {
+			t.Errorf("refreshers attempted %d writes/s, over the bound of %d", by, min(bound, smWriteQuota))
 		}
 	}
 	if rep.Leaks != 0 {

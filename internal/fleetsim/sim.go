@@ -174,9 +174,13 @@ type sim struct {
 	rep      *Report
 	lateness []time.Duration
 	lost     map[string]string // refresh tokens whose refresh answer never reached a live process → why
-	sweeps   []sweepInfo
-	revoked  string
-	bad      string
+	// deliveredTo maps a refresh token spent by a refresh whose answer reached a process
+	// to that process (its env id); deadEnvs are the processes killed.
+	deliveredTo map[string]int
+	deadEnvs    map[int]bool
+	sweeps      []sweepInfo
+	revoked     string
+	bad         string
 }
 
 // acctState is what the simulation knows of one account from its keepers' results.
@@ -240,14 +244,16 @@ func newSim(cfg Config) *sim {
 	}
 	c := newClock(simStart, time.Millisecond)
 	s := &sim{
-		cfg:    cfg,
-		clock:  c,
-		sm:     newSMModel(),
-		policy: vbctoken.DefaultPolicy(),
-		driver: mrand.New(mrand.NewPCG(cfg.Seed, 0xf1ee7)),
-		index:  map[string]int{},
-		lost:   map[string]string{},
-		rep:    newReport(cfg),
+		cfg:         cfg,
+		clock:       c,
+		sm:          newSMModel(),
+		policy:      vbctoken.DefaultPolicy(),
+		driver:      mrand.New(mrand.NewPCG(cfg.Seed, 0xf1ee7)),
+		index:       map[string]int{},
+		lost:        map[string]string{},
+		deliveredTo: map[string]int{},
+		deadEnvs:    map[int]bool{},
+		rep:         newReport(cfg),
 	}
 	s.vbc = vbcsandbox.New(vbcsandbox.Options{
 		Mode:       vbcsandbox.ModeWSO2,
@@ -449,6 +455,13 @@ func (s *sim) markLost(presented, why string) {
 	s.lost[presented] = why
 }
 
+// delivered records that the new pair of the refresh that spent presented reached e.
+func (s *sim) delivered(presented string, e *env) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deliveredTo[presented] = e.id
+}
+
 func (s *sim) countToken(kind string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -578,6 +591,10 @@ func (s *sim) reconsentRequired(account string, now time.Time) {
 		return // already handled; the admin is on the way
 	}
 	why := s.lost[rt]
+	if id, ok := s.deliveredTo[rt]; why == "" && ok && s.deadEnvs[id] {
+		// The new pair reached its process, which was killed before storing it.
+		why = "process_death"
+	}
 	if why == "" {
 		s.mu.Unlock()
 		s.violation("account %s: the keeper declared re-consent required, but its stored refresh token was not spent by a lost refresh (a chain lost by the keeper)", account)
@@ -650,7 +667,8 @@ func (s *sim) finish(wall, cpu time.Duration) {
 		r.LostChains++
 	}
 	for i, name := range s.names {
-		if name == s.revoked || name == s.bad || s.accts[i].due.IsZero() {
+		st := s.accts[i]
+		if name == s.revoked || name == s.bad || st.due.IsZero() || st.lostChain != "" && !st.recovered {
 			continue
 		}
 		if late := s.clock.Now().Sub(s.accts[i].due); late > s.cfg.LatenessBound {

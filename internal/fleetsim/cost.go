@@ -188,17 +188,19 @@ func costTable(r *Report, p Prices) CostTable {
 	)
 
 	// (c) Step Functions Distributed Map, hourly over the account list (S3 ItemReader),
-	// ItemBatcher of 10, Express child workflows each invoking the refresher with a batch:
-	// the same Lambda work as the SQS sweep, one Express request and its duration (64 MB,
-	// 100 ms rounding) per batch, and one parent state transition per child.
-	children := float64(u.RefresherInvocations)
-	meanMs := 0.0
+	// ItemBatcher of 10, Express child workflows each invoking the refresher with its
+	// batch: the same Lambda work in batches of exactly 10, one Express request per batch
+	// with its duration (64 MB, 100 ms rounding), one parent state transition per child.
+	children := math.Ceil(runs / 10)
+	workMs := float64(u.RefresherBilledMs)
+	childMs := 0.0
 	if children > 0 {
-		meanMs = float64(u.RefresherBilledMs) / children
+		childMs = workMs / children
 	}
-	childGBs := children * math.Ceil(meanMs/100) * 0.1 * 0.0625
+	childGBs := children * math.Ceil(childMs/100) * 0.1 * 0.0625
 	sfnC := per(children)*(p.SFNExpressRequest+p.SFNPerTransition) + per(childGBs)*p.SFNExpressPerGBs
-	lambdaC := lambdaA
+	lambdaC := per(children+float64(u.SweeperInvocations))*p.LambdaPerRequest +
+		per((workMs+float64(u.SweeperBilledMs))/1000*refresherGB)*p.LambdaPerGBs
 	rows = append(rows,
 		mk("stepfunctions-map", "secretsmanager", smStorage, smAPI, smKMS, lambdaC, sfnC, smFixed, "computed: Express children"),
 		mk("stepfunctions-map", "dynamodb", ddbStorage, ddbAPI, ddbKMS, lambdaC, sfnC, ddbFixed, "computed: Express children"),

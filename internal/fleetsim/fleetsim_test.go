@@ -20,6 +20,8 @@ var (
 	flagConcurrency = flag.Int("fleet.n", 0, "event source mapping maximum concurrency (0: default)")
 	flagSpread      = flag.Duration("fleet.spread", -1, "sweep DelaySeconds spread (-1: default)")
 	flagBudget      = flag.Float64("fleet.budget", 0, "refreshers' write budget per second (0: default, negative: no pacer)")
+	flagBatch       = flag.Int("fleet.batch", 0, "SQS batch size (0: default)")
+	flagKill        = flag.Float64("fleet.kill", -1, "chance that a refresher invocation is killed (-1: default)")
 	flagNoFaults    = flag.Bool("fleet.nofaults", false, "run without faults")
 	flagReport      = flag.String("fleet.report", "", "write the JSON report to this file")
 	flagTrace       = flag.Bool("fleet.trace", false, "print every log line")
@@ -36,6 +38,12 @@ func flagConfig() Config {
 	}
 	if *flagBudget != 0 {
 		cfg.WriteBudget = *flagBudget
+	}
+	if *flagBatch > 0 {
+		cfg.BatchSize = *flagBatch
+	}
+	if *flagKill >= 0 {
+		cfg.Plan.Kill = *flagKill
 	}
 	if *flagNoFaults {
 		cfg.Plan = Plan{RevokeAt: -1, MalformedAt: -1}

@@ -103,7 +103,7 @@ func DefaultPlan() Plan {
 func DefaultConfig() Config {
 	return Config{
 		Accounts: 10000, Days: 30, Seed: 1,
-		Concurrency: 5, BatchSize: 10, Spread: 5 * time.Minute,
+		Concurrency: 5, BatchSize: 10, Spread: 15 * time.Minute,
 		VisibilityTimeout: 6 * time.Minute, MaxReceiveCount: 3, LambdaTimeout: time.Minute,
 		WriteBudget: 40, OnboardWithin: time.Hour, AdminDelay: 2 * time.Hour,
 		LatenessBound: 2 * time.Hour, Plan: DefaultPlan(),

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // `make test` runs the small fleet; `make fleetsim` the month of 10,000 accounts
@@ -113,5 +112,4 @@ func TestFleet(t *testing.T) {
 			t.Errorf("account %s reached the DLQ; only the revoked, the malformed and a lost account may", acct)
 		}
 	}
-	_ = time.Second
 }

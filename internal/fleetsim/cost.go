@@ -63,7 +63,8 @@ const (
 	// the simulation does not ask for (env.go scope) but a real pair stores.
 	idTokenBytes = 700
 	// logBytesPerRun is one EMF line per account run (RefreshTokenSecondsLeft with the
-	// account as a property, ACCOUNTS.md "Metrics"); logBytesPerLine the keeper's own lines.
+	// account as a property, no per-account dimension: docs/fleet.md "The model and its limits");
+	// logBytesPerLine the keeper's own lines.
 	logBytesPerRun  = 260
 	logBytesPerLine = 420
 	ddbItemOverhead = 100 // attribute names, pk, version

@@ -22,7 +22,7 @@ import (
 	"github.com/vbctoken/vbctoken/pkg/vbctoken/smstore"
 )
 
-// The deployment's names (ACCOUNTS.md, docs/design.md "Accounts mode").
+// The deployment's names (docs/design.md "Accounts mode", docs/fleet.md).
 const (
 	accountPrefix       = "vbctoken/accounts/"
 	credentialsSecretID = "vbctoken/credentials"
@@ -50,7 +50,7 @@ type index struct {
 }
 
 // fleet is the simulation's vbctoken.Fleet for one process: the Secrets Manager backend of
-// ACCOUNTS.md over the model. Each account's store is the real smstore.Store on
+// docs/design.md "Accounts mode" over the model. Each account's store is the real smstore.Store on
 // <prefix><account>/pair and /access; on the account's first write the fleet lists the
 // account in its index shard <prefix>_index/NN (compare-and-swap, before anything else)
 // and then creates both secrets (CreateSecret with the KMS key and the account tag).

@@ -37,7 +37,7 @@ type Config struct {
 	Days     int    // simulated days; default 30
 	Seed     uint64 // fault and schedule decisions
 
-	// The fan-out (ACCOUNTS.md): the event source mapping's maximum concurrency N, its
+	// The fan-out (docs/fleet.md): the event source mapping's maximum concurrency N, its
 	// batch size and batching window, the sweep's DelaySeconds spread, the queue's
 	// visibility timeout and redrive maxReceiveCount, the refresher's Lambda timeout.
 	Concurrency       int

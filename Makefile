@@ -13,7 +13,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 FUZZTIME ?= 3s
 NON_INFRA = $$($(GO) list ./... | grep -v '/infra')
 
-.PHONY: all test test-go test-infra test-fuzz test-examples examples-deps lint build local bench soak fuzz synth invoke-callback invoke-refresher clean \
+.PHONY: all test test-go test-infra test-fuzz test-examples examples-deps lint build local bench soak fleetsim fuzz synth invoke-callback invoke-refresher clean \
 	build-CallbackFunction build-RefresherFunction
 
 all: lint test
@@ -114,6 +114,12 @@ bench:
 
 soak:
 	$(GO) test -count=1 -timeout 30m -run TestSoak ./internal/soak -soak.days=365 -soak.motodays=30 -soak.vbc=all -soak.report=$(CURDIR)/soak-report.json -v
+
+## fleetsim: accounts mode at 10,000 accounts × 30 days on a virtual clock (docs/fleet.md);
+## `make test` runs the same simulation at 200 accounts × 3 days
+FLEET_FLAGS ?= -fleet.accounts=10000 -fleet.days=30
+fleetsim:
+	GOGC=400 $(GO) test -count=1 -timeout 3h -run '^TestFleet$$' ./internal/fleetsim $(FLEET_FLAGS) -fleet.report=$(CURDIR)/fleet-report.json -v
 
 clean:
 	rm -rf $(DIST) cdk.out .vbctoken test-artifacts

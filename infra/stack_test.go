@@ -35,6 +35,8 @@ func envNames(mode ...string) (callback, refresher []string) {
 			refresherOnly = append(refresherOnly, "VBC_ACCOUNT_QUEUE_URL")
 			if m == "secretsmanager" {
 				common = append(common, "VBC_ACCOUNT_KMS_KEY_ID")
+				// Paced writes: the quota is Secrets Manager's (DynamoDB on demand has none).
+				refresherOnly = append(refresherOnly, "VBC_ACCOUNT_WRITE_RATE")
 			} else {
 				common = append(common, "VBC_TABLE_NAME")
 			}

@@ -294,3 +294,25 @@ func TestRevokedAccountReportsZeroSecondsLeft(t *testing.T) {
 		t.Errorf("metrics: %s", f.metrics.String())
 	}
 }
+
+// Found by the fleet simulation: an account whose stored pair cannot be read is not sent to
+// the dead-letter queue every hour (no delivery can fix it); its metric raises the alarm.
+func TestDamagedAccountIsHandledNotRetried(t *testing.T) {
+	f := newAccountsFixture(t, accountIDs(2), time.Hour)
+	f.fleet.Store("acct-01").SetRawPair([]byte(`{"version":1,"refresh_token":`))
+	ev := events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "m0", Body: `{"account":"acct-00"}`, EventSource: "aws:sqs"},
+		{MessageId: "m1", Body: `{"account":"acct-01"}`, EventSource: "aws:sqs"},
+	}}
+	raw, _ := json.Marshal(ev)
+	out, err := f.h.Handle(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := out.(events.SQSEventResponse).BatchItemFailures; len(failed) != 0 {
+		t.Fatalf("failures %v, want none", failed)
+	}
+	if !strings.Contains(f.metrics.String(), `"Account":"acct-01"`) || !strings.Contains(f.metrics.String(), `"RefreshTokenSecondsLeft":0`) {
+		t.Errorf("metrics: %s", f.metrics.String())
+	}
+}

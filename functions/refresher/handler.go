@@ -172,10 +172,11 @@ func (h *handler) refresh(ctx context.Context, k refresher, account string, forc
 	if !res.RefreshExpiresAt.IsZero() && !errors.Is(err, vbctoken.ErrReconsentRequired) {
 		sum.RefreshTokenSecondsLeft = max(0, int64(res.RefreshExpiresAt.Sub(h.now()).Seconds()))
 	}
-	// With no live chain the seconds left are 0, so the alarm fires at once; an account of a
-	// fleet whose first consent has not completed is not connected yet, not an alarm.
+	// With no live chain, or a pair nobody can read, the seconds left are 0, so the alarm
+	// fires at once; an account of a fleet whose first consent has not completed is not
+	// connected yet, not an alarm.
 	notYet := account != "" && res.Reason == vbctoken.ReasonNotConnected
-	secondsKnown := !res.RefreshExpiresAt.IsZero() || errors.Is(err, vbctoken.ErrReconsentRequired) && !notYet
+	secondsKnown := !res.RefreshExpiresAt.IsZero() || (errors.Is(err, vbctoken.ErrReconsentRequired) || unreadable(err)) && !notYet
 	h.emitMetrics(account, outcomeOf(res, err), sum.RefreshTokenSecondsLeft, secondsKnown)
 	return sum, err
 }
@@ -223,7 +224,13 @@ func (h *handler) record(ctx context.Context, rec events.SQSMessage) error {
 		return err
 	}
 	_, err = h.refresh(ctx, k, req.Account, req.Force)
-	if errors.Is(err, vbctoken.ErrReconsentRequired) {
+	switch {
+	case errors.Is(err, vbctoken.ErrReconsentRequired):
+		return nil
+	case unreadable(err):
+		// No delivery can fix a damaged pair or one a newer vbctoken wrote: an operator
+		// must (runbook "Malformed pair"). The metric (0 seconds left) raises the alarm.
+		h.log.ErrorContext(ctx, "refresher: the account's stored pair cannot be read; an operator must repair it", "account", req.Account, "error", err)
 		return nil
 	}
 	if err != nil {
@@ -308,6 +315,12 @@ func (h *handler) send(ctx context.Context, entries []sqstypes.SendMessageBatchR
 		return sent, fmt.Errorf("send to the queue: %d messages refused twice", len(entries))
 	}
 	return sent, nil
+}
+
+// unreadable reports an error no later run can fix by itself: the stored pair is damaged or
+// was written by a newer vbctoken.
+func unreadable(err error) bool {
+	return errors.Is(err, vbctoken.ErrMalformedSecret) || errors.Is(err, vbctoken.ErrNewerSchema)
 }
 
 // outcomeOf is the Outcome dimension of a run: the keeper's outcome as it names it (so a

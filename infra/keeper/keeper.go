@@ -448,6 +448,12 @@ func (k *TokenKeeper) createFunctions(c constructs.Construct, stack awscdk.Stack
 	}
 	if k.accounts() {
 		refresherEnv[contract.EnvAccountQueueURL] = k.AccountQueue.QueueUrl()
+		if a := k.props.Accounts; a.Backend != BackendDynamoDB {
+			// Every refresher environment paces its Secrets Manager writes so that all of them
+			// together stay inside the quota (docs/fleet.md).
+			refresherEnv[contract.EnvAccountWriteRate] = jsii.String(strconv.FormatFloat(
+				float64(contract.SecretsManagerWriteBudget)/float64(a.MaxConcurrency), 'g', -1, 64))
+		}
 	}
 
 	k.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("RefresherDeadLetters"), &awssqs.QueueProps{

@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ const (
 	EnvAccountKMSKeyID     = contract.EnvAccountKMSKeyID
 	EnvTableName           = contract.EnvTableName
 	EnvAccountQueueURL     = contract.EnvAccountQueueURL
+	EnvAccountWriteRate    = contract.EnvAccountWriteRate
 )
 
 // maxSecretPrefix bounds VBC_ACCOUNT_SECRET_PREFIX: a Secrets Manager name has at most 512
@@ -49,6 +51,9 @@ type Settings struct {
 	// created with AccountKMSKeyID; TableName, when set, keeps the accounts' pairs in that
 	// DynamoDB table instead; AccountQueueURL is the SQS queue of the hourly sweep.
 	AccountSecretPrefix, AccountKMSKeyID, TableName, AccountQueueURL string
+	// AccountWriteRate bounds one refresher environment's Secrets Manager writes per
+	// second (VBC_ACCOUNT_WRITE_RATE); 0 means unpaced.
+	AccountWriteRate float64
 
 	AuthorizeURL, TokenURL, RedirectURL, Scope string
 	PKCE                                       bool
@@ -134,8 +139,15 @@ func FromEnv(getenv func(string) string, need Need) (Settings, error) {
 			}
 		}
 	}
+	if v := get(EnvAccountWriteRate, ""); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			r = -1
+		}
+		s.AccountWriteRate = r
+	}
 	if !s.AccountsMode() {
-		for _, v := range []struct{ name, value string }{{EnvAccountKMSKeyID, s.AccountKMSKeyID}, {EnvTableName, s.TableName}, {EnvAccountQueueURL, s.AccountQueueURL}} {
+		for _, v := range []struct{ name, value string }{{EnvAccountKMSKeyID, s.AccountKMSKeyID}, {EnvTableName, s.TableName}, {EnvAccountQueueURL, s.AccountQueueURL}, {EnvAccountWriteRate, get(EnvAccountWriteRate, "")}} {
 			if v.value != "" {
 				problems = append(problems, v.name+" is set, but accounts mode is off ("+EnvAccountSecretPrefix+" is not set)")
 			}
@@ -193,6 +205,9 @@ func checkAccountsSettings(s Settings) []string {
 		if err := checkURL(s.AccountQueueURL); err != nil {
 			problems = append(problems, fmt.Sprintf("%s %v", EnvAccountQueueURL, err))
 		}
+	}
+	if s.AccountWriteRate < 0 || math.IsNaN(s.AccountWriteRate) || math.IsInf(s.AccountWriteRate, 0) {
+		problems = append(problems, EnvAccountWriteRate+" must be a positive number of writes per second")
 	}
 	return problems
 }

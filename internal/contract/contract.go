@@ -35,7 +35,17 @@ const (
 	EnvAccountKMSKeyID     = "VBC_ACCOUNT_KMS_KEY_ID"
 	EnvTableName           = "VBC_TABLE_NAME"
 	EnvAccountQueueURL     = "VBC_ACCOUNT_QUEUE_URL"
+	// EnvAccountWriteRate is how many Secrets Manager writes per second one refresher
+	// environment may make: SecretsManagerWriteBudget over the queue's maximum concurrency,
+	// so that all of them together stay inside the account's quota by construction.
+	EnvAccountWriteRate = "VBC_ACCOUNT_WRITE_RATE"
 )
+
+// SecretsManagerWriteBudget is the part of Secrets Manager's 50 writes/s quota
+// (PutSecretValue, UpdateSecretVersionStage and CreateSecret together) that an accounts-mode
+// deployment's refreshers may use; the rest is left to consents and operators
+// (docs/fleet.md).
+const SecretsManagerWriteBudget = 40
 
 // Names the accounts-mode storage and its IAM share (docs/design.md "Accounts mode"): the tag
 // every per-account secret carries, the account index's directory under the secret prefix,

@@ -549,7 +549,7 @@ func sandboxFault(r *http.Request, _ string) vbcsandbox.Fault {
 }
 
 // messageBody is the SQS message and EventBridge input the refresher takes
-// (docs/design.md "Refresher inputs").
+// (docs/design.md "Accounts mode").
 type messageBody struct {
 	Account string `json:"account"`
 	Force   bool   `json:"force"`

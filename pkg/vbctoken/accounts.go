@@ -65,7 +65,42 @@ func NewAccounts(fleet Fleet, cfg KeeperConfig) (*Accounts, error) {
 	if _, err := NewKeeper(probe); err != nil {
 		return nil, fmt.Errorf("new accounts: %w", err)
 	}
+	cfg.shared = &sharedCredentials{load0: fleet.LoadCredentials}
 	return &Accounts{fleet: fleet, cfg: cfg, keepers: map[string]*Keeper{}}, nil
+}
+
+// sharedCredentials caches the client credentials for every keeper of a fleet: a refresher
+// environment reads them once, not once per account. A keeper whose client VBC rejects
+// forgets them, so the next load reads the secret again (an admin rotated it).
+type sharedCredentials struct {
+	load0 func(context.Context) (Credentials, error)
+
+	mu    sync.Mutex
+	creds Credentials
+	ok    bool
+}
+
+func (s *sharedCredentials) load(ctx context.Context) (Credentials, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ok {
+		return s.creds, nil
+	}
+	c, err := s.load0(ctx)
+	if err != nil {
+		return Credentials{}, err
+	}
+	s.creds, s.ok = c, true
+	return c, nil
+}
+
+// forget drops the cached credentials if they are still old.
+func (s *sharedCredentials) forget(old Credentials) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ok && s.creds.ClientID == old.ClientID && s.creds.ClientSecret == old.ClientSecret {
+		s.ok = false
+	}
 }
 
 // Keeper returns the keeper of account, refusing an invalid account id with ErrBadInput.
@@ -109,7 +144,7 @@ func (a *Accounts) CompleteConsent(ctx context.Context, state string, code Secre
 	if err := checkCode(code); err != nil {
 		return "", Result{}, fmt.Errorf("consent: %w", err)
 	}
-	creds, err := a.fleet.LoadCredentials(ctx)
+	creds, err := a.cfg.shared.load(ctx)
 	if err != nil {
 		return "", Result{}, fmt.Errorf("consent: load credentials: %w", err)
 	}

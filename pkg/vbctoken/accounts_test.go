@@ -1,8 +1,10 @@
 package vbctoken_test
 
 import (
+	"context"
 	"errors"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,5 +85,58 @@ func TestAccountsKeepTheirOwnChains(t *testing.T) {
 	}
 	if st, err := globex.Status(ctxFor(t)); err != nil || !st.Connected {
 		t.Fatalf("globex status %+v %v", st, err)
+	}
+}
+
+// countingFleet counts the reads of the shared credentials.
+type countingFleet struct {
+	*memstore.Fleet
+	mu    sync.Mutex
+	loads int
+}
+
+func (f *countingFleet) LoadCredentials(ctx context.Context) (vbctoken.Credentials, error) {
+	f.mu.Lock()
+	f.loads++
+	f.mu.Unlock()
+	return f.Fleet.LoadCredentials(ctx)
+}
+
+// Found by the fleet simulation: a fleet's keepers read the shared credentials once, not
+// once per account.
+func TestAccountsReadTheCredentialsOnce(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	fleet := &countingFleet{Fleet: memstore.NewFleet(vbctoken.Credentials{ClientID: testClientID, ClientSecret: testClientSecret})}
+	accounts, err := vbctoken.NewAccounts(fleet, vbctoken.KeeperConfig{
+		Client: vbctoken.ClientConfig{Endpoints: vbctoken.Endpoints{AuthorizeURL: w.srv.URL + "/authorize", TokenURL: w.srv.URL + "/token"}, RedirectURL: testRedirect},
+		Now:    w.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		k, _ := accounts.Keeper(id)
+		link, err := k.ConsentURL(ctxFor(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb, _ := w.vbc.ApproveAs(link, "admin-"+id)
+		u, _ := url.Parse(cb)
+		if _, _, err := accounts.CompleteConsent(ctxFor(t), u.Query().Get("state"), vbctoken.Secret(u.Query().Get("code"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.clock.Advance(23 * time.Hour)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		k, _ := accounts.Keeper(id)
+		if res, err := k.Refresh(ctxFor(t), false); err != nil || res.Outcome != vbctoken.OutcomeRefreshed {
+			t.Fatalf("%s: %+v %v", id, res, err)
+		}
+		if n := fleet.Store(id).Calls(memstore.OpLoadCredentials); n != 0 {
+			t.Errorf("%s's store was asked for the credentials %d times", id, n)
+		}
+	}
+	if fleet.loads != 1 {
+		t.Errorf("the shared credentials were read %d times, want 1", fleet.loads)
 	}
 }

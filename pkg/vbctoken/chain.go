@@ -172,6 +172,12 @@ func (p *Pair) latestRefreshExpiry() time.Time {
 	return p.RefreshExpiresAt
 }
 
+// deadByRecord reports whether VBC already rejected p's refresh token under a keeper's lease
+// and p keeps nothing else to try.
+func (p *Pair) deadByRecord() bool {
+	return !p.RefreshToken.IsZero() && p.rejected == tokenHash(p.RefreshToken) && len(p.kept) == 0
+}
+
 // reusedGrant reports whether a code or password grant's answer looks like WSO2 handing
 // back an active token: an access token with clearly less than VBC's 24 hours left.
 func reusedGrant(p *Pair) bool {

@@ -41,6 +41,9 @@ const (
 	leasePollMax     = 2 * time.Second
 )
 
+// errRejectedBefore stands for VBC's answer to a refresh token it rejected on an earlier run.
+var errRejectedBefore = errors.New("VBC rejected the stored refresh token on an earlier run")
+
 // errLeaseHeld is what a keeper waiting for another's lease retries on.
 var errLeaseHeld = errors.New("another keeper holds the refresh lease")
 
@@ -68,6 +71,9 @@ type KeeperConfig struct {
 	SelfHeal LoginSource
 	Now      func() time.Time
 	Logger   *slog.Logger
+
+	// shared, set by Accounts, loads the credentials all of a fleet's keepers share.
+	shared *sharedCredentials
 }
 
 // Keeper owns the token pair: it completes consents, refreshes the pair on its policy and
@@ -218,6 +224,11 @@ func (k *Keeper) refresh(ctx context.Context, force bool) (Result, error) {
 		case !d.Refresh && !d.Reconsent:
 			k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
 			return k.settle(ctx, OutcomeSkipped, d.Reason, cur.Pair, false)
+		case d.Reason == ReasonRejected && !k.selfHealDue(cur.Pair):
+			// VBC rejected this refresh token under a lease already: it is dead for good, and
+			// sending it again each hour would only cost writes and a token request.
+			k.log.ErrorContext(ctx, "re-consent required: VBC rejected the stored refresh token; an admin must run `vbctoken consent-url` and approve in the browser")
+			return resultOf(OutcomeReconsent, d.Reason, cur.Pair), fmt.Errorf("%w: VBC rejected the stored refresh token", ErrReconsentRequired)
 		}
 		// A refresh is due. When the records say the refresh token has expired, VBC still
 		// decides: re-consent is declared only after it rejects the token.
@@ -281,11 +292,13 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 	defer stop()
 	stored := leased.Pair
 	candidates := make([]*Pair, 0, 1+len(stored.kept))
-	if !stored.RefreshToken.IsZero() {
+	var rejected error
+	if stored.deadByRecord() {
+		rejected = errRejectedBefore
+	} else if !stored.RefreshToken.IsZero() {
 		candidates = append(candidates, stored)
 	}
 	candidates = append(candidates, stored.kept...)
-	var rejected error
 	lostInTransit := false
 	for _, c := range candidates {
 		fresh, err := k.withClient(work, func(tokenCtx context.Context, tc tokenClient) (*Pair, error) {
@@ -344,10 +357,13 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 	}
 	dead := leased.Pair.Clone()
 	dead.kept = nil
+	if !dead.RefreshToken.IsZero() {
+		dead.rejected = tokenHash(dead.RefreshToken)
+	}
 	k.release(work, Versioned{Pair: dead, Version: leased.Version})
 	cause := "VBC rejected the stored refresh token"
 	if lostInTransit {
-		cause = "VBC rejected the stored refresh token after an earlier attempt got no usable answer: VBC rotated it and the answer was lost in transit"
+		cause = "VBC rejected the stored refresh token after an earlier attempt got no usable answer: VBC may have rotated it and its answer been lost in transit"
 	}
 	k.log.ErrorContext(ctx, "re-consent required: "+cause+"; an admin must run `vbctoken consent-url` and approve in the browser",
 		"error", rejected)
@@ -716,7 +732,7 @@ func (k *Keeper) Status(ctx context.Context) (Status, error) {
 	if p := cur.Pair; p != nil && !p.RefreshToken.IsZero() {
 		st.Grant, st.ObtainedAt, st.AccessExpiresAt, st.RefreshExpiresAt = p.Grant, p.ObtainedAt, p.ExpiresAt, p.RefreshExpiresAt
 		if !d.Reconsent {
-			st.NextRefresh = k.cfg.Policy.nextRefresh(p)
+			st.NextRefresh = k.cfg.Policy.NextRefresh(p)
 		}
 	}
 	return st, nil
@@ -822,7 +838,7 @@ func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 func (k *Keeper) access(p *Pair) AccessToken {
 	a := p.Access()
 	if !p.RefreshToken.IsZero() {
-		a.RefreshAt = k.cfg.Policy.nextRefresh(p).UTC().Truncate(time.Second)
+		a.RefreshAt = k.cfg.Policy.NextRefresh(p).UTC().Truncate(time.Second)
 	}
 	return a
 }
@@ -960,10 +976,14 @@ func (k *Keeper) clientFor(ctx context.Context) (Credentials, tokenClient, error
 	if k.client != nil {
 		return k.creds, k.client, nil
 	}
+	load := k.store.LoadCredentials
+	if k.cfg.shared != nil {
+		load = k.cfg.shared.load // accounts mode: one read per environment, not per account
+	}
 	var creds Credentials
 	_, err := k.retryStore(ctx, func(ctx context.Context) error {
 		var err error
-		creds, err = k.store.LoadCredentials(ctx)
+		creds, err = load(ctx)
 		return err
 	})
 	if err != nil {
@@ -980,6 +1000,9 @@ func (k *Keeper) reloadClient(ctx context.Context) (bool, error) {
 	old := k.creds
 	k.client = nil
 	k.mu.Unlock()
+	if k.cfg.shared != nil {
+		k.cfg.shared.forget(old)
+	}
 	creds, _, err := k.clientFor(ctx)
 	if err != nil {
 		return false, err

@@ -307,7 +307,7 @@ func TestConcurrentRefreshersKeepTheChain(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i], errs[i] = w.keeper(false).Refresh(context.Background(), false)
+				results[i], errs[i] = w.build(w.store, w.racing).Refresh(context.Background(), false)
 			}()
 		}
 		wg.Wait()
@@ -497,11 +497,11 @@ func TestConsentRacesRefresher(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, consentErr = w.keeper(false).CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code")))
+			_, consentErr = w.build(w.store, w.racing).CompleteConsent(context.Background(), q.Get("state"), vbctoken.Secret(q.Get("code")))
 		}()
 		go func() {
 			defer wg.Done()
-			_, refreshErr = w.keeper(false).Refresh(context.Background(), false)
+			_, refreshErr = w.build(w.store, w.racing).Refresh(context.Background(), false)
 		}()
 		wg.Wait()
 		if consentErr != nil || refreshErr != nil {

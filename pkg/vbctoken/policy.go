@@ -51,6 +51,9 @@ const (
 	// ReasonAmbiguous: a pair beside the stored one may be the live one (a refresh
 	// answered twice, or an answer only partly usable); the next refresh tells.
 	ReasonAmbiguous Reason = "ambiguous"
+	// ReasonRejected: VBC rejected the stored refresh token (recorded under a keeper's
+	// lease): consent needed.
+	ReasonRejected Reason = "rejected"
 	// ReasonLeased: another keeper holds the refresh lease (a Refresh result, not a
 	// decision of Decide).
 	ReasonLeased Reason = "leased"
@@ -63,11 +66,13 @@ type decision struct {
 	Reason    Reason // why
 }
 
-// Decide says what to do with pair at now. It is pure: same inputs, same answer.
+// decide says what to do with pair at now. It is pure: same inputs, same answer.
 func (p Policy) decide(pair *Pair, now time.Time, force bool) decision {
 	switch {
 	case pair == nil || pair.RefreshToken.IsZero():
 		return decision{Reconsent: true, Reason: ReasonNotConnected}
+	case pair.deadByRecord():
+		return decision{Reconsent: true, Reason: ReasonRejected}
 	case !now.Before(pair.latestRefreshExpiry()):
 		return decision{Reconsent: true, Reason: ReasonRefreshExpired}
 	case force:
@@ -86,10 +91,10 @@ func (p Policy) decide(pair *Pair, now time.Time, force bool) decision {
 	return decision{Reason: ReasonFresh}
 }
 
-// nextRefresh is the earliest time a rule of the policy fires for pair: decide refreshes at
+// NextRefresh is the earliest time a rule of the policy fires for pair: decide refreshes at
 // it and after it, so a scheduled refresher acts on its first run at or after it. A pair
 // in doubt or of unknown window is due at once.
-func (p Policy) nextRefresh(pair *Pair) time.Time {
+func (p Policy) NextRefresh(pair *Pair) time.Time {
 	if pair.inDoubt() || pair.estimated {
 		return pair.ObtainedAt
 	}

@@ -59,7 +59,7 @@ func TestPolicyValidate(t *testing.T) {
 
 func TestNextRefresh(t *testing.T) {
 	p := &Pair{ObtainedAt: t0, ExpiresAt: t0.Add(24 * time.Hour), RefreshExpiresAt: t0.Add(RefreshTokenLifetime)}
-	if got, want := DefaultPolicy().nextRefresh(p), t0.Add(22*time.Hour); !got.Equal(want) {
+	if got, want := DefaultPolicy().NextRefresh(p), t0.Add(22*time.Hour); !got.Equal(want) {
 		t.Errorf("NextRefresh = %v, want %v", got, want)
 	}
 }

@@ -25,6 +25,16 @@ type selfHeal struct {
 	Halted bool      // VBC rejected the login: no keeper tries again until an admin connects
 }
 
+// selfHealDue reports whether a run may try self-heal on p: configured, not halted, and not
+// tried within SelfHealInterval.
+func (k *Keeper) selfHealDue(p *Pair) bool {
+	if k.cfg.SelfHeal == nil {
+		return false
+	}
+	h := p.selfHeal
+	return h == nil || !h.Halted && !k.now().Before(h.At.Add(SelfHealInterval))
+}
+
 // ReasonSelfHealed: the chain was lost and the keeper restored it with the password grant.
 const ReasonSelfHealed Reason = "self_healed"
 

@@ -64,6 +64,10 @@ type Pair struct {
 	loginLock *loginLock
 	// selfHeal records the last self-heal attempt ("self_heal").
 	selfHeal *selfHeal
+	// rejected is the short hash of the stored refresh token once VBC rejected it under a
+	// keeper's lease ("rejected"): VBC never revives one, so later runs declare re-consent
+	// without sending it again.
+	rejected string
 
 	// extra keeps fields written by other versions, so a rewrite preserves them.
 	extra map[string]json.RawMessage
@@ -135,6 +139,7 @@ func (p *Pair) WithTokens(fresh *Pair) *Pair {
 	}
 	f := fresh.Clone()
 	out.lease, out.retired, out.kept, out.estimated = f.lease, f.retired, f.kept, f.estimated
+	out.rejected = "" // a mark on the tokens replaced
 	out.AccessToken = fresh.AccessToken
 	out.RefreshToken = fresh.RefreshToken
 	out.TokenType = fresh.TokenType
@@ -203,6 +208,7 @@ type pairWire struct {
 	Estimated        bool        `json:"refresh_expiry_estimated,omitempty"`
 	LoginLock        *lockWire   `json:"login_lock,omitempty"`
 	SelfHeal         *healWire   `json:"self_heal,omitempty"`
+	Rejected         string      `json:"rejected,omitempty"`
 }
 
 // healWire is the stored form of the self-heal record.
@@ -244,7 +250,7 @@ var knownPairFields = map[string]bool{
 	"version": true, "access_token": true, "refresh_token": true, "token_type": true,
 	"scope": true, "id_token": true, "expires_at": true, "refresh_expires_at": true,
 	"obtained_at": true, "grant": true, "consent_nonces": true,
-	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true, "login_lock": true, "self_heal": true,
+	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true, "login_lock": true, "self_heal": true, "rejected": true,
 }
 
 func utcPtr(t time.Time) *time.Time {
@@ -282,6 +288,7 @@ func EncodePair(p *Pair) ([]byte, error) {
 		ConsentNonces:    p.ConsentNonces,
 		Retired:          p.retired,
 		Estimated:        p.estimated,
+		Rejected:         p.rejected,
 	}
 	if p.lease != nil {
 		w.Lease = &leaseWire{Holder: p.lease.Holder, ExpiresAt: utcPtr(p.lease.ExpiresAt)}
@@ -362,6 +369,7 @@ func DecodePair(data []byte) (*Pair, error) {
 		ConsentNonces:    w.ConsentNonces,
 		retired:          w.Retired,
 		estimated:        w.Estimated,
+		rejected:         w.Rejected,
 	}
 	times := []time.Time{p.ExpiresAt, p.RefreshExpiresAt, p.ObtainedAt}
 	if w.Lease != nil {

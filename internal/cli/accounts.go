@@ -211,6 +211,8 @@ func (s *accountState) problem() string {
 		p = append(p, "cannot read the pair (see error)")
 	case !st.Connected && st.Reason == vbctoken.ReasonRefreshExpired:
 		p = append(p, "re-consent needed: the refresh token expired "+web.Relative(st.RefreshExpiresAt, now))
+	case !st.Connected && st.Reason == vbctoken.ReasonRejected:
+		p = append(p, "re-consent needed: VBC rejected the stored refresh token")
 	case !st.Connected:
 		p = append(p, "not connected: no admin has consented yet")
 	case !st.NextRefresh.IsZero() && now.Sub(st.NextRefresh) > overdueAfter:

@@ -232,8 +232,10 @@ func TestAccountsEndToEnd(t *testing.T) {
 		t.Errorf("reset --account initech: exit %d: %s", r.code, r.all())
 	}
 	// Set aside, the account holds no pair: it is listed no more, like one never connected.
-	// (globex-eu still reads as connected: only a refresh finds out that VBC revoked it.)
-	if rep := h.report(t); rep.Counts != (accountCounts{Total: 2, Connected: 2}) {
+	// globex-eu, whose refresh VBC rejected, needs re-consent.
+	rep = h.report(t)
+	if rep.Counts != (accountCounts{Total: 2, Connected: 1, NotConnected: 1, Attention: 1}) ||
+		!strings.Contains(rep.get(t, "globex-eu").Problem, "VBC rejected the stored refresh token") {
 		t.Errorf("after reset: %+v", rep)
 	}
 

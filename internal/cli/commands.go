@@ -139,6 +139,8 @@ func writeStatus(w io.Writer, st vbctoken.Status, where, account string) {
 		fmt.Fprintln(w, "Connected to VBC: yes")
 	case st.Reason == vbctoken.ReasonRefreshExpired:
 		fmt.Fprintf(w, "Connected to VBC: no — the refresh token expired %s; the chain is gone\n", web.Relative(st.RefreshExpiresAt, now))
+	case st.Reason == vbctoken.ReasonRejected:
+		fmt.Fprintln(w, "Connected to VBC: no — VBC rejected the stored refresh token; the chain is gone")
 	default:
 		fmt.Fprintln(w, "Connected to VBC: no — no admin has consented yet")
 	}

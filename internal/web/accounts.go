@@ -132,7 +132,7 @@ func accountState(r AccountRow) (string, Tone) {
 		return "Newer schema", ToneBad
 	case r.Unreadable != nil:
 		return "Unreadable", ToneBad
-	case !st.Connected && st.Reason == vbctoken.ReasonRefreshExpired:
+	case !st.Connected && (st.Reason == vbctoken.ReasonRefreshExpired || st.Reason == vbctoken.ReasonRejected):
 		return "Re-consent needed", ToneBad
 	case !st.Connected:
 		return "Not connected", ToneWarn

@@ -77,6 +77,10 @@ func StatusPage(v StatusView) Page {
 		p.Tone, p.Title = ToneBad, "Re-consent needed"
 		p.Lead = "The refresh token expired " + unbreakable(Relative(st.RefreshExpiresAt, now)) + ", so the chain is gone. Only a new consent in the browser restores the connection."
 		p.LinkURL, p.LinkText = v.ConnectURL, "Connect again"
+	case !st.Connected && st.Reason == vbctoken.ReasonRejected:
+		p.Tone, p.Title = ToneBad, "Re-consent needed"
+		p.Lead = "VBC rejected the stored refresh token, so the chain is gone. Only a new consent in the browser restores the connection."
+		p.LinkURL, p.LinkText = v.ConnectURL, "Connect again"
 	case !st.Connected:
 		p.Tone, p.Title = ToneWarn, "Not connected to VBC yet"
 		p.Lead = "No admin has consented yet. Click Connect, approve on the VBC consent page, and this page updates by itself."
@@ -190,6 +194,8 @@ func ReasonText(r vbctoken.Reason) string {
 		return "no admin has consented yet"
 	case vbctoken.ReasonRefreshExpired:
 		return "the refresh token expired"
+	case vbctoken.ReasonRejected:
+		return "VBC rejected the stored refresh token"
 	}
 	return string(r)
 }

@@ -55,6 +55,9 @@ type sandboxState struct {
 type savedChain struct {
 	RefreshToken     string    `json:"refresh_token"`
 	RefreshExpiresAt time.Time `json:"refresh_expires_at"`
+	// Subject is the VBC user of the chain: the sandbox keeps one active token per user
+	// (WSO2), so each revived chain is seeded as its own user.
+	Subject string `json:"subject,omitempty"`
 }
 
 // LogValue leaves the token out.
@@ -144,6 +147,7 @@ type localSandbox struct {
 type revivedChain struct {
 	seed    string
 	expires time.Time
+	subject string
 }
 
 // sandboxSetup is what newLocalSandbox needs.
@@ -163,6 +167,7 @@ func newLocalSandbox(ctx context.Context, in sandboxSetup) (*localSandbox, error
 	sb := vbcsandbox.New(vbcsandbox.Options{
 		Clients: []vbcsandbox.Client{{ID: in.creds.ClientID, Secret: in.creds.ClientSecret.Reveal(),
 			RedirectURLs: []string{in.redirect}, Name: "vbctoken (local)"}},
+		Mode:       vbcsandbox.ModeWSO2, // VBC's token server: WSO2 (docs/vbc.md)
 		Now:        in.now,
 		SigningKey: in.signingKey,
 	})
@@ -173,11 +178,11 @@ func newLocalSandbox(ctx context.Context, in sandboxSetup) (*localSandbox, error
 		if !now.Before(c.RefreshExpiresAt) || c.RefreshToken == "" {
 			continue
 		}
-		seed, err := l.seed(ctx, in.creds, in.redirect, in.scope)
+		seed, err := l.seed(ctx, in.creds, in.redirect, in.scope, c.Subject)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox mode: revive a chain of the earlier run: %w", err)
 		}
-		l.revived[c.RefreshToken] = revivedChain{seed: seed, expires: c.RefreshExpiresAt}
+		l.revived[c.RefreshToken] = revivedChain{seed: seed, expires: c.RefreshExpiresAt, subject: c.Subject}
 		l.seeds[seed] = true
 	}
 	return l, nil
@@ -186,12 +191,19 @@ func newLocalSandbox(ctx context.Context, in sandboxSetup) (*localSandbox, error
 // seed starts a chain in the new sandbox by a consent and a code exchange, through the
 // sandbox's own handler (httptest.NewRecorder is only an in-memory ResponseWriter here),
 // and returns its refresh token.
-func (l *localSandbox) seed(ctx context.Context, creds vbctoken.Credentials, redirect, scope string) (string, error) {
+func (l *localSandbox) seed(ctx context.Context, creds vbctoken.Credentials, redirect, scope, subject string) (string, error) {
 	nonce := make([]byte, 16)
 	_, _ = rand.Read(nonce)
 	q := url.Values{"response_type": {"code"}, "client_id": {creds.ClientID}, "redirect_uri": {redirect},
 		"scope": {scope}, "state": {hex.EncodeToString(nonce)}}
-	cb, err := l.sb.Approve(vbcsandbox.AuthorizePath + "?" + q.Encode())
+	link := vbcsandbox.AuthorizePath + "?" + q.Encode()
+	var cb string
+	var err error
+	if subject != "" {
+		cb, err = l.sb.ApproveAs(link, subject)
+	} else {
+		cb, err = l.sb.Approve(link)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -262,7 +274,7 @@ func (l *localSandbox) state() sandboxState {
 	l.mu.Lock()
 	for rt, rc := range l.revived {
 		if now.Before(rc.expires) {
-			st.Chains = append(st.Chains, savedChain{RefreshToken: rt, RefreshExpiresAt: rc.expires.UTC()})
+			st.Chains = append(st.Chains, savedChain{RefreshToken: rt, RefreshExpiresAt: rc.expires.UTC(), Subject: rc.subject})
 		}
 	}
 	l.mu.Unlock()
@@ -271,8 +283,12 @@ func (l *localSandbox) state() sandboxState {
 		if l.seeds[p.RefreshToken] || !l.sb.IsLiveRefreshToken(p.RefreshToken) {
 			continue
 		}
+		issued := p.RefreshIssuedAt
+		if issued.IsZero() {
+			issued = p.IssuedAt
+		}
 		st.Chains = append(st.Chains, savedChain{RefreshToken: p.RefreshToken,
-			RefreshExpiresAt: p.IssuedAt.Add(vbcsandbox.DefaultRefreshTTL).UTC()})
+			RefreshExpiresAt: issued.Add(vbcsandbox.DefaultRefreshTTL).UTC(), Subject: p.Subject})
 	}
 	if n := len(st.Chains); n > maxSavedChains {
 		st.Chains = st.Chains[n-maxSavedChains:]

@@ -380,6 +380,11 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 //   - another pair was stored (a consent, or a sibling from a race): keep next beside it,
 //     to be tried before any re-consent, and report OutcomeSuperseded.
 func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair, reason Reason) (Result, error) {
+	// The new access token is valid at VBC the moment VBC answered, and the old one is
+	// dead: apps get it first, in one attempt (the pair must not wait for retries of it).
+	// A keeper that dies between the two writes then leaves apps a live token, not a dead
+	// one until the next run.
+	early := k.store.PutAccess(ctx, k.access(next)) == nil
 	base := leased
 	for round := 0; round < maxCommitRounds; round++ {
 		var write *Pair
@@ -403,10 +408,14 @@ func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair
 		write.ConsentNonces = pruneNonces(write.ConsentNonces, k.now())
 		_, err := k.commitRetried(ctx, write, base.Version)
 		if err == nil {
-			if outcome == OutcomeRefreshed {
-				k.log.InfoContext(ctx, "refreshed", "reason", reason, "pair", write)
+			if outcome != OutcomeRefreshed {
+				return k.settle(ctx, outcome, reason, write, false)
 			}
-			return k.settle(ctx, outcome, reason, write, outcome == OutcomeRefreshed)
+			k.log.InfoContext(ctx, "refreshed", "reason", reason, "pair", write)
+			if early {
+				return resultOf(outcome, reason, write), k.settleAccess(ctx, write)
+			}
+			return k.settle(ctx, outcome, reason, write, true)
 		}
 		if !errors.Is(err, ErrConflict) {
 			// The new pair may be the only live one. Say so loudly, without the pair.
@@ -858,6 +867,12 @@ func (k *Keeper) putAccessSettled(ctx context.Context, p *Pair) error {
 	if err := k.putAccess(ctx, p); err != nil {
 		return err
 	}
+	return k.settleAccess(ctx, p)
+}
+
+// settleAccess re-reads the pair after p's access token was written, and writes the newest
+// pair's when another writer stored one meanwhile (see putAccessSettled).
+func (k *Keeper) settleAccess(ctx context.Context, p *Pair) error {
 	latest, err := k.loadPair(ctx)
 	if err != nil {
 		return fmt.Errorf("re-read pair after access write: %w", err)

@@ -846,3 +846,61 @@ func TestRejectedTokenIsNotSentAgain(t *testing.T) {
 	}
 	w.assertChainLive()
 }
+
+// diesAfterCommit is a store whose process dies right after a refresh's pair commit: every
+// later call fails, as if the Lambda was killed between its writes.
+type diesAfterCommit struct {
+	vbctoken.Store
+	initial vbctoken.Secret
+	mu      sync.Mutex
+	dead    bool
+}
+
+func (s *diesAfterCommit) down() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead
+}
+
+func (s *diesAfterCommit) LoadPair(ctx context.Context) (vbctoken.Versioned, error) {
+	if s.down() {
+		return vbctoken.Versioned{}, context.Canceled
+	}
+	return s.Store.LoadPair(ctx)
+}
+
+func (s *diesAfterCommit) CommitPair(ctx context.Context, p *vbctoken.Pair, prev string) (string, error) {
+	if s.down() {
+		return "", context.Canceled
+	}
+	v, err := s.Store.CommitPair(ctx, p, prev)
+	if err == nil && p.RefreshToken != s.initial {
+		s.mu.Lock()
+		s.dead = true
+		s.mu.Unlock()
+	}
+	return v, err
+}
+
+func (s *diesAfterCommit) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
+	if s.down() {
+		return context.Canceled
+	}
+	return s.Store.PutAccess(ctx, a)
+}
+
+// 8. WSO2 kills the old access token the moment it answers a refresh. A keeper that dies
+// between its writes must not leave apps that dead token until the next run: the new access
+// token reaches apps before the pair is committed.
+func TestKeeperDyingAfterItsCommitLeavesAppsALiveToken(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	store := &diesAfterCommit{Store: w.store, initial: w.stored().RefreshToken}
+	// What the dying keeper reports does not matter: nobody hears it.
+	_, _ = w.build(store, w.fakeBudget).Refresh(ctxFor(t), false)
+	if !store.down() {
+		t.Fatal("the refresh was never committed: the test proves nothing")
+	}
+	w.assertChainLive()
+}

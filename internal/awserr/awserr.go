@@ -5,6 +5,8 @@ package awserr
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -53,4 +55,32 @@ func Classify(err error, transientCodes ...string) Class {
 func IsCode(err error, code string) bool {
 	var api smithy.APIError
 	return errors.As(err, &api) && api.ErrorCode() == code
+}
+
+// Message builds a store error's text: what was called on what, then why it failed (kind
+// when the store classified it, the hint for the code when there is one, "permanent
+// failure" otherwise), the AWS error code and the SDK's own message. hints maps an error
+// code to what the operator should check. Callers pass names and codes only: nothing here
+// may carry a secret value or an item's content.
+func Message(call string, kind error, code string, hints map[string]string, err error) string {
+	var b strings.Builder
+	b.WriteString(call)
+	switch {
+	case kind != nil:
+		fmt.Fprintf(&b, ": %v", kind)
+	case hints[code] != "":
+		fmt.Fprintf(&b, ": %s", hints[code])
+	default:
+		b.WriteString(": permanent failure")
+	}
+	if code != "" {
+		fmt.Fprintf(&b, " (%s)", code)
+	}
+	if err != nil {
+		// The SDK's message: operation, attempts, HTTP status, request id and AWS's own
+		// message. None of them echoes request parameters (SecretString, an item); a
+		// condition failure's item is dropped before the error is built.
+		fmt.Fprintf(&b, ": %v", err)
+	}
+	return b.String()
 }

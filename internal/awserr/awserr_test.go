@@ -35,3 +35,26 @@ func TestClassify(t *testing.T) {
 		t.Error("IsCode")
 	}
 }
+
+func TestMessage(t *testing.T) {
+	sdk := errors.New("operation error X: https response error StatusCode: 400")
+	hints := map[string]string{"AccessDeniedException": "access denied (check the policy)"}
+	for _, tc := range []struct {
+		name string
+		kind error
+		code string
+		err  error
+		want string
+	}{
+		{"classified", context.DeadlineExceeded, "", nil, "svc Op id: context deadline exceeded"},
+		{"hinted", nil, "AccessDeniedException", sdk, "svc Op id: access denied (check the policy) (AccessDeniedException): " + sdk.Error()},
+		{"permanent", nil, "ValidationException", sdk, "svc Op id: permanent failure (ValidationException): " + sdk.Error()},
+		{"no response", nil, "", nil, "svc Op id: permanent failure"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := awserr.Message("svc Op id", tc.kind, tc.code, hints, tc.err); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,9 +1,6 @@
 package dynamostore
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/vbctoken/vbctoken/internal/awserr"
 	"github.com/vbctoken/vbctoken/pkg/vbctoken"
 )
@@ -22,32 +19,18 @@ type Error struct {
 	Err   error  // the SDK's error, nil when the store decided by itself
 }
 
+// hints says what to check for the permanent failures an operator can fix.
+var hints = map[string]string{
+	"AccessDeniedException":     "access denied (check the IAM policy, its dynamodb:LeadingKeys condition and the table's KMS key policy)",
+	"ResourceNotFoundException": "the table does not exist (check the table name and the region)",
+}
+
 func (e *Error) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "dynamodb %s %s", e.Op, e.Table)
+	call := "dynamodb " + e.Op + " " + e.Table
 	if e.Key != "" {
-		fmt.Fprintf(&b, " %s", e.Key)
+		call += " " + e.Key
 	}
-	switch {
-	case e.Kind != nil:
-		fmt.Fprintf(&b, ": %v", e.Kind)
-	case e.Code == "AccessDeniedException":
-		b.WriteString(": access denied (check the IAM policy, its dynamodb:LeadingKeys condition and the table's KMS key policy)")
-	case e.Code == "ResourceNotFoundException":
-		b.WriteString(": the table does not exist (check the table name and the region)")
-	default:
-		b.WriteString(": permanent failure")
-	}
-	if e.Code != "" {
-		fmt.Fprintf(&b, " (%s)", e.Code)
-	}
-	if e.Err != nil {
-		// The SDK's message: operation, attempts, HTTP status, request id and AWS's own
-		// message. None of them echoes an item; a condition failure's item is dropped
-		// before the error is built.
-		fmt.Fprintf(&b, ": %v", e.Err)
-	}
-	return b.String()
+	return awserr.Message(call, e.Kind, e.Code, hints, e.Err)
 }
 
 // Unwrap exposes the SDK's error.

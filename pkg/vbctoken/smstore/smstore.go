@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -384,26 +383,13 @@ type Error struct {
 	Err      error  // the SDK's error
 }
 
+// hints says what to check for the permanent failures an operator can fix.
+var hints = map[string]string{
+	"AccessDeniedException": "access denied (check the IAM policy and the KMS key policy)",
+}
+
 func (e *Error) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "secrets manager %s %s", e.Op, e.SecretID)
-	switch {
-	case e.Kind != nil:
-		fmt.Fprintf(&b, ": %v", e.Kind)
-	case e.Code == "AccessDeniedException":
-		b.WriteString(": access denied (check the IAM policy and the KMS key policy)")
-	default:
-		b.WriteString(": permanent failure")
-	}
-	if e.Code != "" {
-		fmt.Fprintf(&b, " (%s)", e.Code)
-	}
-	if e.Err != nil {
-		// The SDK's message: operation, attempts, HTTP status, request id and AWS's own
-		// message. None of them echoes request parameters such as SecretString.
-		fmt.Fprintf(&b, ": %v", e.Err)
-	}
-	return b.String()
+	return awserr.Message("secrets manager "+e.Op+" "+e.SecretID, e.Kind, e.Code, hints, e.Err)
 }
 
 // Unwrap exposes the SDK's error.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -311,6 +312,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 			k.log.WarnContext(ctx, "VBC answered the refresh with a refresh token but no usable access token; it is kept beside the stored pair and the next run settles which one lives",
 				"error", err)
 			k.keepAndRelease(work, leased, successor(c, ue.salvage))
+			k.repairAccess(work, stored)
 			return resultOf(OutcomeInDoubt, reason, stored), err
 		}
 		switch {
@@ -343,6 +345,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 			if errors.Is(err, ErrTransient) {
 				k.log.WarnContext(ctx, "refresh outcome unknown: VBC did not answer usably; the chain is in doubt, not gone, and the next run tries again",
 					"error", err)
+				k.repairAccess(work, stored)
 				return resultOf(OutcomeInDoubt, reason, stored), err
 			}
 			return resultOf("", reason, stored), err
@@ -381,10 +384,9 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 //     to be tried before any re-consent, and report OutcomeSuperseded.
 func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair, reason Reason) (Result, error) {
 	// The new access token is valid at VBC the moment VBC answered, and the old one is
-	// dead: apps get it first, in one attempt (the pair must not wait for retries of it).
-	// A keeper that dies between the two writes then leaves apps a live token, not a dead
-	// one until the next run.
-	early := k.store.PutAccess(ctx, k.access(next)) == nil
+	// dead: apps get it first. A keeper that dies between the two writes then leaves apps a
+	// live token, not a dead one until the next run.
+	early := k.putAccessEarly(ctx, next)
 	base := leased
 	for round := 0; round < maxCommitRounds; round++ {
 		var write *Pair
@@ -413,7 +415,8 @@ func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair
 			}
 			k.log.InfoContext(ctx, "refreshed", "reason", reason, "pair", write)
 			if early {
-				return resultOf(outcome, reason, write), k.settleAccess(ctx, write)
+				// A stale writer may have overwritten the early write: one read checks.
+				return resultOf(outcome, reason, write), k.syncAccess(ctx, write)
 			}
 			return k.settle(ctx, outcome, reason, write, true)
 		}
@@ -423,7 +426,7 @@ func (k *Keeper) commitRefresh(ctx context.Context, leased Versioned, next *Pair
 				"error", err, "pair", next)
 			return resultOf("", reason, leased.Pair), fmt.Errorf("store new pair: %w", err)
 		}
-		if base, err = k.loadPair(ctx); err != nil {
+		if base, err = k.loadCurrent(ctx); err != nil {
 			k.log.ErrorContext(ctx, "could not re-read the pair after a conflict; the new token pair may be lost",
 				"error", err, "pair", next)
 			return resultOf("", reason, leased.Pair), fmt.Errorf("re-read after conflict: %w", err)
@@ -469,7 +472,7 @@ func (k *Keeper) keepAndRelease(ctx context.Context, leased Versioned, p *Pair) 
 			}
 			return
 		}
-		if base, err = k.loadPair(ctx); err != nil {
+		if base, err = k.loadCurrent(ctx); err != nil {
 			k.log.ErrorContext(ctx, "could not keep a pair VBC may have issued", "error", err, "pair", p)
 			return
 		}
@@ -624,7 +627,7 @@ func (k *Keeper) Login(ctx context.Context, username string, password Secret, fo
 // the record only spares further attempts).
 func (k *Keeper) recordLoginLock(ctx context.Context, l *loginLock) {
 	for round := 0; round < maxCommitRounds; round++ {
-		cur, err := k.loadPair(ctx)
+		cur, err := k.loadCurrent(ctx)
 		if err != nil {
 			k.log.WarnContext(ctx, "could not record the user lock", "error", err)
 			return
@@ -686,7 +689,7 @@ func (k *Keeper) commitGrant(ctx context.Context, base Versioned, fresh *Pair) (
 				"error", err, "pair", fresh)
 			return Result{}, fmt.Errorf("store new pair: %w", err)
 		}
-		if base, err = k.loadPair(ctx); err != nil {
+		if base, err = k.loadCurrent(ctx); err != nil {
 			k.log.ErrorContext(ctx, "could not re-read the pair after a conflict; the new token pair may be lost",
 				"error", err, "pair", fresh)
 			return Result{}, fmt.Errorf("re-read after conflict: %w", err)
@@ -760,12 +763,27 @@ func (k *Keeper) spendNonce(ctx context.Context, claims stateClaims) (Versioned,
 		if err != nil {
 			return Versioned{}, err
 		}
-		for _, n := range cur.Pair.ConsentNonces {
-			if n.Nonce == claims.Nonce && n.Claim == claim {
-				return cur, nil // our own write landed; its answer was lost
+		// A replayed link is refused before anything is written, even the clean-up below.
+		for _, p := range []*Pair{cur.Pair, cur.Pending} {
+			if p == nil {
+				continue
 			}
-			if n.Nonce == claims.Nonce {
-				return Versioned{}, ErrStateReused
+			for _, n := range p.ConsentNonces {
+				if n.Nonce == claims.Nonce && n.Claim == claim && p == cur.Pair {
+					return cur, nil // our own write landed; its answer was lost
+				}
+				if n.Nonce == claims.Nonce && n.Claim != claim {
+					return Versioned{}, ErrStateReused
+				}
+			}
+		}
+		if cur.Pending != nil {
+			// Finish what an earlier run left pending before writing over it.
+			if cur, err = k.loadCurrent(ctx); err != nil {
+				return Versioned{}, err
+			}
+			if slices.ContainsFunc(cur.Pair.ConsentNonces, func(n UsedNonce) bool { return n.Nonce == claims.Nonce }) {
+				continue // the pending write held this nonce and is now current: look again
 			}
 		}
 		next := cur.Pair.Clone()
@@ -839,7 +857,17 @@ func (k *Keeper) syncAccess(ctx context.Context, p *Pair) error {
 	} else {
 		k.log.WarnContext(ctx, "the access secret did not hold the stored pair's access token; rewriting it", "pair", latest.Pair)
 	}
-	return k.putAccess(ctx, latest.Pair)
+	return k.putAccessSettled(ctx, latest.Pair)
+}
+
+// repairAccess is syncAccess for a run that ends in doubt: the stored pair stays current, so
+// its access token is the best one apps can have (a writer that died after committing it may
+// have left an older one in the access secret). Its failure is logged, not returned: the
+// run's error is the refresh's.
+func (k *Keeper) repairAccess(ctx context.Context, p *Pair) {
+	if err := k.syncAccess(ctx, p); err != nil {
+		k.log.WarnContext(ctx, "could not check the access secret; the next run does", "error", err)
+	}
 }
 
 // access derives the access secret of p: its access token, and as refresh_at the time the
@@ -863,24 +891,41 @@ func (k *Keeper) inStep(a AccessToken, p *Pair) bool {
 // right after ours, our access write may have landed after theirs. Whichever write lands
 // last, the re-read makes the access secret end on the newest pair's token (one more read
 // per stored pair; found by TestConsentRacesRefresher).
+//
+// Every write of the access secret is followed by that re-read (the early write of a
+// refresh by a check of the access secret after the commit): whichever write lands last,
+// its writer then sees the newest pair. A writer that skipped it could leave apps a token
+// VBC has already killed.
 func (k *Keeper) putAccessSettled(ctx context.Context, p *Pair) error {
-	if err := k.putAccess(ctx, p); err != nil {
-		return err
+	for round := 0; round < maxCommitRounds; round++ {
+		if err := k.putAccess(ctx, p); err != nil {
+			return err
+		}
+		latest, err := k.loadPair(ctx)
+		if err != nil {
+			return fmt.Errorf("re-read pair after access write: %w", err)
+		}
+		if latest.Pair.SameTokens(p) || latest.Pair.AccessToken.IsZero() {
+			return nil
+		}
+		p = latest.Pair
 	}
-	return k.settleAccess(ctx, p)
+	return fmt.Errorf("update access secret: %w: too many concurrent writers", ErrConflict)
 }
 
-// settleAccess re-reads the pair after p's access token was written, and writes the newest
-// pair's when another writer stored one meanwhile (see putAccessSettled).
-func (k *Keeper) settleAccess(ctx context.Context, p *Pair) error {
-	latest, err := k.loadPair(ctx)
-	if err != nil {
-		return fmt.Errorf("re-read pair after access write: %w", err)
-	}
-	if latest.Pair.SameTokens(p) || latest.Pair.AccessToken.IsZero() {
-		return nil
-	}
-	return k.putAccess(ctx, latest.Pair)
+// earlyAccessAttempts bounds the access write made before a refresh's pair commit: with the
+// default policy its backoff waits at most 0.6 s, so the pair (the only copy of the live
+// refresh token) is never held up for long; the write after the commit retries fully.
+const earlyAccessAttempts = 3
+
+// putAccessEarly writes p's access token ahead of its pair's commit, in a few quick attempts,
+// and reports whether the write landed.
+func (k *Keeper) putAccessEarly(ctx context.Context, p *Pair) bool {
+	policy := k.cfg.StoreRetry
+	policy.MaxAttempts = earlyAccessAttempts
+	_, err := policy.Do(ctx, func(int) (time.Duration, error) { return 0, k.store.PutAccess(ctx, k.access(p)) },
+		func(err error) bool { return errors.Is(err, ErrTransient) })
+	return err == nil
 }
 
 func (k *Keeper) putAccess(ctx context.Context, p *Pair) error {

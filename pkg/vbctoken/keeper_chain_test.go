@@ -904,3 +904,98 @@ func TestKeeperDyingAfterItsCommitLeavesAppsALiveToken(t *testing.T) {
 	}
 	w.assertChainLive()
 }
+
+// 9. Every write finishes what an earlier run left pending before it commits: a consent
+// whose code VBC then refuses (its nonce write lands first) must not take the pending label
+// off a stranded pair, the only live one.
+func TestConsentDoesNotDropAStrandedPair(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	w.store.StrandCommits(1, 1<<20) // the lease claim lands; the new pair is stranded
+	if res, err := w.build(w.store, w.fakeBudget).Refresh(ctxFor(t), false); err == nil {
+		t.Fatalf("first run: %+v, want an error (nothing could be stored)", res)
+	}
+	w.store.StrandCommits(0, 0)
+
+	k := w.keeper(false)
+	q := w.consentQuery(k)
+	if _, err := k.CompleteConsent(ctxFor(t), q.Get("state"), "not-the-code-vbc-issued"); err == nil {
+		t.Fatal("a consent with a wrong code succeeded")
+	}
+	requests := w.vbc.Stats().Requests["refresh_token"]
+	if res, err := w.keeper(false).Refresh(ctxFor(t), false); err != nil {
+		t.Fatalf("next run: %+v %v", res, err)
+	}
+	if n := w.vbc.Stats().Requests["refresh_token"] - requests; n != 0 {
+		t.Errorf("the next run sent %d refresh requests, want 0 (the stranded pair is fresh)", n)
+	}
+	w.assertChainLive()
+}
+
+// 10. A run that ends in doubt leaves apps the stored pair's access token: a writer that died
+// after its commit may have left an older one in the access secret, and the refresh that
+// would have replaced it got no usable answer.
+func TestRunInDoubtRepairsTheAccessSecret(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	if err := w.store.PutAccess(context.Background(), vbctoken.AccessToken{AccessToken: "an-older-dead-token", TokenType: "Bearer"}); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(23 * time.Hour)
+	w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+		if grant == "refresh_token" {
+			return vbcsandbox.Fault{Kind: vbcsandbox.Status503}
+		}
+		return vbcsandbox.Fault{}
+	})
+	k := w.build(w.store, w.fakeBudget, func(c *vbctoken.KeeperConfig) { c.Client.Retry.MaxAttempts = 1 })
+	if res, err := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt {
+		t.Fatalf("%+v %v, want in doubt", res, err)
+	}
+	w.assertChainLive()
+}
+
+// heldAccessWrite holds the first PutAccess until release is closed, after closing at.
+type heldAccessWrite struct {
+	vbctoken.Store
+	at, release chan struct{}
+	once        sync.Once
+}
+
+func (s *heldAccessWrite) PutAccess(ctx context.Context, a vbctoken.AccessToken) error {
+	s.once.Do(func() {
+		close(s.at)
+		<-s.release
+	})
+	return s.Store.PutAccess(ctx, a)
+}
+
+// 11. A run that repairs the access secret read the pair before a concurrent refresh
+// committed; its write lands last, with the token that refresh has just killed. It re-reads
+// the pair after writing and puts the newest token back.
+func TestLateAccessRepairDoesNotOutliveARefresh(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	w.connect(w.keeper(false))
+	if err := w.store.PutAccess(context.Background(), vbctoken.AccessToken{AccessToken: "an-older-dead-token", TokenType: "Bearer"}); err != nil {
+		t.Fatal(err)
+	}
+	held := &heldAccessWrite{Store: w.store, at: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	var res vbctoken.Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = w.build(held).Refresh(ctxFor(t), false) // the pair is fresh: a repair
+	}()
+	wait(t, held.at, "the repairing run's access write")
+	if r, err := w.keeper(false).Refresh(ctxFor(t), true); err != nil || r.Outcome != vbctoken.OutcomeRefreshed {
+		t.Fatalf("forced refresh: %+v %v", r, err)
+	}
+	close(held.release)
+	wait(t, done, "the repairing run")
+	if err != nil || res.Outcome != vbctoken.OutcomeSkipped {
+		t.Fatalf("repairing run: %+v %v", res, err)
+	}
+	w.assertChainLive()
+}

@@ -178,6 +178,17 @@ func (p *Pair) deadByRecord() bool {
 	return !p.RefreshToken.IsZero() && p.rejected == tokenHash(p.RefreshToken) && len(p.kept) == 0
 }
 
+// rejectedCopy returns a copy of p recording that VBC rejected its refresh token and every
+// kept one (which it drops): deadByRecord holds for it.
+func (p *Pair) rejectedCopy() *Pair {
+	dead := p.Clone()
+	dead.kept = nil
+	if !dead.RefreshToken.IsZero() {
+		dead.rejected = tokenHash(dead.RefreshToken)
+	}
+	return dead
+}
+
 // reusedGrant reports whether a code or password grant's answer looks like WSO2 handing
 // back an active token: an access token with clearly less than VBC's 24 hours left.
 func reusedGrant(p *Pair) bool {

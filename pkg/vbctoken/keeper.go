@@ -225,6 +225,9 @@ func (k *Keeper) refresh(ctx context.Context, force bool) (Result, error) {
 		case !d.Refresh && !d.Reconsent:
 			k.log.DebugContext(ctx, "refresh skipped", "reason", d.Reason, "pair", cur.Pair)
 			return k.settle(ctx, OutcomeSkipped, d.Reason, cur.Pair, false)
+		case d.Reason == ReasonRejected && k.selfHealPending(cur.Pair):
+			// The last self-heal attempt's outcome is unknown: in doubt until the next one.
+			return k.selfHealWaits(ctx, d.Reason, cur.Pair)
 		case d.Reason == ReasonRejected && !k.selfHealDue(cur.Pair):
 			// VBC rejected this refresh token under a lease already: it is dead for good, and
 			// sending it again each hour would only cost writes and a token request.
@@ -358,12 +361,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 	if handled {
 		return res, err
 	}
-	dead := leased.Pair.Clone()
-	dead.kept = nil
-	if !dead.RefreshToken.IsZero() {
-		dead.rejected = tokenHash(dead.RefreshToken)
-	}
-	k.release(work, Versioned{Pair: dead, Version: leased.Version})
+	k.release(work, Versioned{Pair: leased.Pair.rejectedCopy(), Version: leased.Version})
 	cause := "VBC rejected the stored refresh token"
 	if lostInTransit {
 		cause = "VBC rejected the stored refresh token after an earlier attempt got no usable answer: VBC may have rotated it and its answer been lost in transit"

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -812,6 +813,70 @@ func TestSelfHealTransientTroubleIsInDoubt(t *testing.T) {
 		t.Fatalf("self-heal after the interval: %+v %v", res, err)
 	}
 	w.assertChainLive()
+}
+
+// Found by the soak with self-heal on: a self-heal attempt whose outcome is unknown (the
+// password grant got a 503, the login could not be read) left a pair whose times looked
+// fresh, and every scheduled run skipped it until it was due a day later while apps held a
+// dead token. The rejection is recorded: runs inside the interval are in doubt and send
+// nothing, and the first scheduled (not forced) run after it heals.
+func TestSelfHealInDoubtIsRetriedWhenDue(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(w *world, loginDown *bool) // makes the first self-heal attempt's outcome unknown
+		wait  time.Duration                   // until the next attempt is due
+	}{
+		{"password grant 503", func(w *world, _ *bool) {
+			w.vbc.SetFaults(func(_ *http.Request, grant string) vbcsandbox.Fault {
+				if grant == "password" {
+					return vbcsandbox.Fault{Kind: vbcsandbox.Status503}
+				}
+				return vbcsandbox.Fault{}
+			})
+		}, vbctoken.SelfHealInterval},
+		{"login unreadable", func(_ *world, loginDown *bool) { *loginDown = true }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+			loginDown := false
+			k := w.build(w.store, func(c *vbctoken.KeeperConfig) {
+				c.SelfHeal = loginFunc(func(context.Context) (string, vbctoken.Secret, error) {
+					if loginDown {
+						return "", "", fmt.Errorf("throttled: %w", vbctoken.ErrTransient)
+					}
+					return testUser, testPassword, nil
+				})
+				c.Client.Retry.MaxAttempts = 1
+			})
+			if _, err := k.Login(ctxFor(t), testUser, testPassword, false); err != nil {
+				t.Fatal(err)
+			}
+			w.vbc.Revoke(w.stored().RefreshToken.Reveal())
+			tc.fault(w, &loginDown)
+			// An operator's forced refresh finds the chain lost; self-heal cannot finish.
+			if res, err := k.Refresh(ctxFor(t), true); res.Outcome != vbctoken.OutcomeInDoubt || errors.Is(err, vbctoken.ErrReconsentRequired) {
+				t.Fatalf("forced run: %+v %v", res, err)
+			}
+			w.vbc.SetFaults(nil)
+			loginDown = false
+			if tc.wait > 0 {
+				before := w.vbc.Stats().Requests
+				w.clock.Advance(tc.wait / 2)
+				if res, err := k.Refresh(ctxFor(t), false); res.Outcome != vbctoken.OutcomeInDoubt || !errors.Is(err, vbctoken.ErrTransient) {
+					t.Fatalf("run inside the interval: %+v %v", res, err)
+				}
+				if after := w.vbc.Stats().Requests; !maps.Equal(before, after) {
+					t.Fatalf("a run inside the interval called VBC: %v, then %v", before, after)
+				}
+				w.clock.Advance(tc.wait/2 + time.Minute)
+			}
+			// The pair's times still look fresh; the scheduled run heals all the same.
+			if res, err := k.Refresh(ctxFor(t), false); err != nil || res.Reason != vbctoken.ReasonSelfHealed {
+				t.Fatalf("scheduled run: %+v %v", res, err)
+			}
+			w.assertChainLive()
+		})
+	}
 }
 
 // Found by the fleet simulation: once VBC rejected the stored refresh token under a lease,

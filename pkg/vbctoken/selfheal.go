@@ -59,22 +59,25 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 			k.log.ErrorContext(ctx, "self-heal is halted since VBC rejected its login: fix the self-heal secret, then run `vbctoken login` or consent again")
 			return Result{}, false, leased, nil
 		case k.now().Before(h.At.Add(SelfHealInterval)):
-			k.log.WarnContext(ctx, "self-heal tried recently; the next attempt is due then", "next_attempt", h.At.Add(SelfHealInterval))
-			return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("chain lost; %w: self-heal waits until %s",
-				ErrTransient, h.At.Add(SelfHealInterval).UTC().Format(time.RFC3339))
+			k.release(ctx, leased)
+			res, err := k.selfHealWaits(ctx, reason, stored)
+			return res, true, leased, err
 		}
 	}
 	var user string
 	var password Secret
-	_, err = k.retryStore(ctx, func(ctx context.Context) error {
+	policy := k.cfg.StoreRetry
+	policy.MaxAttempts = claimAttempts // nothing is spent: leave time to record the rejection
+	_, err = policy.Do(ctx, func(int) (time.Duration, error) {
 		var err error
 		user, password, err = src.LoadLogin(ctx)
-		return err
-	})
+		return 0, err
+	}, func(err error) bool { return errors.Is(err, ErrTransient) })
 	switch {
 	case errors.Is(err, ErrTransient):
-		// The login could not be read this time: the chain is in doubt, not gone.
-		k.release(ctx, leased)
+		// The login could not be read this time: the chain is in doubt, not gone. The
+		// rejection is recorded, so the next run tries again however fresh the pair looks.
+		k.release(ctx, Versioned{Pair: stored.rejectedCopy(), Version: leased.Version})
 		k.log.WarnContext(ctx, "self-heal: could not read its login; the chain is in doubt until the next run", "error", err)
 		return resultOf(OutcomeInDoubt, reason, stored), true, leased, fmt.Errorf("self-heal: read the login: %w", err)
 	case err != nil:
@@ -82,8 +85,11 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 		return Result{}, false, leased, nil
 	}
 	// Record the attempt before it is made: a keeper that dies now still counts as having
-	// tried, so no run sends the password again within the interval.
-	marked := stored.Clone()
+	// tried, so no run sends the password again within the interval. The record also marks
+	// the stored refresh token rejected (VBC rejected it and every kept one): until a pair
+	// is stored, every run is due, and the first one after the interval tries again, however
+	// fresh the dead pair's times look.
+	marked := stored.rejectedCopy()
 	marked.selfHeal = &selfHeal{At: k.now().UTC().Truncate(time.Second)}
 	var version string
 	version, err = k.commitRetried(ctx, marked, leased.Version)
@@ -124,4 +130,22 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 	}
 	k.log.ErrorContext(ctx, "self-heal halted: VBC rejected its login; fix the self-heal secret, then run `vbctoken login` or consent again", "error", err)
 	return Result{}, false, leased, nil
+}
+
+// selfHealPending reports whether p's chain is lost and waits for its next self-heal
+// attempt: VBC rejected its refresh token, self-heal is configured and not halted, and the
+// last attempt (whose outcome is unknown) was within SelfHealInterval.
+func (k *Keeper) selfHealPending(p *Pair) bool {
+	h := p.selfHeal
+	return k.cfg.SelfHeal != nil && h != nil && !h.Halted && p.deadByRecord() && k.now().Before(h.At.Add(SelfHealInterval))
+}
+
+// selfHealWaits is the outcome of a run while self-heal waits for its next attempt: the
+// chain is in doubt (the last attempt may have been answered with the very pair that was
+// lost), not gone.
+func (k *Keeper) selfHealWaits(ctx context.Context, reason Reason, stored *Pair) (Result, error) {
+	next := stored.selfHeal.At.Add(SelfHealInterval)
+	k.log.WarnContext(ctx, "self-heal tried recently; the next attempt is due then", "next_attempt", next)
+	return resultOf(OutcomeInDoubt, reason, stored), fmt.Errorf("chain lost; %w: self-heal waits until %s",
+		ErrTransient, next.UTC().Format(time.RFC3339))
 }

@@ -85,9 +85,13 @@ func (p *Pair) related(other *Pair) bool {
 	return other.siblingOf(p) || other.childOf(p)
 }
 
-// inDoubt reports whether p keeps a sibling or a child of itself: which of them VBC
-// accepts is unknown until the next refresh, so the policy refreshes at once.
+// inDoubt reports whether p keeps a sibling or a child of itself, or a refresh with its
+// token got no usable answer: which pair VBC accepts, or whether it rotated p's token, is
+// unknown until the next refresh, so the policy refreshes at once.
 func (p *Pair) inDoubt() bool {
+	if p.awaitsAnswer() {
+		return true
+	}
 	for _, k := range p.kept {
 		if p.related(k) {
 			return true
@@ -176,6 +180,11 @@ func (p *Pair) latestRefreshExpiry() time.Time {
 // and p keeps nothing else to try.
 func (p *Pair) deadByRecord() bool {
 	return !p.RefreshToken.IsZero() && p.rejected == tokenHash(p.RefreshToken) && len(p.kept) == 0
+}
+
+// awaitsAnswer reports whether a refresh with p's refresh token got no usable answer.
+func (p *Pair) awaitsAnswer() bool {
+	return !p.RefreshToken.IsZero() && p.unanswered == tokenHash(p.RefreshToken)
 }
 
 // rejectedCopy returns a copy of p recording that VBC rejected its refresh token and every

@@ -335,7 +335,7 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 			return k.commitRefresh(work, leased, next, reason)
 		case errors.Is(err, ErrInvalidGrant):
 			rejected = err
-			lostInTransit = lostInTransit || (ue != nil && ue.Unknown)
+			lostInTransit = lostInTransit || (ue != nil && ue.Unknown) || c.awaitsAnswer()
 			// A keeper whose expired lease this one took over may have stored its pair
 			// since, or left it pending: look before trying anything else.
 			latest, lerr := k.loadCurrent(work)
@@ -344,8 +344,16 @@ func (k *Keeper) spend(ctx context.Context, leased Versioned, reason Reason) (Re
 				return k.settle(work, OutcomeSuperseded, reason, latest.Pair, false)
 			}
 		default:
-			k.release(work, leased)
-			if errors.Is(err, ErrTransient) {
+			unknown := errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrMalformedResponse)
+			released := stored
+			if unknown {
+				// VBC may have rotated the token (a malformed 200 says it did): the next
+				// run refreshes at once, however fresh the pair looks, and finds out.
+				released = stored.Clone()
+				released.unanswered = tokenHash(stored.RefreshToken)
+			}
+			k.release(work, Versioned{Pair: released, Version: leased.Version})
+			if unknown || errors.Is(err, ErrTransient) {
 				k.log.WarnContext(ctx, "refresh outcome unknown: VBC did not answer usably; the chain is in doubt, not gone, and the next run tries again",
 					"error", err)
 				k.repairAccess(work, stored)

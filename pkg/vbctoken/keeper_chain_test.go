@@ -879,6 +879,67 @@ func TestSelfHealInDoubtIsRetriedWhenDue(t *testing.T) {
 	}
 }
 
+// Found by the soak with self-heal on: an operator's `refresh --force` on a fresh pair got
+// no usable answer (the answer lost after VBC rotated, or a 200 with a broken body). The
+// pair's times still looked fresh, so every scheduled run skipped it while apps held the
+// token WSO2 had killed. The stored pair now records it, and the next run refreshes at once.
+func TestUnansweredRefreshIsRetriedAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		fault vbcsandbox.FaultKind
+		want  vbctoken.Reason // of the next scheduled run
+	}{
+		{vbcsandbox.ProcessedButLost, vbctoken.ReasonSelfHealed}, // rotated: the chain is lost
+		{vbcsandbox.MalformedJSON, vbctoken.ReasonAmbiguous},     // not rotated: refreshed
+	} {
+		t.Run(tc.fault.String(), func(t *testing.T) {
+			w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+			k := w.build(w.store, selfHealWith(testUser, testPassword), func(c *vbctoken.KeeperConfig) { c.Client.Retry.MaxAttempts = 1 })
+			if _, err := k.Login(ctxFor(t), testUser, testPassword, false); err != nil {
+				t.Fatal(err)
+			}
+			w.vbc.InjectNext(tc.fault)
+			if res, _ := k.Refresh(ctxFor(t), true); res.Outcome != vbctoken.OutcomeInDoubt {
+				t.Fatalf("forced run: %+v", res)
+			}
+			if st, err := k.Status(ctxFor(t)); err != nil || st.Reason != vbctoken.ReasonAmbiguous || st.NextRefresh.After(w.clock.Now()) {
+				t.Errorf("status after the unanswered refresh: %+v %v", st, err)
+			}
+			w.clock.Advance(time.Hour)
+			res, err := k.Refresh(ctxFor(t), false)
+			if err != nil || res.Reason != tc.want {
+				t.Fatalf("scheduled run: %+v %v, want reason %s", res, err, tc.want)
+			}
+			w.assertChainLive()
+		})
+	}
+}
+
+// Found by the soak with self-heal on: an operator's `refresh --force` on a fresh pair died
+// when VBC's answer arrived (VBC had rotated). Nothing after its lease claim reached the
+// store, and the pair's times looked fresh: every scheduled run skipped it. A lease that
+// ended without a result now makes the pair due when it ends.
+func TestAbandonedLeaseMakesThePairDue(t *testing.T) {
+	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
+	heal := selfHealWith(testUser, testPassword)
+	if _, err := w.build(w.store, heal).Login(ctxFor(t), testUser, testPassword, false); err != nil {
+		t.Fatal(err)
+	}
+	dying := &diesAfterCommit{Store: w.store, dies: func(*vbctoken.Pair) bool { return true }}
+	_, _ = w.build(dying, heal).Refresh(ctxFor(t), true) // nobody hears what it reports
+	if !w.stored().RefreshToken.IsZero() && w.vbc.IsLiveRefreshToken(w.stored().RefreshToken.Reveal()) {
+		t.Fatal("the dying keeper's refresh did not rotate the chain")
+	}
+	k := w.build(w.store, heal)
+	w.clock.Advance(time.Hour)
+	if st, err := k.Status(ctxFor(t)); err != nil || st.Reason != vbctoken.ReasonAmbiguous || st.NextRefresh.After(w.clock.Now()) {
+		t.Errorf("status with an abandoned lease: %+v %v", st, err)
+	}
+	if res, err := k.Refresh(ctxFor(t), false); err != nil || res.Reason != vbctoken.ReasonSelfHealed {
+		t.Fatalf("scheduled run: %+v %v", res, err)
+	}
+	w.assertChainLive()
+}
+
 // Found by the fleet simulation: once VBC rejected the stored refresh token under a lease,
 // later runs declare re-consent without a lease write or a token request; a consent clears
 // the mark.
@@ -912,13 +973,18 @@ func TestRejectedTokenIsNotSentAgain(t *testing.T) {
 	w.assertChainLive()
 }
 
-// diesAfterCommit is a store whose process dies right after a refresh's pair commit: every
-// later call fails, as if the Lambda was killed between its writes.
+// diesAfterCommit is a store whose process dies right after a pair commit that dies says
+// is its last: every later call fails, as if the Lambda was killed between its writes.
 type diesAfterCommit struct {
 	vbctoken.Store
-	initial vbctoken.Secret
-	mu      sync.Mutex
-	dead    bool
+	dies func(*vbctoken.Pair) bool
+	mu   sync.Mutex
+	dead bool
+}
+
+// afterRefreshCommit dies after the commit of a pair whose refresh token is not initial.
+func afterRefreshCommit(initial vbctoken.Secret) func(*vbctoken.Pair) bool {
+	return func(p *vbctoken.Pair) bool { return p.RefreshToken != initial }
 }
 
 func (s *diesAfterCommit) down() bool {
@@ -939,7 +1005,7 @@ func (s *diesAfterCommit) CommitPair(ctx context.Context, p *vbctoken.Pair, prev
 		return "", context.Canceled
 	}
 	v, err := s.Store.CommitPair(ctx, p, prev)
-	if err == nil && p.RefreshToken != s.initial {
+	if err == nil && s.dies(p) {
 		s.mu.Lock()
 		s.dead = true
 		s.mu.Unlock()
@@ -961,7 +1027,7 @@ func TestKeeperDyingAfterItsCommitLeavesAppsALiveToken(t *testing.T) {
 	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
 	w.connect(w.keeper(false))
 	w.clock.Advance(23 * time.Hour)
-	store := &diesAfterCommit{Store: w.store, initial: w.stored().RefreshToken}
+	store := &diesAfterCommit{Store: w.store, dies: afterRefreshCommit(w.stored().RefreshToken)}
 	// What the dying keeper reports does not matter: nobody hears it.
 	_, _ = w.build(store, w.fakeBudget).Refresh(ctxFor(t), false)
 	if !store.down() {

@@ -77,7 +77,9 @@ func (p Policy) decide(pair *Pair, now time.Time, force bool) decision {
 		return decision{Reconsent: true, Reason: ReasonRefreshExpired}
 	case force:
 		return decision{Refresh: true, Reason: ReasonForced}
-	case pair.inDoubt():
+	case pair.inDoubt() || pair.lease != nil && !pair.lease.liveFor("", now):
+		// A lease left behind ended without a result: its holder died or lost the store
+		// after it may have spent the token.
 		return decision{Refresh: true, Reason: ReasonAmbiguous}
 	case pair.estimated:
 		return decision{Refresh: true, Reason: ReasonUnknownWindow}
@@ -93,7 +95,7 @@ func (p Policy) decide(pair *Pair, now time.Time, force bool) decision {
 
 // NextRefresh is the earliest time a rule of the policy fires for pair: decide refreshes at
 // it and after it, so a scheduled refresher acts on its first run at or after it. A pair
-// in doubt or of unknown window is due at once.
+// in doubt or of unknown window is due at once, and one under a lease when the lease ends.
 func (p Policy) NextRefresh(pair *Pair) time.Time {
 	if pair.inDoubt() || pair.estimated {
 		return pair.ObtainedAt
@@ -104,6 +106,9 @@ func (p Policy) NextRefresh(pair *Pair) time.Time {
 	}
 	if t := pair.RefreshExpiresAt.Add(-p.Margin); t.Before(next) {
 		next = t
+	}
+	if l := pair.lease; l != nil && l.ExpiresAt.Add(leaseSkew).Before(next) {
+		next = l.ExpiresAt.Add(leaseSkew)
 	}
 	return next
 }

@@ -68,6 +68,10 @@ type Pair struct {
 	// keeper's lease ("rejected"): VBC never revives one, so later runs declare re-consent
 	// without sending it again.
 	rejected string
+	// unanswered is the short hash of the stored refresh token once a refresh with it got
+	// no usable answer ("unanswered"): VBC may have rotated it, so the next run refreshes at
+	// once, however fresh the pair's times look.
+	unanswered string
 
 	// extra keeps fields written by other versions, so a rewrite preserves them.
 	extra map[string]json.RawMessage
@@ -139,7 +143,7 @@ func (p *Pair) WithTokens(fresh *Pair) *Pair {
 	}
 	f := fresh.Clone()
 	out.lease, out.retired, out.kept, out.estimated = f.lease, f.retired, f.kept, f.estimated
-	out.rejected = "" // a mark on the tokens replaced
+	out.rejected, out.unanswered = "", "" // marks on the tokens replaced
 	out.AccessToken = fresh.AccessToken
 	out.RefreshToken = fresh.RefreshToken
 	out.TokenType = fresh.TokenType
@@ -209,6 +213,7 @@ type pairWire struct {
 	LoginLock        *lockWire   `json:"login_lock,omitempty"`
 	SelfHeal         *healWire   `json:"self_heal,omitempty"`
 	Rejected         string      `json:"rejected,omitempty"`
+	Unanswered       string      `json:"unanswered,omitempty"`
 }
 
 // healWire is the stored form of the self-heal record.
@@ -251,6 +256,7 @@ var knownPairFields = map[string]bool{
 	"scope": true, "id_token": true, "expires_at": true, "refresh_expires_at": true,
 	"obtained_at": true, "grant": true, "consent_nonces": true,
 	"lease": true, "retired": true, "kept": true, "refresh_expiry_estimated": true, "login_lock": true, "self_heal": true, "rejected": true,
+	"unanswered": true,
 }
 
 func utcPtr(t time.Time) *time.Time {
@@ -289,6 +295,7 @@ func EncodePair(p *Pair) ([]byte, error) {
 		Retired:          p.retired,
 		Estimated:        p.estimated,
 		Rejected:         p.rejected,
+		Unanswered:       p.unanswered,
 	}
 	if p.lease != nil {
 		w.Lease = &leaseWire{Holder: p.lease.Holder, ExpiresAt: utcPtr(p.lease.ExpiresAt)}
@@ -370,6 +377,7 @@ func DecodePair(data []byte) (*Pair, error) {
 		retired:          w.Retired,
 		estimated:        w.Estimated,
 		rejected:         w.Rejected,
+		unanswered:       w.Unanswered,
 	}
 	times := []time.Time{p.ExpiresAt, p.RefreshExpiresAt, p.ObtainedAt}
 	if w.Lease != nil {

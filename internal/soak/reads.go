@@ -128,8 +128,10 @@ func (s *sim) read() {
 			s.rep.Reads.Invalidations++ // the API answered 401: the app asks for a fresh one
 			s.source.Invalidate()
 			tok, err = s.source.Token()
-			if err == nil {
-				judge(&s.readers.Final, tok.AccessToken)
+			if err == nil && judge(&s.readers.Final, tok.AccessToken) {
+				// The app's next call to Token, right after the 401, got a live token:
+				// the Source's streak of dead tokens ends here, not at the next read.
+				s.readers.Source.good(now)
 			}
 		}
 	}

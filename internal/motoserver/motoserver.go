@@ -534,3 +534,26 @@ func (b *tailBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// IsolateSDKEnv sets the environment the AWS SDK's default configuration reads so that it
+// reaches url through the service-specific variable endpointVar (for example
+// AWS_ENDPOINT_URL_SECRETS_MANAGER) only, with test credentials and Region, and never the
+// machine's own AWS configuration. Not for parallel tests: it sets the process environment.
+func IsolateSDKEnv(t testing.TB, endpointVar, url string) {
+	t.Helper()
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		endpointVar:                           url,
+		"AWS_ENDPOINT_URL":                    "",
+		"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "",
+		"AWS_ACCESS_KEY_ID":                   "test",
+		"AWS_SECRET_ACCESS_KEY":               "test",
+		"AWS_SESSION_TOKEN":                   "",
+		"AWS_REGION":                          Region,
+		"AWS_PROFILE":                         "",
+		"AWS_CONFIG_FILE":                     dir + "/config",
+		"AWS_SHARED_CREDENTIALS_FILE":         dir + "/credentials",
+	} {
+		t.Setenv(k, v)
+	}
+}

@@ -291,21 +291,7 @@ func TestDynamoDBSDKRetries(t *testing.T) {
 func TestNewFleetFromConfigHonoursEndpointEnv(t *testing.T) {
 	// Not parallel: it sets the environment LoadDefaultConfig reads.
 	tb := newTable(t)
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_DYNAMODB":           tb.srv.URL,
-		"AWS_ENDPOINT_URL":                    "",
-		"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "",
-		"AWS_ACCESS_KEY_ID":                   "test",
-		"AWS_SECRET_ACCESS_KEY":               "test",
-		"AWS_SESSION_TOKEN":                   "",
-		"AWS_REGION":                          motoserver.Region,
-		"AWS_PROFILE":                         "",
-		"AWS_CONFIG_FILE":                     dir + "/config",
-		"AWS_SHARED_CREDENTIALS_FILE":         dir + "/credentials",
-	} {
-		t.Setenv(k, v)
-	}
+	motoserver.IsolateSDKEnv(t, "AWS_ENDPOINT_URL_DYNAMODB", tb.srv.URL)
 	cfg, err := config.LoadDefaultConfig(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -534,21 +534,7 @@ func TestNewSecretsManagerStoreFromConfigHonoursEndpointEnv(t *testing.T) {
 	// Not parallel: it sets the environment LoadDefaultConfig reads.
 	srv := motoserver.Start(t)
 	ids := smstore.SecretIDs(srv.CreateStoreSecrets(t, true))
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER":    srv.URL,
-		"AWS_ENDPOINT_URL":                    "",
-		"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "",
-		"AWS_ACCESS_KEY_ID":                   "test",
-		"AWS_SECRET_ACCESS_KEY":               "test",
-		"AWS_SESSION_TOKEN":                   "",
-		"AWS_REGION":                          motoserver.Region,
-		"AWS_PROFILE":                         "",
-		"AWS_CONFIG_FILE":                     dir + "/config",
-		"AWS_SHARED_CREDENTIALS_FILE":         dir + "/credentials",
-	} {
-		t.Setenv(k, v)
-	}
+	motoserver.IsolateSDKEnv(t, "AWS_ENDPOINT_URL_SECRETS_MANAGER", srv.URL)
 	cfg, err := config.LoadDefaultConfig(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -621,6 +622,33 @@ func TestAWSSetupErrors(t *testing.T) {
 			}
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.ExitCode != ExitUsage {
 				t.Errorf("--json: %v %q", err, r.stdout)
+			}
+		})
+	}
+}
+
+// `vbctoken status` says when self-heal is restoring a lost chain, and when it halted.
+func TestStatusShowsSelfHeal(t *testing.T) {
+	now := start
+	lost := vbctoken.Status{Now: now, Reason: vbctoken.ReasonRejected, Grant: vbctoken.GrantRefreshToken,
+		ObtainedAt: now.Add(-5 * time.Hour), RefreshExpiresAt: now.Add(6 * 24 * time.Hour), SelfHealAt: now.Add(-10 * time.Minute)}
+	halted := lost
+	halted.SelfHealHalted = true
+	for _, tc := range []struct {
+		name string
+		st   vbctoken.Status
+		want []string
+	}{
+		{"restoring", lost, []string{"self-heal is restoring the chain", "got no usable answer; the refresher tries again from 2026-03-01 10:20:00 UTC"}},
+		{"halted", halted, []string{"the chain is gone", "halted: VBC rejected its login"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			writeStatus(&out, tc.st, "file store", "")
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("status lacks %q:\n%s", w, out.String())
+				}
 			}
 		})
 	}

@@ -139,6 +139,8 @@ func writeStatus(w io.Writer, st vbctoken.Status, where, account string) {
 		fmt.Fprintln(w, "Connected to VBC: yes")
 	case st.Reason == vbctoken.ReasonRefreshExpired:
 		fmt.Fprintf(w, "Connected to VBC: no — the refresh token expired %s; the chain is gone\n", web.Relative(st.RefreshExpiresAt, now))
+	case st.Reason == vbctoken.ReasonRejected && !st.SelfHealAt.IsZero() && !st.SelfHealHalted:
+		fmt.Fprintln(w, "Connected to VBC: no — VBC rejected the stored refresh token; self-heal is restoring the chain")
 	case st.Reason == vbctoken.ReasonRejected:
 		fmt.Fprintln(w, "Connected to VBC: no — VBC rejected the stored refresh token; the chain is gone")
 	default:
@@ -159,6 +161,13 @@ func writeStatus(w io.Writer, st vbctoken.Status, where, account string) {
 			next = "due now (" + web.ReasonText(st.Reason) + "): at the refresher's next run, or run `vbctoken refresh`"
 		}
 		facts = append(facts, [2]string{"next refresh", next})
+	}
+	switch {
+	case st.SelfHealHalted:
+		facts = append(facts, [2]string{"self-heal", "halted: VBC rejected its login; fix the self-heal secret, then consent or run `vbctoken login`"})
+	case !st.SelfHealAt.IsZero():
+		facts = append(facts, [2]string{"self-heal", "last attempt " + at(st.SelfHealAt, now) + " got no usable answer; the refresher tries again from " +
+			at(st.SelfHealAt.Add(vbctoken.SelfHealInterval), now)})
 	}
 	if !st.LoginLockedUntil.IsZero() {
 		facts = append(facts, [2]string{"password login", "VBC user locked until " + at(st.LoginLockedUntil, now) +

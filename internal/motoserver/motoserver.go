@@ -63,6 +63,7 @@ type Server struct {
 	clientOnce sync.Once
 	client     *secretsmanager.Client
 	createMu   sync.Mutex
+	putItemMu  sync.Mutex
 }
 
 var (
@@ -268,6 +269,29 @@ func (c SerialClient) CreateSecret(ctx context.Context, in *secretsmanager.Creat
 // SerialClient returns the server's client with atomic CreateSecret calls.
 func (s *Server) SerialClient() SerialClient {
 	return SerialClient{Client: s.Client(), mu: &s.createMu}
+}
+
+// SerialDynamoDB is a DynamoDB client whose PutItem calls reach moto one at a time. moto 5.2
+// evaluates a ConditionExpression and writes the item in two steps without a lock, so two
+// concurrent conditional writes can both succeed; DynamoDB makes them one atomic step (the
+// conformance suite's racing writers found it on a loaded machine). Stores under test that
+// race conditional writes use it.
+type SerialDynamoDB struct {
+	*dynamodb.Client
+	mu *sync.Mutex
+}
+
+// PutItem calls the client's PutItem while no other PutItem of the server's SerialDynamoDB
+// clients is under way.
+func (c SerialDynamoDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+// SerialDynamoDB returns a DynamoDB client of the server with atomic PutItem calls.
+func (s *Server) SerialDynamoDB() SerialDynamoDB {
+	return SerialDynamoDB{Client: dynamodb.NewFromConfig(s.Config()), mu: &s.putItemMu}
 }
 
 // FakeCredentials are the static test credentials moto accepts (AWS_ACCESS_KEY_ID=test).

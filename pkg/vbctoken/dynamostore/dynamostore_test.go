@@ -58,11 +58,12 @@ func (tb *table) creds() *smstore.Store {
 	return smstore.New(tb.srv.Client(), smstore.SecretIDs{Credentials: tb.credsID})
 }
 
-// fleet returns a fleet on the table calling api (the raw client when nil).
+// fleet returns a fleet on the table calling api (when nil, the server's client whose
+// conditional writes are atomic, as DynamoDB's are).
 func (tb *table) fleet(t *testing.T, api dynamostore.API) *dynamostore.Fleet {
 	t.Helper()
 	if api == nil {
-		api = tb.client
+		api = tb.srv.SerialDynamoDB()
 	}
 	f, err := dynamostore.NewFleet(api, tb.name, tb.creds())
 	if err != nil {

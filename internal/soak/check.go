@@ -505,7 +505,7 @@ func (s *sim) finish(elapsed time.Duration) {
 	s.rep.Superseded = s.rep.Outcomes[string(vbctoken.OutcomeSuperseded)]
 	s.rep.Skipped = s.rep.Outcomes[string(vbctoken.OutcomeSkipped)]
 	s.rep.InDoubtRuns = s.rep.Outcomes[string(vbctoken.OutcomeInDoubt)]
-	for _, r := range []*DeadReads{&s.readers.Direct, &s.readers.Source, &s.readers.Final} {
+	for _, r := range []*DeadReads{&s.readers.Direct, &s.readers.Source, &s.readers.Final, &s.readers.Transport} {
 		r.close(now)
 	}
 	s.rep.DeadReads = s.readers

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vbctoken/vbctoken/internal/vbcsandbox"
@@ -63,6 +65,44 @@ type readers struct {
 	Direct DeadReads `json:"store"`
 	Source DeadReads `json:"source"`
 	Final  DeadReads `json:"source_after_reread"`
+	// Transport counts the requests an app sent through vbctoken.Transport that came back
+	// 401 (after the Transport's own re-read and retry), judged by the token last sent.
+	Transport DeadReads `json:"transport"`
+}
+
+// soakAPI is VBC's API as the apps' requests meet it: 200 for a bearer token VBC accepts
+// now, 401 for any other. It remembers the token of the last request it saw.
+type soakAPI struct {
+	vbc  *vbcsandbox.Sandbox
+	last string
+}
+
+func (a *soakAPI) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	a.last = strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+	status := http.StatusOK
+	if !a.vbc.IsValidAccessToken(a.last) {
+		status = http.StatusUnauthorized
+	}
+	return &http.Response{StatusCode: status, Body: http.NoBody, Header: http.Header{}, Request: req}, nil
+}
+
+// failCounter is the Transport's access-secret loader: it counts the reads that failed
+// (injected store faults), so that a 401 returned because the re-read after a 401 failed
+// is told apart from one returned with a dead token the store still held.
+type failCounter struct {
+	vbctoken.AccessLoader
+	failed int
+}
+
+func (f *failCounter) LoadAccess(ctx context.Context) (vbctoken.AccessToken, error) {
+	a, err := f.AccessLoader.LoadAccess(ctx)
+	if err != nil {
+		f.failed++
+	}
+	return a, err
 }
 
 // read is the apps' periodic read: one straight from the store, one through
@@ -144,6 +184,27 @@ func (s *sim) read() {
 		s.rep.Reads.Errors++
 	case !s.vbc.IsValidAccessToken(tok.AccessToken):
 		dead("vbctoken.Source handed an app")
+	}
+
+	// An API request through vbctoken.Transport (its own Source): a 401 it returns is one
+	// the app sees.
+	s.rep.Reads.Requests++
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://api.vonage.com/t/vbc.prod/vbc.prod/api/self", nil)
+	failed := s.apiLoader.failed
+	res, err := s.api.Do(req)
+	switch {
+	case errors.Is(err, vbctoken.ErrNoValidToken) && storedValid:
+		dead("a request through vbctoken.Transport found only")
+	case err != nil:
+		s.rep.Reads.RequestErrors++
+	case res.StatusCode == http.StatusUnauthorized && s.apiLoader.failed > failed:
+		// The re-read after the 401 failed (a store fault): the app gets the 401, as it
+		// would get any error of a secret it cannot read.
+		s.rep.Reads.RequestErrors++
+	case res.StatusCode == http.StatusUnauthorized && !judge(&s.readers.Transport, s.apiServer.last):
+		dead("a request through vbctoken.Transport got a 401 with")
+	case res.StatusCode != http.StatusUnauthorized:
+		s.readers.Transport.good(now)
 	}
 }
 

@@ -118,6 +118,11 @@ type Report struct {
 		// although the chain was alive (a refresh came too late).
 		DeadWhileChainAlive int `json:"stored_token_dead_while_chain_alive"`
 		Invalidations       int `json:"invalidations"`
+		// Requests are the apps' API requests through vbctoken.Transport, one per read;
+		// RequestErrors those that failed because the access secret could not be read
+		// (before the request, or in the re-read after a 401, which then stands).
+		Requests      int `json:"transport_requests"`
+		RequestErrors int `json:"transport_errors"`
 	} `json:"reads"`
 	// DeadReads counts reads that yielded a revoked or expired access token, per reader,
 	// with the longest streak of them (docs/soak.md).
@@ -330,6 +335,10 @@ func WriteTable(w io.Writer, reports []*Report) {
 	deadRow("dead reads revoked+expired / streak / for: store", func(r *Report) DeadReads { return r.DeadReads.Direct })
 	deadRow("  Source (the app's 401)", func(r *Report) DeadReads { return r.DeadReads.Source })
 	deadRow("  Source after the 401's re-read", func(r *Report) DeadReads { return r.DeadReads.Final })
+	row("  requests through Transport / secret unreadable", func(r *Report) string {
+		return fmt.Sprintf("%d / %d", r.Reads.Requests, r.Reads.RequestErrors)
+	})
+	deadRow("  requests through Transport: 401s", func(r *Report) DeadReads { return r.DeadReads.Transport })
 	row("revoked window per refresh: p50 / p90 / p99 / max (> 1 min)", func(r *Report) string {
 		w := r.RevokedWindow
 		if w.Refreshes == 0 {

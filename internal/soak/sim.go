@@ -133,8 +133,12 @@ type sim struct {
 
 	app      *process
 	appStore vbctoken.Store
-	source   *vbctoken.Source
-	readers  readers
+	// api is an app's HTTP client for VBC's API (vbctoken.Transport over apiServer).
+	api       *http.Client
+	apiServer *soakAPI
+	apiLoader *failCounter
+	source    *vbctoken.Source
+	readers   readers
 }
 
 // breakage is a chain that is gone until an admin consents again.
@@ -241,6 +245,11 @@ func newSim(ctx context.Context, cfg Config) (*sim, error) {
 	s.app = s.newProcess(roleApp)
 	s.appStore = s.backend.open(s.app)
 	s.source = vbctoken.NewSource(s.appStore, vbctoken.WithClock(clock.Now))
+	s.apiServer, s.apiLoader = &soakAPI{vbc: s.vbc}, &failCounter{AccessLoader: s.appStore}
+	s.api = &http.Client{Transport: &vbctoken.Transport{
+		Source: vbctoken.NewSource(s.apiLoader, vbctoken.WithClock(clock.Now)),
+		Base:   s.apiServer,
+	}}
 	// The deployment is fresh: the admin consents first.
 	s.consentPending, s.consentDue, s.consentReason = true, simStart, "initial"
 	return s, nil

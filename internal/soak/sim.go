@@ -67,6 +67,9 @@ type Config struct {
 	// self-heal (KeeperConfig.SelfHeal): a provably lost chain is restored with the
 	// password grant instead of waiting for the admin.
 	SelfHeal bool
+	// CheckEvery, when set under an hour, adds scheduled refresher runs between the hourly
+	// ones (a deployment that schedules the refresher every CheckEvery).
+	CheckEvery time.Duration
 	// Trace, when set, receives every log line the processes write.
 	Trace io.Writer
 }
@@ -399,7 +402,7 @@ func (l loginSource) LoadLogin(ctx context.Context) (string, vbctoken.Secret, er
 // event is something the driver does at a given virtual time.
 type event struct {
 	at      time.Time
-	kind    string // tick, read, revoke, consent, retry, serve, reload
+	kind    string // tick, check, read, revoke, consent, retry, serve, reload
 	attempt int    // retry: the Lambda attempt number (2 or 3)
 	reload  *consentRun
 }
@@ -460,6 +463,11 @@ func (s *sim) hour(h int) {
 	if tick.Before(s.serveUntil) && s.servePhase >= serveNearTick {
 		events = append(events, event{at: tick.Add(s.servePhase), kind: "serve"})
 	}
+	if d := s.cfg.CheckEvery; d > 0 && d < time.Hour && !tick.Before(s.schedulerDownUntil) {
+		for t := tick.Add(d); t.Before(end); t = t.Add(d) {
+			events = append(events, event{at: t, kind: "check"})
+		}
+	}
 	var queued time.Time // the consent event in events, if any
 	for len(events) > 0 {
 		i := 0
@@ -478,6 +486,11 @@ func (s *sim) hour(h int) {
 		switch e.kind {
 		case "tick":
 			events = append(events, s.tick(end)...)
+		case "check":
+			p := s.newProcess(roleRefresher)
+			p.attempt = 1
+			s.step([]*process{p}, []func(){s.refresherActor(p, false, 0)})
+			events = append(events, s.retries(p)...)
 		case "retry":
 			p := s.newProcess(roleRefresher)
 			p.attempt = e.attempt

@@ -25,15 +25,16 @@ import (
 )
 
 var (
-	flagDays     = flag.Int("soak.days", 30, "days to simulate against memstore and the file store")
-	flagMotoDays = flag.Int("soak.motodays", 3, "days to simulate against Secrets Manager on moto_server")
-	flagSeed     = flag.Uint64("soak.seed", 1, "seed of the simulation")
-	flagStore    = flag.String("soak.store", "all", "stores to soak: mem, file, moto or all (comma-separated)")
-	flagVBC      = flag.String("soak.vbc", "lenient,wso2", "VBC sandbox modes to soak: lenient, strict, wso2 or all (comma-separated)")
-	flagReport   = flag.String("soak.report", "", "write the JSON report to this file")
-	flagTrace    = flag.String("soak.trace", "", "write every log line of the simulated processes to this file")
-	flagSelfHeal = flag.Bool("soak.selfheal", false, "give the keepers the admin's login for self-heal (KeeperConfig.SelfHeal)")
-	flagWild     = flag.Float64("soak.wildclock", 0, "experiment: share of operators' machines whose clock is off by 20 s to 2 min, beyond the refresh lease's tolerance")
+	flagDays       = flag.Int("soak.days", 30, "days to simulate against memstore and the file store")
+	flagMotoDays   = flag.Int("soak.motodays", 3, "days to simulate against Secrets Manager on moto_server")
+	flagSeed       = flag.Uint64("soak.seed", 1, "seed of the simulation")
+	flagStore      = flag.String("soak.store", "all", "stores to soak: mem, file, moto or all (comma-separated)")
+	flagVBC        = flag.String("soak.vbc", "lenient,wso2", "VBC sandbox modes to soak: lenient, strict, wso2 or all (comma-separated)")
+	flagReport     = flag.String("soak.report", "", "write the JSON report to this file")
+	flagTrace      = flag.String("soak.trace", "", "write every log line of the simulated processes to this file")
+	flagSelfHeal   = flag.Bool("soak.selfheal", false, "give the keepers the admin's login for self-heal (KeeperConfig.SelfHeal)")
+	flagCheckEvery = flag.Duration("soak.checkevery", 0, "schedule the refresher this often too (under an hour), as a self-heal deployment does")
+	flagWild       = flag.Float64("soak.wildclock", 0, "experiment: share of operators' machines whose clock is off by 20 s to 2 min, beyond the refresh lease's tolerance")
 )
 
 func TestMain(m *testing.M) { os.Exit(motoserver.Main(m)) }
@@ -108,7 +109,7 @@ func parseModes(list string) ([]vbcsandbox.Mode, error) {
 // soak runs one simulation and checks its report.
 func soak(t *testing.T, store string, days int, seed uint64, mode vbcsandbox.Mode) *Report {
 	t.Helper()
-	cfg := Config{Days: days, Seed: seed, VBC: mode, SelfHeal: *flagSelfHeal, Backend: backend(t, store)}
+	cfg := Config{Days: days, Seed: seed, VBC: mode, SelfHeal: *flagSelfHeal, CheckEvery: *flagCheckEvery, Backend: backend(t, store)}
 	if *flagWild > 0 {
 		plan := PlanFor(mode)
 		plan.WildClock = *flagWild

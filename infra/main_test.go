@@ -149,7 +149,6 @@ func synthFixtures(dir string) (err error) {
 		TokenURL:      customTokenURL,
 		Scope:         customScope,
 		PKCE:          true,
-		Schedule:      customSchedule,
 		RefreshMargin: customMargin,
 		RefreshMaxAge: customMaxAge,
 		AlarmEmail:    customEmail,
@@ -157,10 +156,12 @@ func synthFixtures(dir string) (err error) {
 		SelfHeal:      true,
 	}})
 
+	schedules := map[string]string{"Tuned": customSchedule}
 	fleet := func(id string, accounts keeper.AccountsProps, app2 bool) *VbctokenStack {
 		s := NewVbctokenStack(app, id, &VbctokenStackProps{Keeper: keeper.TokenKeeperProps{
 			CallbackCodeDir: codeDirs["callback"], RefresherCodeDir: codeDirs["refresher"],
 			Accounts: &accounts,
+			Schedule: schedules[id],
 		}})
 		if app2 {
 			role := awsiam.NewRole(s.Stack, jsii.String("AppRole"), &awsiam.RoleProps{

@@ -271,9 +271,12 @@ func TestSchedule_RunsRefresherHourlyWithRetriesAndDeadLetters(t *testing.T) {
 		})
 	})
 
-	// AND the schedule is configurable
+	// AND the schedule is configurable, and every 15 minutes by default with self-heal
 	check(t, "custom schedule", func() {
-		customStack.tpl.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": customSchedule})
+		tunedStack.tpl.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": customSchedule})
+	})
+	check(t, "self-heal schedule", func() {
+		customStack.tpl.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{"ScheduleExpression": keeper.SelfHealSchedule})
 	})
 }
 
@@ -458,10 +461,11 @@ func TestAccounts_SweepFillsTheQueueTheRefresherConsumes(t *testing.T) {
 		name                                   string
 		f                                      fixture
 		batch, concurrency, receives, reserved float64
+		schedule                               string
 	}{
 		{"defaults", accountsStack, keeper.DefaultAccountsBatchSize, keeper.DefaultAccountsMaxConcurrency, keeper.DefaultAccountsMaxReceiveCount,
-			keeper.DefaultAccountsMaxConcurrency + 1},
-		{"tuned", tunedStack, tunedBatchSize, tunedMaxConcurrency, tunedMaxReceiveCount, tunedMaxConcurrency + 1},
+			keeper.DefaultAccountsMaxConcurrency + 1, keeper.DefaultSchedule},
+		{"tuned", tunedStack, tunedBatchSize, tunedMaxConcurrency, tunedMaxReceiveCount, tunedMaxConcurrency + 1, customSchedule},
 	} {
 		t.Run(fx.name, func(t *testing.T) {
 			// GIVEN an accounts-mode stack
@@ -470,12 +474,12 @@ func TestAccounts_SweepFillsTheQueueTheRefresherConsumes(t *testing.T) {
 			queue, dlq := c.outputRef(t, "AccountQueueUrl"), c.outputRef(t, "AccountDeadLetterQueueUrl")
 			timeout := c.Resources[refresher].Properties["Timeout"].(float64)
 
-			// THEN the hourly rule still invokes the refresher, without input: no account
+			// THEN the scheduled rule still invokes the refresher, without input: no account
 			// named, so it sweeps the accounts into the queue
 			rule := c.Resources[c.ofType("AWS::Events::Rule")[0]].Properties
 			target, _ := listOf(rule["Targets"])[0].(map[string]any)
-			if rule["ScheduleExpression"] != "rate(1 hour)" || !refersTo(target["Arn"], refresher) || target["Input"] != nil {
-				t.Errorf("rule %v, target %v: want the refresher hourly without input", rule["ScheduleExpression"], target)
+			if rule["ScheduleExpression"] != fx.schedule || !refersTo(target["Arn"], refresher) || target["Input"] != nil {
+				t.Errorf("rule %v, target %v: want the refresher on %s without input", rule["ScheduleExpression"], target, fx.schedule)
 			}
 			// AND the queue hides a message for 6 function timeouts (AWS's advice for a
 			// Lambda source), keeps it 2 hours, moves it to its dead-letter queue after

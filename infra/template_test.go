@@ -506,7 +506,7 @@ func parityModes() []struct {
 	}{
 		{"default", defaultStack, nil},
 		{"custom", customStack, map[string]string{
-			"TokenUrl": customTokenURL, "Scope": customScope, "Pkce": "true", "Schedule": customSchedule,
+			"TokenUrl": customTokenURL, "Scope": customScope, "Pkce": "true",
 			"RefreshMargin": customMargin, "RefreshMaxAge": customMaxAge, "AlarmEmail": customEmail,
 			"CustomDomainName": customDomain, "CustomDomainCertificateArn": customCertificate, "SelfHeal": "true",
 		}},

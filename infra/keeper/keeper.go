@@ -38,6 +38,9 @@ const (
 	DefaultTokenURL      = contract.DefaultTokenURL
 	DefaultScope         = contract.DefaultScope
 	DefaultSchedule      = "rate(1 hour)"
+	// SelfHealSchedule is the default schedule with SelfHeal: a chain an operator's run
+	// lost is healed within a quarter of an hour (docs/soak.md "With self-heal").
+	SelfHealSchedule = "rate(15 minutes)"
 	DefaultRefreshMargin = "2h"
 	DefaultRefreshMaxAge = "24h"
 )
@@ -112,7 +115,7 @@ type TokenKeeperProps struct {
 	PKCE bool
 
 	// Schedule is the refresher's EventBridge schedule expression.
-	// Default: DefaultSchedule.
+	// Default: DefaultSchedule, or SelfHealSchedule with SelfHeal.
 	Schedule string
 	// RefreshMargin and RefreshMaxAge are Go durations (docs/design.md "Configuration"):
 	// defaults DefaultRefreshMargin and DefaultRefreshMaxAge.
@@ -241,6 +244,9 @@ func withDefaults(props *TokenKeeperProps) TokenKeeperProps {
 	def(&p.AuthorizeURL, DefaultAuthorizeURL)
 	def(&p.TokenURL, DefaultTokenURL)
 	def(&p.Scope, DefaultScope)
+	if p.SelfHeal {
+		def(&p.Schedule, SelfHealSchedule)
+	}
 	def(&p.Schedule, DefaultSchedule)
 	def(&p.RefreshMargin, DefaultRefreshMargin)
 	def(&p.RefreshMaxAge, DefaultRefreshMaxAge)

@@ -34,13 +34,13 @@ import (
 
 // Defaults from docs/design.md "Configuration" and the operating contract of the refresher.
 const (
-	DefaultAuthorizeURL  = contract.DefaultAuthorizeURL
-	DefaultTokenURL      = contract.DefaultTokenURL
-	DefaultScope         = contract.DefaultScope
-	DefaultSchedule      = "rate(1 hour)"
+	DefaultAuthorizeURL = contract.DefaultAuthorizeURL
+	DefaultTokenURL     = contract.DefaultTokenURL
+	DefaultScope        = contract.DefaultScope
+	DefaultSchedule     = "rate(1 hour)"
 	// SelfHealSchedule is the default schedule with SelfHeal: a chain an operator's run
 	// lost is healed within a quarter of an hour (docs/soak.md "With self-heal").
-	SelfHealSchedule = "rate(15 minutes)"
+	SelfHealSchedule     = "rate(15 minutes)"
 	DefaultRefreshMargin = "2h"
 	DefaultRefreshMaxAge = "24h"
 )

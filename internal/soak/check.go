@@ -92,6 +92,7 @@ func (s *sim) afterStep(procs []*process, aliveBefore bool) {
 	// (a) the stored refresh token is the newest live one of its chain.
 	brokenBefore := s.broken
 	s.checkChain()
+	s.alarmed(procs)
 	if brokenBefore != nil && s.broken == nil && s.consentPending && strings.HasPrefix(s.consentReason, "forced/") && !anyConsent(procs) {
 		// A keeper restored the chain (self-heal) before the admin acted: the alarm
 		// cleared, and the admin does not consent.
@@ -316,11 +317,36 @@ func (s *sim) checkChain() {
 	cause := s.whyDead(rt, info)
 	s.broken = &breakage{since: s.clock.Now(), cause: cause, rt: rt}
 	s.count(&s.rep.ChainBreaks, cause)
-	due := s.clock.Now().Add(s.between(s.plan.AdminDelayMin, s.plan.AdminDelayMax))
+	if s.cfg.AdminOnAlarm {
+		return // the admin waits for an alarm (alarmed), or a day of failing apps
+	}
+	s.forceConsent(cause, s.between(s.plan.AdminDelayMin, s.plan.AdminDelayMax))
+}
+
+// forceConsent has the admin consent after delay because the chain broke (cause), unless
+// a consent is already due sooner.
+func (s *sim) forceConsent(cause string, delay time.Duration) {
+	due := s.clock.Now().Add(delay)
 	if !s.consentPending || s.consentDue.After(due) {
 		s.consentDue = due
 	}
 	s.consentPending, s.consentReason = true, "forced/"+cause
+}
+
+// alarmed is the admin of Config.AdminOnAlarm: paged when a keeper declares re-consent (its
+// ERROR raises the alarms) while the chain is broken, or acting anyway once apps have
+// failed for a day.
+func (s *sim) alarmed(procs []*process) {
+	if !s.cfg.AdminOnAlarm || s.broken == nil || s.consentPending && strings.HasPrefix(s.consentReason, "forced/") {
+		return
+	}
+	paged := s.clock.Now().Sub(s.broken.since) >= 24*time.Hour
+	for _, p := range procs {
+		paged = paged || runsRefresh(p.role) && p.outcome == vbctoken.OutcomeReconsent
+	}
+	if paged {
+		s.forceConsent(s.broken.cause, s.between(s.plan.AdminDelayMin, s.plan.AdminDelayMax))
+	}
 }
 
 // settled records that the stored refresh token is live.

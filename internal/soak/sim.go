@@ -70,6 +70,11 @@ type Config struct {
 	// CheckEvery, when set under an hour, adds scheduled refresher runs between the hourly
 	// ones (a deployment that schedules the refresher every CheckEvery).
 	CheckEvery time.Duration
+	// AdminOnAlarm has the admin consent after a chain break only once a keeper declared
+	// re-consent (the alarm that pages them) or apps have failed for a day, rather than
+	// 30 minutes to 6 hours after every break: an admin who is not watching, as a
+	// self-heal deployment assumes.
+	AdminOnAlarm bool
 	// Trace, when set, receives every log line the processes write.
 	Trace io.Writer
 }

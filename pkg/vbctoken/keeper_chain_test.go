@@ -260,17 +260,10 @@ func TestReusedConsentNeverOverwritesTheLiveSuccessor(t *testing.T) {
 // token is spent.
 func TestStrandedPairIsFinishedByTheNextRun(t *testing.T) {
 	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
-	w.connect(w.keeper(false))
-	w.clock.Advance(23 * time.Hour)
-	w.store.StrandCommits(1, 1<<20) // the lease claim lands; every later write is stranded
-	res, err := w.build(w.store, w.fakeBudget).Refresh(ctxFor(t), false)
-	if err == nil {
-		t.Fatalf("first run: %+v, want an error (nothing could be stored)", res)
-	}
-	w.store.StrandCommits(0, 0)
+	w.strandARefresh(t)
 	requests := w.vbc.Stats().Requests["refresh_token"]
 
-	res, err = w.keeper(false).Refresh(ctxFor(t), false)
+	res, err := w.keeper(false).Refresh(ctxFor(t), false)
 	if err != nil {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
@@ -284,6 +277,20 @@ func TestStrandedPairIsFinishedByTheNextRun(t *testing.T) {
 	if !strings.Contains(w.logs.String(), "finished storing a token pair an earlier run left pending") {
 		t.Error("the recovery was not logged")
 	}
+}
+
+// strandARefresh connects, lets a day pass and runs the refresh whose new pair reaches the
+// store pending but never current: the lease claim lands, every later write is stranded
+// until the deadline. The store works normally afterwards.
+func (w *world) strandARefresh(t *testing.T) {
+	t.Helper()
+	w.connect(w.keeper(false))
+	w.clock.Advance(23 * time.Hour)
+	w.store.StrandCommits(1, 1<<20)
+	if res, err := w.build(w.store, w.fakeBudget).Refresh(ctxFor(t), false); err == nil {
+		t.Fatalf("stranded run: %+v, want an error (nothing could be stored)", res)
+	}
+	w.store.StrandCommits(0, 0)
 }
 
 // throttledStages fails UpdateSecretVersionStage calls beyond the first `after` with
@@ -1041,13 +1048,7 @@ func TestKeeperDyingAfterItsCommitLeavesAppsALiveToken(t *testing.T) {
 // off a stranded pair, the only live one.
 func TestConsentDoesNotDropAStrandedPair(t *testing.T) {
 	w := newWorld(t, wso2(vbcsandbox.RaceInvalidGrant))
-	w.connect(w.keeper(false))
-	w.clock.Advance(23 * time.Hour)
-	w.store.StrandCommits(1, 1<<20) // the lease claim lands; the new pair is stranded
-	if res, err := w.build(w.store, w.fakeBudget).Refresh(ctxFor(t), false); err == nil {
-		t.Fatalf("first run: %+v, want an error (nothing could be stored)", res)
-	}
-	w.store.StrandCommits(0, 0)
+	w.strandARefresh(t)
 
 	k := w.keeper(false)
 	q := w.consentQuery(k)

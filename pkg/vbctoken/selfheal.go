@@ -53,16 +53,14 @@ func (k *Keeper) trySelfHeal(ctx context.Context, leased Versioned, reason Reaso
 		return Result{}, false, leased, nil
 	}
 	stored := leased.Pair
-	if h := stored.selfHeal; h != nil {
-		switch {
-		case h.Halted:
-			k.log.ErrorContext(ctx, "self-heal is halted since VBC rejected its login: fix the self-heal secret, then run `vbctoken login` or consent again")
-			return Result{}, false, leased, nil
-		case k.now().Before(h.At.Add(SelfHealInterval)):
-			k.release(ctx, leased)
-			res, err := k.selfHealWaits(ctx, reason, stored)
-			return res, true, leased, err
-		}
+	switch {
+	case stored.selfHeal != nil && stored.selfHeal.Halted:
+		k.log.ErrorContext(ctx, "self-heal is halted since VBC rejected its login: fix the self-heal secret, then run `vbctoken login` or consent again")
+		return Result{}, false, leased, nil
+	case !k.selfHealDue(stored):
+		k.release(ctx, leased)
+		res, err := k.selfHealWaits(ctx, reason, stored)
+		return res, true, leased, err
 	}
 	var user string
 	var password Secret
